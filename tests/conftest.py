@@ -1,0 +1,46 @@
+"""Shared test helpers: where ../shared is, and how its absence is treated.
+
+Tests that need ../shared (real COCO sample, TF-Slim reference) skip with a reason when it is missing, so a
+fresh clone passes; under CI (CI=true) a missing ../shared fails instead, so that nothing skips silently there.
+"""
+import os
+import sys
+
+import pytest
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_DIR not in sys.path:
+    sys.path.insert(0, REPO_DIR)
+
+SHARED_DIR = os.environ.get('PERSONLAB_SHARED', os.path.join(os.path.dirname(REPO_DIR), 'shared'))
+COCO_SAMPLE_DIR = os.path.join(SHARED_DIR, 'coco_sample')
+SLIM_REFERENCE_DIR = os.path.join(SHARED_DIR, 'slim_reference')
+
+
+def require_shared(path):
+    """Returns `path` if it exists; otherwise skips the test (fails under CI=true)."""
+    if os.path.exists(path):
+        return path
+    message = '%s is missing: these tests need ../shared beside the repository' % path
+    if os.environ.get('CI', '').lower() == 'true':
+        pytest.fail(message + ' (CI=true: a missing ../shared is a failure)')
+    pytest.skip(message)
+
+
+@pytest.fixture(scope='session')
+def coco_sample():
+    """Paths of the real COCO sample: dict with train/val images and annotation files."""
+    root = require_shared(COCO_SAMPLE_DIR)
+    return {
+        'root': root,
+        'train_images': os.path.join(root, 'train2017'),
+        'train_annotations': os.path.join(root, 'annotations', 'person_keypoints_train2017.json'),
+        'val_images': os.path.join(root, 'val2017'),
+        'val_annotations': os.path.join(root, 'annotations', 'person_keypoints_val2017.json'),
+    }
+
+
+@pytest.fixture(scope='session')
+def slim_reference():
+    """Folder of the TF-Slim ResNet-v2 reference (manifests, make_checkpoint.py, reference outputs)."""
+    return require_shared(SLIM_REFERENCE_DIR)
