@@ -1,0 +1,386 @@
+"""PersonLab network: preprocessing, the five 1x1-conv heads, recurrent offset refinement and the losses.
+
+Graph mode through tensorflow.compat.v1. The backbone is resnet.py's TF-Slim-compatible ResNet-v2; the heads
+are 1x1 convolutions on its output (and, for intermediate supervision, on its `block3` end point). Every map
+is on the output grid of stride s: cell (row i, col j) sits at input pixel (x=j*s, y=i*s); every offset is in
+input pixels (config.py, "Coordinate convention"). Nothing in the heads depends on the stride except those
+positions, so the weights trained at output stride 16 serve inference at 8.
+
+Public functions:
+  preprocess(images)                      RGB 0..255 -> float32 [-1, 1] (what TF-Slim ResNet-v2 expects)
+  build_model(images, is_training, ...)   -> dict of output tensors (names of the output contract)
+  build_heads(features, stride, ...)      the heads and refinement on any feature map (used by build_model)
+  refine_offsets(offsets, short, ...)     Eq. 2 of the paper, `steps` times
+  bilinear_sample(fields, x, y, index)    border-clamped bilinear sampling from TF ops
+  compute_losses(outputs, targets)        -> dict of scalar loss tensors
+"""
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+import config
+
+# Names of the head outputs in the order their channels are stacked in the one fused 1x1 convolution.
+HEAD_NAMES = ('heatmap', 'short', 'mid', 'long', 'segmentation')
+HEADS_SCOPE = 'personlab_heads'
+INTERMEDIATE_SCOPE = 'personlab_intermediate_heads'
+LOSS_NAMES = ('heatmap', 'segmentation', 'short', 'mid', 'long')
+
+
+def head_channels(num_keypoints=None, num_edges=None):
+    """Output channels of each head: dict name -> int (K, 2K, 2E, 2K, 1)."""
+    k = config.NUM_KEYPOINTS if num_keypoints is None else num_keypoints
+    e = config.NUM_EDGES if num_edges is None else num_edges
+    return {'heatmap': k, 'short': 2 * k, 'mid': 2 * e, 'long': 2 * k, 'segmentation': 1}
+
+
+def preprocess(images):
+    """Scales RGB images to what TF-Slim ResNet-v2 expects; the same op for training and inference.
+
+    Args:
+      images: [B, H, W, 3] tensor (or array), RGB values in 0..255, any integer or float dtype.
+    Returns:
+      float32 [B, H, W, 3] in [-1, 1] (0 -> -1, 255 -> 1), as TF-Slim's inception preprocessing.
+    """
+    images = tf.convert_to_tensor(images)
+    if images.shape.ndims is not None and (images.shape.ndims != 4 or images.shape[-1] not in (None, 3)):
+        raise ValueError('preprocess: images must be [batch, height, width, 3] RGB, got shape %s'
+                         % images.shape)
+    images = tf.cast(images, tf.float32)
+    return images * (2.0 / 255.0) - 1.0
+
+
+def _output_stride(output_stride, is_training):
+    """The stride actually used: None means the config default for training or inference."""
+    if output_stride is None:
+        output_stride = config.TRAIN_OUTPUT_STRIDE if is_training else config.EVAL_OUTPUT_STRIDE
+    if output_stride not in (8, 16, config.NOMINAL_OUTPUT_STRIDE):
+        raise ValueError('output_stride must be 8, 16 or %d, got %r'
+                         % (config.NOMINAL_OUTPUT_STRIDE, output_stride))
+    return output_stride
+
+
+def _end_point(end_points, name):
+    """The backbone end point whose key ends with '/<name>' (outer scopes may prefix the key)."""
+    keys = [key for key in end_points if key == name or key.endswith('/' + name)]
+    if len(keys) != 1:
+        raise KeyError('backbone end point %r: expected exactly one match, found %s among %s'
+                       % (name, keys, sorted(end_points)))
+    return end_points[keys[0]]
+
+
+def build_model(images, is_training, output_stride=None, depth=None, intermediate=None, reuse=None):
+    """The whole PersonLab network on a batch of RGB images.
+
+    Args:
+      images: [B, H, W, 3] RGB in 0..255 (uint8 or float); preprocessed inside the graph. Sides of the form
+        n*s+1 align the output grid with the input corners (config.py, "Coordinate convention").
+      is_training: Python bool, passed to the backbone (batch norm follows config.FREEZE_BATCH_NORM).
+      output_stride: 8, 16 or 32; None -> config.TRAIN_OUTPUT_STRIDE if is_training else
+        config.EVAL_OUTPUT_STRIDE. The variables do not depend on it.
+      depth: ResNet-v2 depth 50, 101 or 152; None -> config.BACKBONE_DEPTH. Scope 'resnet_v2_<depth>'.
+      intermediate: build the intermediate-supervision heads; None -> config.INTERMEDIATE_SUPERVISION.
+      reuse: variable reuse for a second copy of the network in the same graph (e.g. another stride).
+    Returns:
+      dict of float32 tensors with the batch axis first, on the output grid H' x W' (H' = (H-1)//s + 1):
+        'heatmap_logits' [B,H',W',K], 'heatmaps' (sigmoid) [B,H',W',K], 'short_offsets' [B,H',W',2K],
+        'mid_offsets' [B,H',W',2E] and 'long_offsets' [B,H',W',2K] (both refined), 'segmentation_logits'
+        and 'segmentation' [B,H',W',1]; offsets in input px. Plus 'intermediate' (the same dict from the
+        heads on the backbone's config.INTERMEDIATE_BLOCK) when intermediate supervision is on.
+    """
+    import resnet  # imported here so that the heads and losses can be used without the backbone module
+
+    depth = config.BACKBONE_DEPTH if depth is None else depth
+    backbone = getattr(resnet, 'resnet_v2_%d' % depth, None)
+    if backbone is None:
+        raise ValueError('depth must be 50, 101 or 152 (resnet.resnet_v2_<depth>), got %r' % depth)
+    stride = _output_stride(output_stride, is_training)
+    intermediate = config.INTERMEDIATE_SUPERVISION if intermediate is None else intermediate
+    with tf.variable_scope(tf.get_variable_scope(), reuse=reuse):
+        inputs = preprocess(images)
+        backbone_stride = None if stride == config.NOMINAL_OUTPUT_STRIDE else stride
+        net, end_points = backbone(inputs, is_training=is_training, output_stride=backbone_stride,
+                                   scope='resnet_v2_%d' % depth)
+        outputs = build_heads(net, stride, scope=HEADS_SCOPE)
+        if intermediate:
+            block = _end_point(end_points, config.INTERMEDIATE_BLOCK)
+            outputs['intermediate'] = build_heads(block, stride, scope=INTERMEDIATE_SCOPE)
+    return outputs
+
+
+def _fused_conv1x1(features, channels, scope, init_stddev):
+    """One 1x1 convolution per head, run as a single fused convolution.
+
+    Each head owns its variables '<scope>/<head>/weights' [1, 1, C, n] and '<scope>/<head>/biases' [n];
+    their kernels are concatenated so the 2048-channel features are read once.
+    Returns dict head name -> [B, H, W, n] float32 tensor.
+    """
+    in_channels = features.shape[-1]
+    if in_channels is None:
+        raise ValueError('%s: the features need a static channel count, got shape %s' % (scope, features.shape))
+    kernels, biases = [], []
+    with tf.variable_scope(scope):
+        for name in HEAD_NAMES:
+            with tf.variable_scope(name):
+                kernels.append(tf.get_variable(
+                    'weights', [1, 1, int(in_channels), channels[name]], tf.float32,
+                    initializer=tf.truncated_normal_initializer(stddev=init_stddev)))
+                biases.append(tf.get_variable('biases', [channels[name]], tf.float32,
+                                              initializer=tf.zeros_initializer()))
+        net = tf.nn.conv2d(features, tf.concat(kernels, axis=3), strides=[1, 1, 1, 1], padding='SAME')
+        net = tf.nn.bias_add(net, tf.concat(biases, axis=0))
+    sizes = [channels[name] for name in HEAD_NAMES]
+    return dict(zip(HEAD_NAMES, tf.split(net, sizes, axis=3)))
+
+
+def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offset_scale=None,
+                init_stddev=None):
+    """The five PersonLab heads (1x1 convs) and the recurrent refinement on one feature map.
+
+    Args:
+      features: float32 [B, H', W', C] backbone features on the output grid of `stride` (C static).
+      stride: Python int, the output stride s (positions of the cells: x=j*s, y=i*s input px).
+      scope: variable scope of the head variables.
+      refinement_steps, offset_scale, init_stddev: None -> config.REFINEMENT_STEPS,
+        config.OFFSET_OUTPUT_SCALE, config.HEAD_INIT_STDDEV.
+    Returns:
+      dict as build_model's (without 'intermediate').
+    """
+    steps = config.REFINEMENT_STEPS if refinement_steps is None else refinement_steps
+    scale = config.OFFSET_OUTPUT_SCALE if offset_scale is None else offset_scale
+    stddev = config.HEAD_INIT_STDDEV if init_stddev is None else init_stddev
+    raw = _fused_conv1x1(features, head_channels(), scope, stddev)
+    with tf.name_scope(scope + '_outputs'):
+        short = raw['short'] * scale
+        mid = raw['mid'] * scale
+        long_ = raw['long'] * scale
+        # Eq. 2: mid field (k -> l) is refined with S_l, long field k with S_k [P/I].
+        mid_targets = [l for _, l in config.DIRECTED_EDGES]
+        long_targets = list(range(config.NUM_KEYPOINTS))
+        mid = refine_offsets(mid, short, mid_targets, stride, steps)
+        long_ = refine_offsets(long_, short, long_targets, stride, steps)
+        return {
+            'heatmap_logits': raw['heatmap'],
+            'heatmaps': tf.sigmoid(raw['heatmap']),
+            'short_offsets': short,
+            'mid_offsets': mid,
+            'long_offsets': long_,
+            'segmentation_logits': raw['segmentation'],
+            'segmentation': tf.sigmoid(raw['segmentation']),
+        }
+
+
+def grid_positions(height, width, stride):
+    """Input-pixel positions of the output-grid cells: x [1, 1, W', 1] = j*s and y [1, H', 1, 1] = i*s."""
+    x = tf.reshape(tf.cast(tf.range(width), tf.float32) * float(stride), [1, 1, -1, 1])
+    y = tf.reshape(tf.cast(tf.range(height), tf.float32) * float(stride), [1, -1, 1, 1])
+    return x, y
+
+
+def bilinear_sample(fields, x, y, field_index):
+    """Bilinear sampling of 2-vector fields at arbitrary grid positions, clamped at the border.
+
+    Positions outside the grid read the nearest border value (coordinates are clipped before interpolation),
+    so no index ever leaves the tensor: the gather runs on a flattened tensor with clipped integer indices.
+    Differentiable with respect to the fields and to the positions (inside the grid).
+
+    Args:
+      fields: float32 [B, H, W, K, 2], K vector fields on the grid.
+      x, y: float32 [B, H, W, F], sampling positions in GRID units (column, row), any value.
+      field_index: length-F sequence of ints in [0, K): sample f reads field field_index[f].
+    Returns:
+      float32 [B, H, W, F, 2]: fields[b, y, x, field_index[f], :] interpolated.
+    """
+    shape = tf.shape(fields)
+    batch, height, width, num_fields = shape[0], shape[1], shape[2], shape[3]
+    # A NaN position (diverged offsets) would cast to an arbitrary index: read cell 0 instead of crashing.
+    x = tf.where(tf.math.is_nan(x), tf.zeros_like(x), x)
+    y = tf.where(tf.math.is_nan(y), tf.zeros_like(y), y)
+    x = tf.clip_by_value(x, 0.0, tf.cast(width - 1, tf.float32))
+    y = tf.clip_by_value(y, 0.0, tf.cast(height - 1, tf.float32))
+    x0f, y0f = tf.floor(x), tf.floor(y)
+    wx, wy = x - x0f, y - y0f  # gradients w.r.t. the positions flow through these
+    x0, y0 = tf.cast(x0f, tf.int32), tf.cast(y0f, tf.int32)
+    x1, y1 = tf.minimum(x0 + 1, width - 1), tf.minimum(y0 + 1, height - 1)
+    flat = tf.reshape(fields, [-1, 2])
+    b = tf.reshape(tf.range(batch), [-1, 1, 1, 1])
+    k = tf.reshape(tf.constant(list(field_index), tf.int32), [1, 1, 1, -1])
+
+    def corner(yi, xi):
+        return tf.gather(flat, ((b * height + yi) * width + xi) * num_fields + k)
+
+    wx, wy = wx[..., None], wy[..., None]
+    top = corner(y0, x0) * (1.0 - wx) + corner(y0, x1) * wx
+    bottom = corner(y1, x0) * (1.0 - wx) + corner(y1, x1) * wx
+    return top * (1.0 - wy) + bottom * wy
+
+
+def refine_offsets(offsets, short_offsets, target_keypoints, stride, steps=None):
+    """Recurrent offset refinement (Eq. 2): O_f(x) <- x' + S_t(x') - x with x' = x + O_f(x), t = target[f].
+
+    Equivalently O_f(x) += S_t(x + O_f(x)), the short offsets sampled bilinearly (border-clamped) at the
+    position the offset points to, at output resolution. Gradients flow into both the refined offsets and
+    the sampled short offsets.
+
+    Args:
+      offsets: float32 [B, H', W', 2F] offset fields (dx, dy interleaved), input px.
+      short_offsets: float32 [B, H', W', 2K] short-range offsets, input px.
+      target_keypoints: length-F ints: the keypoint type each field points to.
+      stride: Python int output stride.
+      steps: refinement iterations; None -> config.REFINEMENT_STEPS.
+    Returns:
+      float32 [B, H', W', 2F], the refined offsets.
+    """
+    steps = config.REFINEMENT_STEPS if steps is None else steps
+    num_fields = len(target_keypoints)
+    if offsets.shape[-1] is not None and int(offsets.shape[-1]) != 2 * num_fields:
+        raise ValueError('refine_offsets: offsets have %s channels, expected 2 x %d target keypoints'
+                         % (offsets.shape[-1], num_fields))
+    num_keypoints = short_offsets.shape[-1]
+    if num_keypoints is None or int(num_keypoints) % 2:
+        raise ValueError('refine_offsets: short offsets need a static, even channel count, got %s'
+                         % short_offsets.shape)
+    shape = tf.shape(offsets)
+    batch, height, width = shape[0], shape[1], shape[2]
+    grid_x, grid_y = grid_positions(height, width, stride)
+    short = tf.reshape(short_offsets, [batch, height, width, int(num_keypoints) // 2, 2])
+    for _ in range(steps):
+        vectors = tf.reshape(offsets, [batch, height, width, num_fields, 2])
+        x = (grid_x + vectors[..., 0]) / float(stride)
+        y = (grid_y + vectors[..., 1]) / float(stride)
+        vectors = vectors + bilinear_sample(short, x, y, target_keypoints)
+        offsets = tf.reshape(vectors, [batch, height, width, 2 * num_fields])
+    return offsets
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------------------
+
+def _target(targets, name):
+    if name not in targets:
+        raise KeyError('compute_losses: target %r is missing (have %s)' % (name, sorted(targets)))
+    return tf.cast(tf.convert_to_tensor(targets[name]), tf.float32)
+
+
+def _check_same_grid(prediction, target, name):
+    """Static check (where shapes are known) that prediction and target share batch, grid and channels."""
+    ps, ts = prediction.shape, target.shape
+    if ps.ndims is None or ts.ndims is None:
+        return
+    if ps.ndims != ts.ndims or not ps.is_compatible_with(ts):
+        raise ValueError('compute_losses: %r target has shape %s but the network output has %s '
+                         '(same stride and input size?)' % (name, ts, ps))
+
+
+def logistic_loss(logits, labels, weights):
+    """Weighted mean logistic loss: sum(w * xent) / sum(w) over all positions and channels; 0 if sum(w)=0.
+
+    Args:
+      logits, labels: float32 [B, H', W', C]; weights: float32 [B, H', W', 1] (broadcast over channels).
+    """
+    xent = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    weights = weights * tf.ones_like(xent)
+    return tf.math.divide_no_nan(tf.reduce_sum(xent * weights), tf.reduce_sum(weights))
+
+
+def offset_loss(offsets, targets, valid, norm):
+    """L1 offset loss divided by `norm`, averaged over the valid (position, field) pairs; 0 if none is valid.
+
+    Per pair the L1 norm |dx| + |dy| of the error (input px) counts once.
+    Args:
+      offsets, targets: float32 [B, H', W', 2F] (dx, dy interleaved); valid: float32 [B, H', W', F] in {0, 1}.
+    """
+    error = tf.abs(offsets - targets)
+    error = error[..., 0::2] + error[..., 1::2]
+    # tf.where keeps the gradient of invalid pairs at exactly 0 even if their predictions are inf.
+    error = tf.where(valid > 0, error * valid, tf.zeros_like(error))
+    return tf.math.divide_no_nan(tf.reduce_sum(error), tf.reduce_sum(valid)) / norm
+
+
+def head_losses(outputs, targets, norm=None):
+    """The five unweighted losses of one set of heads: dict name -> scalar float32 tensor."""
+    norm = config.OFFSET_LOSS_NORM if norm is None else norm
+    for name, key in (('heatmaps', 'heatmap_logits'), ('short_offsets', 'short_offsets'),
+                      ('mid_offsets', 'mid_offsets'), ('long_offsets', 'long_offsets'),
+                      ('segmentation', 'segmentation_logits')):
+        if key not in outputs:
+            raise KeyError('compute_losses: network output %r is missing' % key)
+        if name in targets:
+            _check_same_grid(outputs[key], tf.convert_to_tensor(targets[name]), name)
+    kp_weights = _target(targets, 'kp_weights')
+    return {
+        'heatmap': logistic_loss(outputs['heatmap_logits'], _target(targets, 'heatmaps'), kp_weights),
+        'segmentation': logistic_loss(outputs['segmentation_logits'], _target(targets, 'segmentation'),
+                                      _target(targets, 'seg_weights')),
+        'short': offset_loss(outputs['short_offsets'], _target(targets, 'short_offsets'),
+                             _target(targets, 'short_valid'), norm),
+        'mid': offset_loss(outputs['mid_offsets'], _target(targets, 'mid_offsets'),
+                           _target(targets, 'mid_valid'), norm),
+        'long': offset_loss(outputs['long_offsets'], _target(targets, 'long_offsets'),
+                            _target(targets, 'long_valid'), norm),
+    }
+
+
+def loss_weights():
+    """Weight of each head loss in the total, from config: dict name -> float."""
+    return {
+        'heatmap': config.HEATMAP_LOSS_WEIGHT,
+        'segmentation': config.SEGMENTATION_LOSS_WEIGHT,
+        'short': config.SHORT_OFFSET_LOSS_WEIGHT,
+        'mid': config.MID_OFFSET_LOSS_WEIGHT,
+        'long': config.LONG_OFFSET_LOSS_WEIGHT,
+    }
+
+
+def conv_weights(variables=None):
+    """Convolution kernels that weight decay applies to: trainable variables named '.../weights'.
+
+    As TF-Slim's resnet_arg_scope: kernels only, no biases or batch-norm parameters.
+    """
+    variables = tf.trainable_variables() if variables is None else variables
+    return [v for v in variables if v.op.name.endswith('/weights') or v.op.name == 'weights']
+
+
+def weight_decay_loss(variables=None, decay=None):
+    """L2 weight decay as TF-Slim's l2_regularizer: decay * sum(w^2) / 2 over conv kernels."""
+    decay = config.WEIGHT_DECAY if decay is None else decay
+    kernels = conv_weights(variables)
+    if not kernels or not decay:
+        return tf.constant(0.0)
+    return decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])
+
+
+def compute_losses(outputs, targets, weights=None, variables=None):
+    """The PersonLab losses (PAPER.md, "Losses"), each exposed separately.
+
+    Args:
+      outputs: build_model's dict (batch axis first); 'intermediate' is used when present.
+      targets: dict of tensors or arrays named as the target contract, batch axis first, on the same grid.
+      weights: dict loss name -> weight; None -> loss_weights() (config).
+      variables: variables that weight decay applies to (their '.../weights' kernels); None -> all trainable.
+    Returns:
+      dict of scalar float32 tensors: 'heatmap', 'segmentation', 'short', 'mid', 'long' (unweighted, of the
+      final heads), 'intermediate' (weighted sum of the intermediate heads' losses times
+      config.INTERMEDIATE_LOSS_WEIGHT; 0 without intermediate heads), 'weight_decay' and 'total'
+      (weighted sum of the five + intermediate + weight decay).
+    """
+    weights = loss_weights() if weights is None else weights
+    with tf.name_scope('losses'):
+        losses = head_losses(outputs, targets)
+        total = tf.add_n([weights[name] * losses[name] for name in LOSS_NAMES])
+        if outputs.get('intermediate') is not None:
+            with tf.name_scope('intermediate'):
+                extra = head_losses(outputs['intermediate'], targets)
+                losses['intermediate'] = config.INTERMEDIATE_LOSS_WEIGHT * tf.add_n(
+                    [weights[name] * extra[name] for name in LOSS_NAMES])
+        else:
+            losses['intermediate'] = tf.constant(0.0)
+        losses['weight_decay'] = weight_decay_loss(variables)
+        losses['total'] = total + losses['intermediate'] + losses['weight_decay']
+    return losses
+
+
+def count_parameters(variables=None):
+    """Number of scalar parameters in `variables` (default: all global variables)."""
+    variables = tf.global_variables() if variables is None else variables
+    return int(sum(np.prod(v.shape.as_list()) for v in variables))
