@@ -1,0 +1,528 @@
+"""COCO person samples and the PersonLab training targets.
+
+* `CocoPersons` reads a COCO person_keypoints file (pycocotools) and loads one image with its persons:
+  keypoints, instance masks (polygons or RLE) and the crowd (iscrowd) regions.
+* `make_targets` turns keypoints and grid masks into the target maps of every head (HELPERS.md contract), on
+  the output grid of a stride, offsets as exact float32 input pixels with a validity mask per field.
+* `encode_example` (no augmentation, for the oracle) and `augment_example` (one random training sample).
+* `SampleGenerator` batches augmented samples made by worker processes, shuffled each epoch and reproducible
+  with a seed; unreadable images are logged with their file name, skipped and counted.
+
+Targets are never built at input resolution: masks go straight onto the output grid (transformer.py), and
+every map is H' x W' = ((H - 1) // s + 1, (W - 1) // s + 1).
+"""
+import collections
+import concurrent.futures
+import contextlib
+import ctypes
+import io
+import logging
+import multiprocessing
+import os
+import signal
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+import config
+import transformer
+
+LOG = logging.getLogger(__name__)
+
+# Names and channel counts of the target maps (HELPERS.md contract), without 'image'.
+TARGET_CHANNELS = collections.OrderedDict([
+    ('heatmaps', config.NUM_KEYPOINTS),
+    ('short_offsets', 2 * config.NUM_KEYPOINTS),
+    ('short_valid', config.NUM_KEYPOINTS),
+    ('mid_offsets', 2 * config.NUM_EDGES),
+    ('mid_valid', config.NUM_EDGES),
+    ('long_offsets', 2 * config.NUM_KEYPOINTS),
+    ('long_valid', config.NUM_KEYPOINTS),
+    ('segmentation', 1),
+    ('seg_weights', 1),
+    ('kp_weights', 1),
+])
+TARGET_NAMES = ('image',) + tuple(TARGET_CHANNELS)
+
+
+class ImageReadError(IOError):
+    """An image file is missing or cannot be decoded; the message names the file."""
+
+
+# ----------------------------------------------------------------------------
+# COCO reader
+# ----------------------------------------------------------------------------
+
+class CocoPersons(object):
+    """Persons of a COCO person_keypoints annotation file.
+
+    Keeps only what samples need (file name, size and the person annotations of each image), not the
+    pycocotools index, so worker processes receive a lean object.
+
+    Args:
+      annotation_file: path of person_keypoints_*.json.
+      image_dir: folder of the images it names.
+      include_empty: keep images without any person annotation (config.INCLUDE_IMAGES_WITHOUT_PEOPLE).
+    Raises:
+      FileNotFoundError naming every missing path (both are checked before anything is read);
+      ValueError naming the annotation file if it is not a COCO annotation file.
+    """
+
+    def __init__(self, annotation_file, image_dir, include_empty=None):
+        include_empty = config.INCLUDE_IMAGES_WITHOUT_PEOPLE if include_empty is None else include_empty
+        missing = []
+        if not os.path.isfile(annotation_file):
+            missing.append('annotation file %s' % annotation_file)
+        if not os.path.isdir(image_dir):
+            missing.append('image folder %s' % image_dir)
+        if missing:
+            raise FileNotFoundError('COCO data not found: %s is missing' % ' and '.join(missing))
+        self.annotation_file = annotation_file
+        self.image_dir = image_dir
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
+                coco = COCO(annotation_file)
+            person_ids = coco.getCatIds(catNms=['person'])
+            images = coco.imgs
+        except (ValueError, KeyError, TypeError, AssertionError) as error:
+            raise ValueError('%s is not a COCO annotation file: %r' % (annotation_file, error))
+        self._images = {}
+        for image_id in sorted(images):
+            info = images[image_id]
+            annotations = [a for a in coco.imgToAnns.get(image_id, []) if a.get('category_id') in person_ids]
+            if not annotations and not include_empty:
+                continue
+            self._images[image_id] = {
+                'file_name': info['file_name'],
+                'height': int(info['height']),
+                'width': int(info['width']),
+                'annotations': [{key: a.get(key) for key in ('segmentation', 'keypoints', 'iscrowd', 'id')}
+                                for a in annotations],
+            }
+        self.image_ids = list(self._images)
+
+    def __len__(self):
+        return len(self.image_ids)
+
+    def file_name(self, image_id):
+        """Path of the image file of `image_id`."""
+        return os.path.join(self.image_dir, self._images[image_id]['file_name'])
+
+    def load_example(self, image_id):
+        """One image with its persons.
+
+        Returns:
+          dict 'image_id' int, 'file_name' str (full path), 'image' uint8 [H, W, 3] RGB,
+          'keypoints' float32 [N, K, 3] (x, y, v) COCO visibility (v > 0 labelled; non-finite -> unlabelled),
+          'masks' bool [N, H, W] of the N non-crowd persons, 'crowd_mask' bool [H, W] (union of iscrowd regions).
+        Raises:
+          ImageReadError naming the file if it is missing, cannot be decoded or has the wrong size.
+        """
+        record = self._images[image_id]
+        path = self.file_name(image_id)
+        image = read_image(path)
+        height, width = image.shape[:2]
+        if (height, width) != (record['height'], record['width']):
+            raise ImageReadError('%s is %dx%d but its annotation says %dx%d' % (
+                path, width, height, record['width'], record['height']))
+        keypoints, masks = [], []
+        crowd = np.zeros((height, width), bool)
+        for annotation in record['annotations']:
+            mask = annotation_mask(annotation.get('segmentation'), height, width, annotation.get('id'))
+            if annotation.get('iscrowd'):
+                crowd |= mask
+            else:
+                masks.append(mask)
+                keypoints.append(annotation_keypoints(annotation.get('keypoints')))
+        return {
+            'image_id': image_id,
+            'file_name': path,
+            'image': image,
+            'keypoints': (np.stack(keypoints) if keypoints
+                          else np.zeros((0, config.NUM_KEYPOINTS, 3), np.float32)),
+            'masks': np.stack(masks) if masks else np.zeros((0, height, width), bool),
+            'crowd_mask': crowd,
+        }
+
+
+def read_image(path):
+    """uint8 [H, W, 3] RGB of an image file; ImageReadError naming it if missing or undecodable."""
+    if not os.path.isfile(path):
+        raise ImageReadError('image %s is missing' % path)
+    data = np.fromfile(path, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageReadError('image %s cannot be decoded' % path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def annotation_keypoints(values):
+    """float32 [K, 3] (x, y, v) from a COCO 'keypoints' list; bad or missing values give unlabelled points."""
+    keypoints = np.zeros((config.NUM_KEYPOINTS, 3), np.float32)
+    try:
+        values = np.asarray(values if values is not None else [], np.float64).ravel()
+    except (TypeError, ValueError):
+        values = np.zeros(0)
+    count = min(values.size // 3, config.NUM_KEYPOINTS)
+    keypoints[:count] = values[:3 * count].reshape(count, 3)
+    keypoints[~transformer.labelled(keypoints)] = 0.0
+    return keypoints
+
+
+def annotation_mask(segmentation, height, width, annotation_id=None):
+    """bool [H, W] of a COCO segmentation (polygons, or RLE compressed or not).
+
+    Degenerate input (no polygon, polygons with fewer than 3 points, non-finite coordinates, an RLE of
+    another size) gives an empty or partial mask, with a warning, never an exception.
+    """
+    empty = np.zeros((height, width), bool)
+    if not segmentation:
+        return empty
+    try:
+        if isinstance(segmentation, dict):
+            size = [int(v) for v in segmentation.get('size', [])]
+            if size != [height, width]:
+                LOG.warning('annotation %s: RLE of size %s on a %dx%d image, ignored', annotation_id, size,
+                            width, height)
+                return empty
+            rle = segmentation
+            if isinstance(rle.get('counts'), list):
+                rle = mask_utils.frPyObjects(rle, height, width)
+        else:
+            # Polygons need >= 3 points; pycocotools would read a 4-number list as a box.
+            polygons = [np.asarray(p, np.float64).ravel() for p in segmentation]
+            polygons = [p.tolist() for p in polygons if p.size >= 6 and p.size % 2 == 0 and np.isfinite(p).all()]
+            if not polygons:
+                return empty
+            rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+        return mask_utils.decode(rle).astype(bool)
+    except (ValueError, TypeError, KeyError, IndexError) as error:
+        LOG.warning('annotation %s: unreadable segmentation ignored (%r)', annotation_id, error)
+        return empty
+
+
+# ----------------------------------------------------------------------------
+# Targets
+# ----------------------------------------------------------------------------
+
+def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotated=None, radius=None):
+    """PersonLab target maps of one sample on the output grid (HELPERS.md contract).
+
+    Cell (i, j) sits at input pixel x = (j*s, i*s). Offsets are float32 input pixels, exact up to float32
+    rounding; they are 0 where their valid mask is 0.
+
+    * heatmaps / short offsets: x within `radius` of a labelled type-k keypoint; the offset points to the
+      nearest one (overlapping disks: nearest keypoint wins).
+    * mid offsets, edge e = (k -> l): x in the disk of the nearest type-k keypoint, of person j; defined only if
+      j also has l labelled; target y_{j,l} - x.
+    * long offsets: x in exactly one person's mask, that person annotated (`annotated`), k labelled for that
+      person, x not crowd; target y_{j,k} - x.
+    * segmentation: union of the person masks; seg_weights: 0 on crowd; kp_weights: 0 on crowd and on the masks
+      of persons that are not annotated.
+
+    Args:
+      keypoints: [N, K, 3] (x, y, v) in input pixels (v > 0 labelled; keypoints may lie outside the input).
+      masks_grid: bool [N, H', W'] person masks on the grid.
+      crowd_grid: bool [H', W'] crowd regions on the grid.
+      input_shape: (H, W[, C]) of the input image.
+      stride: output stride s.
+      annotated: bool [N], persons with annotated keypoints; default: those with a labelled keypoint.
+      radius: disk radius R in input px (config.RADIUS).
+    Returns:
+      dict of float32 [H', W', C] maps named as TARGET_CHANNELS.
+    """
+    radius = config.RADIUS if radius is None else radius
+    rows, cols = transformer.grid_shape(input_shape, stride)
+    keypoints = np.asarray(keypoints, np.float32).reshape(-1, config.NUM_KEYPOINTS, 3)
+    num_persons = keypoints.shape[0]
+    masks_grid = np.asarray(masks_grid, bool).reshape(num_persons, rows, cols)
+    crowd_grid = np.asarray(crowd_grid, bool).reshape(rows, cols)
+    is_labelled = transformer.labelled(keypoints)  # [N, K]
+    points = np.where(is_labelled[..., None], keypoints[..., :2], 0.0).astype(np.float32)  # [N, K, 2]
+    annotated = is_labelled.any(axis=1) if annotated is None else np.asarray(annotated, bool).reshape(num_persons)
+    grid_x = (np.arange(cols, dtype=np.float32) * stride)[None, :]  # [1, W']
+    grid_y = (np.arange(rows, dtype=np.float32) * stride)[:, None]  # [H', 1]
+    targets = {name: np.zeros((rows, cols, channels), np.float32) for name, channels in TARGET_CHANNELS.items()}
+
+    # Owner of each cell for every type: the person of the nearest labelled type-k keypoint within R, or -1.
+    owners = np.full((config.NUM_KEYPOINTS, rows, cols), -1, np.int64)
+    for k in range(config.NUM_KEYPOINTS):
+        persons = np.flatnonzero(is_labelled[:, k])
+        if persons.size == 0:
+            continue
+        dx = points[persons, k, 0][:, None, None] - grid_x[None]  # [M, 1, W']
+        dy = points[persons, k, 1][:, None, None] - grid_y[None]  # [M, H', 1]
+        distance2 = dx.astype(np.float64) ** 2 + dy.astype(np.float64) ** 2  # [M, H', W']
+        nearest = np.argmin(distance2, axis=0)
+        in_disk = np.take_along_axis(distance2, nearest[None], axis=0)[0] <= radius * radius
+        owners[k] = np.where(in_disk, persons[nearest], -1)
+        owner = persons[nearest]
+        targets['heatmaps'][..., k] = in_disk
+        targets['short_valid'][..., k] = in_disk
+        targets['short_offsets'][..., 2 * k] = np.where(in_disk, points[owner, k, 0] - grid_x, 0.0)
+        targets['short_offsets'][..., 2 * k + 1] = np.where(in_disk, points[owner, k, 1] - grid_y, 0.0)
+
+    for e, (k, l) in enumerate(config.DIRECTED_EDGES if num_persons else ()):
+        owner = owners[k]
+        safe = np.maximum(owner, 0)
+        valid = (owner >= 0) & is_labelled[safe, l]
+        if not valid.any():
+            continue
+        targets['mid_valid'][..., e] = valid
+        targets['mid_offsets'][..., 2 * e] = np.where(valid, points[safe, l, 0] - grid_x, 0.0)
+        targets['mid_offsets'][..., 2 * e + 1] = np.where(valid, points[safe, l, 1] - grid_y, 0.0)
+
+    weights = ~crowd_grid
+    targets['seg_weights'][..., 0] = weights
+    if num_persons == 0:
+        targets['kp_weights'][..., 0] = weights
+        return targets
+    coverage = masks_grid.sum(axis=0)
+    targets['segmentation'][..., 0] = coverage > 0
+    targets['kp_weights'][..., 0] = weights & ~masks_grid[~annotated].any(axis=0)
+    owner = np.argmax(masks_grid, axis=0)  # the person of a cell covered exactly once
+    single = (coverage == 1) & weights & annotated[owner]
+    valid = single[..., None] & is_labelled[owner]  # [H', W', K]
+    offsets = points[owner] - np.stack(np.broadcast_arrays(grid_x, grid_y), axis=-1)[:, :, None, :]
+    offsets = np.where(valid[..., None], offsets, 0.0)  # [H', W', K, 2]
+    targets['long_valid'][:] = valid
+    targets['long_offsets'][:] = offsets.reshape(rows, cols, 2 * config.NUM_KEYPOINTS)
+    return targets
+
+
+def padded_shape(image_shape, stride):
+    """Smallest (n_h*s + 1, n_w*s + 1) that holds an (H, W) image."""
+    return tuple(((side - 1 + stride - 1) // stride) * stride + 1 for side in image_shape[:2])
+
+
+def encode_example(example, stride):
+    """Targets of an example WITHOUT augmentation (eval.py's oracle mode).
+
+    The image is padded bottom/right (config.PAD_VALUE) to the next n*s + 1 size; keypoints are unchanged
+    (input pixels = source pixels) and persons with a labelled keypoint count as annotated.
+
+    Args:
+      example: dict from CocoPersons.load_example.
+      stride: output stride.
+    Returns:
+      dict 'image' uint8 [H_pad, W_pad, 3] and the maps of make_targets.
+    """
+    image = example['image']
+    height, width = image.shape[:2]
+    out_height, out_width = padded_shape(image.shape, stride)
+    padded = cv2.copyMakeBorder(image, 0, out_height - height, 0, out_width - width, cv2.BORDER_CONSTANT,
+                                value=tuple(float(v) for v in config.PAD_VALUE))
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    masks = transformer.warp_masks_to_grid(example['masks'], identity, (out_height, out_width), stride)
+    crowd = transformer.warp_masks_to_grid(example['crowd_mask'], identity, (out_height, out_width), stride)
+    targets = make_targets(example['keypoints'], masks, crowd, padded.shape, stride)
+    targets['image'] = padded
+    return targets
+
+
+def augment_example(example, rng, input_size=None, stride=None):
+    """One augmented training sample: a random transform (transformer.random_affine) and its targets.
+
+    Persons keep their "annotated" status from the source annotation: a person whose keypoints all left the
+    crop still counts as annotated (its visible pixels rightly hold no keypoint), one that never had a
+    labelled keypoint stays an ignore region for the keypoint losses.
+
+    Args:
+      example: dict from CocoPersons.load_example.
+      rng: numpy Generator or int seed; the same seed gives the same sample.
+      input_size: side of the square input (config.INPUT_SIZE), ideally n*stride + 1.
+      stride: output stride (config.TRAIN_OUTPUT_STRIDE).
+    Returns:
+      dict 'image' uint8 [S, S, 3] and the maps of make_targets on the ((S-1)//s + 1)^2 grid.
+    """
+    input_size = config.INPUT_SIZE if input_size is None else input_size
+    stride = config.TRAIN_OUTPUT_STRIDE if stride is None else stride
+    output_shape = (input_size, input_size)
+    matrix, flip = transformer.random_affine(rng, example['image'].shape, output_shape)
+    warped = transformer.apply_affine(example, matrix, flip, output_shape, stride)
+    annotated = transformer.labelled(example['keypoints']).any(axis=1)
+    targets = make_targets(warped['keypoints'], warped['masks'], warped['crowd_mask'], output_shape, stride,
+                           annotated=annotated)
+    targets['image'] = warped['image']
+    return targets
+
+
+# ----------------------------------------------------------------------------
+# Batches from worker processes
+# ----------------------------------------------------------------------------
+
+def sample_seed(seed, epoch, image_id):
+    """Seed of one sample: fixed by (seed, epoch, image), whatever worker makes it."""
+    return np.random.SeedSequence([int(seed), 1, int(epoch), int(image_id)])
+
+
+def epoch_order(image_ids, seed, epoch):
+    """The shuffled image ids of one epoch."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0, int(epoch)]))
+    return [image_ids[i] for i in rng.permutation(len(image_ids))]
+
+
+def make_sample(dataset, image_id, seed, input_size, stride):
+    """One augmented sample, or ('skip', file name, reason) if its image is unreadable."""
+    try:
+        example = dataset.load_example(image_id)
+    except ImageReadError as error:
+        return ('skip', dataset.file_name(image_id), str(error))
+    return augment_example(example, np.random.default_rng(seed), input_size, stride)
+
+
+_WORKER = {}
+
+
+def _die_with_parent(parent_pid):
+    """Linux: the kernel kills this worker if the parent dies, so a killed trainer leaves no orphans."""
+    try:
+        libc = ctypes.CDLL('libc.so.6', use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(dataset, input_size, stride, parent_pid):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it shuts us down
+    _die_with_parent(parent_pid)
+    cv2.setNumThreads(1)  # parallelism comes from the workers; cv2's own threads would oversubscribe
+    _WORKER.update(dataset=dataset, input_size=input_size, stride=stride)
+
+
+def _worker_sample(image_id, seed):
+    return make_sample(_WORKER['dataset'], image_id, seed, _WORKER['input_size'], _WORKER['stride'])
+
+
+def stack_samples(samples):
+    """Batch of samples: dict of arrays with a leading batch axis."""
+    return {name: np.stack([sample[name] for sample in samples]) for name in TARGET_NAMES}
+
+
+class SampleGenerator(object):
+    """Batches of augmented samples, made by worker processes.
+
+    Iterating starts `num_workers` processes (0: samples are made in the calling process, same results) and
+    yields dicts of stacked arrays (TARGET_NAMES, batch axis first). Images are shuffled each epoch; samples
+    flow across epoch boundaries, so every batch is full (with a finite `epochs` the last may be smaller).
+    Each sample is seeded by (seed, epoch, image id), and results come back in order, so the stream is the
+    same for any number of workers. An unreadable image is logged with its file name, skipped, counted in
+    `skipped` (its path in `skipped_files`) and not tried again. Workers stop when iteration ends, when the
+    consumer stops early (the iterator is closed or dropped), on an error, or if this process dies.
+
+    Args:
+      dataset: CocoPersons.
+      batch_size: samples per batch (config.BATCH_SIZE).
+      input_size: square input side (config.INPUT_SIZE).
+      stride: output stride (config.TRAIN_OUTPUT_STRIDE).
+      num_workers: worker processes (config.NUM_WORKERS).
+      seed: base seed (config.SEED).
+      epochs: number of passes over the data; None for an endless stream.
+      prefetch: samples in flight per worker (config.PREFETCH_PER_WORKER).
+      start_method: multiprocessing start method (config.DATA_START_METHOD).
+    """
+
+    def __init__(self, dataset, batch_size=None, input_size=None, stride=None, num_workers=None, seed=None,
+                 epochs=None, prefetch=None, start_method=None):
+        self.dataset = dataset
+        self.batch_size = config.BATCH_SIZE if batch_size is None else int(batch_size)
+        self.input_size = config.INPUT_SIZE if input_size is None else int(input_size)
+        self.stride = config.TRAIN_OUTPUT_STRIDE if stride is None else int(stride)
+        self.num_workers = config.NUM_WORKERS if num_workers is None else int(num_workers)
+        self.seed = config.SEED if seed is None else int(seed)
+        self.epochs = epochs
+        self.prefetch = config.PREFETCH_PER_WORKER if prefetch is None else int(prefetch)
+        self.start_method = config.DATA_START_METHOD if start_method is None else start_method
+        if self.batch_size < 1:
+            raise ValueError('batch_size must be >= 1, got %d' % self.batch_size)
+        if not len(dataset.image_ids):
+            raise ValueError('no image in %s' % getattr(dataset, 'annotation_file', dataset))
+        self.skipped = 0
+        self.skipped_files = []
+        self.samples = 0
+        self.worker_pids = []
+        self._bad_ids = set()
+        self._active = None
+
+    def __iter__(self):
+        self.close()
+        self._active = self._batches()
+        return self._active
+
+    def close(self):
+        """Stops the workers of the running iteration, if any."""
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *unused):
+        self.close()
+
+    def _tasks(self):
+        epoch = 0
+        while self.epochs is None or epoch < self.epochs:
+            ids = [i for i in self.dataset.image_ids if i not in self._bad_ids]
+            if not ids:
+                raise RuntimeError('every image of %s is unreadable (%d skipped)' % (
+                    getattr(self.dataset, 'image_dir', self.dataset), self.skipped))
+            for image_id in epoch_order(ids, self.seed, epoch):
+                yield image_id, sample_seed(self.seed, epoch, image_id)
+            epoch += 1
+
+    def _results(self, tasks):
+        """Samples in task order, at most num_workers * prefetch in flight."""
+        if self.num_workers <= 0:
+            for image_id, seed in tasks:
+                yield image_id, make_sample(self.dataset, image_id, seed, self.input_size, self.stride)
+            return
+        self.worker_pids = []
+        context = multiprocessing.get_context(self.start_method)
+        executor = concurrent.futures.ProcessPoolExecutor(
+            self.num_workers, mp_context=context, initializer=_init_worker,
+            initargs=(self.dataset, self.input_size, self.stride, os.getpid()))
+        pending = collections.deque()
+        try:
+            for image_id, seed in tasks:
+                pending.append((image_id, executor.submit(_worker_sample, image_id, seed)))
+                # Recorded so that tests can check every worker is gone after shutdown.
+                self.worker_pids = sorted(set(self.worker_pids) | set(executor._processes))
+                if len(pending) >= self.num_workers * max(self.prefetch, 1):
+                    image_id, future = pending.popleft()
+                    yield image_id, future.result()
+            while pending:
+                image_id, future = pending.popleft()
+                yield image_id, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _batches(self):
+        results = self._results(self._tasks())
+        batch = []
+        try:
+            for image_id, sample in results:
+                if isinstance(sample, tuple):
+                    _, file_name, reason = sample
+                    self.skipped += 1
+                    self.skipped_files.append(file_name)
+                    self._bad_ids.add(image_id)
+                    LOG.warning('skipping unreadable image %s (%s); %d skipped so far', file_name, reason,
+                                self.skipped)
+                    continue
+                self.samples += 1
+                batch.append(sample)
+                if len(batch) == self.batch_size:
+                    yield stack_samples(batch)
+                    batch = []
+            if batch:
+                yield stack_samples(batch)
+        finally:
+            results.close()

@@ -1,0 +1,207 @@
+"""Affine augmentation: random scale, translation, left-right flip and optional rotation.
+
+One 2x3 matrix maps SOURCE image points (x, y) to points of the augmented INPUT image (the crop the network
+sees), in the project's convention (config.py: input pixels, pixel centres at integer coordinates). The same
+matrix drives everything, so image, masks and keypoints can never disagree:
+
+* the image is resampled with it (bilinear, cv2.warpAffine);
+* masks are sampled straight onto the OUTPUT GRID of a stride (nearest): grid cell (row i, col j) sits at input
+  pixel (j*s, i*s), whose source point is the inverse matrix applied to it; no full-resolution warped mask is
+  ever built;
+* keypoints go through the matrix in float64 (exact float arithmetic, no rounding to pixels); a flip also swaps
+  left/right keypoint types (config.FLIP_PERMUTATION), and keypoints that leave the crop become unlabelled.
+
+Random parameters come from a numpy Generator, so a seed fixes the transform.
+"""
+import cv2
+import numpy as np
+
+import config
+
+
+def affine_matrix(image_shape, output_shape, scale, angle=0.0, translation=(0.0, 0.0), flip=False):
+    """The 2x3 matrix of one augmentation.
+
+    The source image centre goes to the output centre plus `translation`; around it the image is scaled by
+    `scale` and rotated by `angle`; a flip then mirrors the output left-right (x -> W_out - 1 - x).
+
+    Args:
+      image_shape: (H, W[, C]) of the source image.
+      output_shape: (H_out, W_out[, C]) of the augmented image.
+      scale: output pixels per source pixel.
+      angle: rotation in degrees, counter-clockwise as seen on screen.
+      translation: (tx, ty) shift of the image centre in output pixels.
+      flip: mirror left-right after the rest.
+    Returns:
+      float64 [2, 3] matrix A with [x_out, y_out] = A @ [x, y, 1].
+    """
+    height, width = image_shape[:2]
+    out_height, out_width = output_shape[:2]
+    theta = np.deg2rad(angle)
+    # Image rows grow downwards, so a counter-clockwise turn on screen is a clockwise one in (x, y).
+    cos, sin = scale * np.cos(theta), scale * np.sin(theta)
+    linear = np.array([[cos, sin], [-sin, cos]])
+    source_centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+    output_centre = np.array([(out_width - 1) / 2.0, (out_height - 1) / 2.0]) + np.asarray(translation, float)
+    matrix = np.concatenate([linear, (output_centre - linear @ source_centre)[:, None]], axis=1)
+    if flip:
+        mirror = np.array([[-1.0, 0.0, out_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        matrix = (mirror @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    return matrix
+
+
+def random_affine(rng, image_shape, output_shape, scale_range=None, max_translation=None,
+                  flip_probability=None, rotation_degrees=None):
+    """Draws one augmentation (config's ranges unless overridden).
+
+    The image is first fitted into the output (its longer side onto the output side), then scaled by a factor
+    uniform in `scale_range`, its centre shifted by up to +-`max_translation` of the output size per axis,
+    rotated uniformly in +-`rotation_degrees` (0: no rotation) and flipped with `flip_probability`.
+    The random numbers are always drawn in the same order, so a seed gives the same transform whatever the
+    options.
+
+    Args:
+      rng: numpy Generator (or an int seed).
+      image_shape: (H, W[, C]) of the source image.
+      output_shape: (H_out, W_out[, C]) of the augmented image.
+    Returns:
+      (matrix float64 [2, 3], flip bool).
+    """
+    rng = np.random.default_rng(rng)
+    scale_range = config.SCALE_RANGE if scale_range is None else scale_range
+    max_translation = config.MAX_TRANSLATION if max_translation is None else max_translation
+    flip_probability = config.FLIP_PROBABILITY if flip_probability is None else flip_probability
+    rotation_degrees = config.ROTATION_DEGREES if rotation_degrees is None else rotation_degrees
+    height, width = image_shape[:2]
+    out_height, out_width = output_shape[:2]
+    factor = rng.uniform(scale_range[0], scale_range[1])
+    shift = rng.uniform(-max_translation, max_translation, size=2) * np.array([out_width, out_height])
+    flip = bool(rng.uniform() < flip_probability)
+    angle = rng.uniform(-rotation_degrees, rotation_degrees)
+    fit = min(out_height / float(max(height, 1)), out_width / float(max(width, 1)))
+    return affine_matrix(image_shape, output_shape, fit * factor, angle, shift, flip), flip
+
+
+def invert_affine(matrix):
+    """Inverse of a 2x3 affine matrix (float64 [2, 3])."""
+    return cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+
+
+def grid_shape(input_shape, stride):
+    """Output-grid (H', W') of an input of (H, W): ((H - 1) // s + 1, (W - 1) // s + 1)."""
+    return (input_shape[0] - 1) // stride + 1, (input_shape[1] - 1) // stride + 1
+
+
+def warp_image(image, matrix, output_shape, pad_value=None):
+    """Resamples an image with the matrix (bilinear); outside the source gets `pad_value` (config.PAD_VALUE).
+
+    Args:
+      image: uint8 [H, W, 3].
+      matrix: [2, 3] source -> output.
+      output_shape: (H_out, W_out[, C]).
+    Returns:
+      uint8 [H_out, W_out, 3].
+    """
+    pad_value = config.PAD_VALUE if pad_value is None else pad_value
+    out_height, out_width = output_shape[:2]
+    return cv2.warpAffine(image, np.asarray(matrix, np.float64), (out_width, out_height), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in pad_value))
+
+
+def grid_source_points(matrix, output_shape, stride):
+    """Source pixel (nearest) under every output-grid cell.
+
+    Args:
+      matrix: [2, 3] source -> output.
+      output_shape: (H_out, W_out) of the augmented image.
+      stride: output stride s; cell (i, j) sits at output pixel (j*s, i*s).
+    Returns:
+      (rows int64 [H', W'], cols int64 [H', W']) source pixel indices (may lie outside the source image).
+    """
+    inverse = invert_affine(matrix)
+    out_rows, out_cols = grid_shape(output_shape, stride)
+    xs = np.arange(out_cols, dtype=np.float64) * stride
+    ys = np.arange(out_rows, dtype=np.float64) * stride
+    source_x = inverse[0, 0] * xs[None, :] + inverse[0, 1] * ys[:, None] + inverse[0, 2]
+    source_y = inverse[1, 0] * xs[None, :] + inverse[1, 1] * ys[:, None] + inverse[1, 2]
+    # Nearest pixel centre; floor(v + 0.5) rounds halves the same way everywhere (np.round would not).
+    return np.floor(source_y + 0.5).astype(np.int64), np.floor(source_x + 0.5).astype(np.int64)
+
+
+def warp_masks_to_grid(masks, matrix, output_shape, stride):
+    """Samples masks straight onto the output grid (nearest source pixel; outside the source -> False).
+
+    Args:
+      masks: bool [N, H, W] or [H, W] on the source image.
+      matrix: [2, 3] source -> output.
+      output_shape: (H_out, W_out) of the augmented image.
+      stride: output stride.
+    Returns:
+      bool [N, H', W'] or [H', W'].
+    """
+    masks = np.asarray(masks, dtype=bool)
+    height, width = masks.shape[-2:]
+    rows, cols = grid_source_points(matrix, output_shape, stride)
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    rows, cols = np.clip(rows, 0, max(height - 1, 0)), np.clip(cols, 0, max(width - 1, 0))
+    if height == 0 or width == 0:
+        return np.zeros(masks.shape[:-2] + rows.shape, bool)
+    return masks[..., rows, cols] & inside
+
+
+def labelled(keypoints):
+    """bool [...]: which keypoints [..., 3] (x, y, v) are labelled (v > 0 and finite coordinates)."""
+    keypoints = np.asarray(keypoints)
+    return (keypoints[..., 2] > 0) & np.isfinite(keypoints[..., :3]).all(axis=-1)
+
+
+def warp_keypoints(keypoints, matrix, flip, output_shape):
+    """Carries keypoints through the matrix (float64, no rounding).
+
+    A flip swaps left/right types: keypoint k of the result is keypoint config.FLIP_PERMUTATION[k] of the
+    input. Keypoints that land outside the crop, i.e. outside [0, W_out - 1] x [0, H_out - 1] (the span of the
+    pixel centres, which the output grid covers), become unlabelled. Unlabelled keypoints are (0, 0, 0).
+
+    Args:
+      keypoints: [N, K, 3] (x, y, v) in source pixels, COCO visibility v (> 0 labelled).
+      matrix: [2, 3] source -> output.
+      flip: whether `matrix` contains a flip (swaps types).
+      output_shape: (H_out, W_out) of the augmented image.
+    Returns:
+      float32 [N, K, 3].
+    """
+    keypoints = np.asarray(keypoints, np.float64).reshape(-1, config.NUM_KEYPOINTS, 3)
+    valid = labelled(keypoints)
+    xy = np.where(valid[..., None], keypoints[..., :2], 0.0)
+    matrix = np.asarray(matrix, np.float64)
+    moved = xy @ matrix[:, :2].T + matrix[:, 2]
+    out_height, out_width = output_shape[:2]
+    inside = ((moved[..., 0] >= 0) & (moved[..., 0] <= out_width - 1) &
+              (moved[..., 1] >= 0) & (moved[..., 1] <= out_height - 1))
+    valid &= inside
+    result = np.concatenate([moved, keypoints[..., 2:]], axis=-1)
+    result = np.where(valid[..., None], result, 0.0)
+    if flip:
+        result = result[:, list(config.FLIP_PERMUTATION)]
+    return result.astype(np.float32)
+
+
+def apply_affine(example, matrix, flip, output_shape, stride):
+    """Applies one transform to an example of data_generator.CocoPersons.load_example.
+
+    Args:
+      example: dict with 'image' uint8 [H, W, 3], 'keypoints' [N, K, 3], 'masks' bool [N, H, W],
+        'crowd_mask' bool [H, W].
+      matrix, flip: from random_affine (or affine_matrix).
+      output_shape: (H_out, W_out) of the augmented image.
+      stride: output stride of the mask grids.
+    Returns:
+      dict 'image' uint8 [H_out, W_out, 3], 'keypoints' float32 [N, K, 3] (output px), 'masks' bool [N, H', W'],
+      'crowd_mask' bool [H', W'] (masks on the output grid).
+    """
+    return {
+        'image': warp_image(example['image'], matrix, output_shape),
+        'keypoints': warp_keypoints(example['keypoints'], matrix, flip, output_shape),
+        'masks': warp_masks_to_grid(example['masks'], matrix, output_shape, stride),
+        'crowd_mask': warp_masks_to_grid(example['crowd_mask'], matrix, output_shape, stride),
+    }
