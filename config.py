@@ -92,6 +92,9 @@ PAD_VALUE = (124, 116, 104)  # RGB fill outside the source image (ImageNet mean)
 NUM_WORKERS = 2  # target-generation worker processes; 0 runs in the calling process [C]
 SEED = 0  # base seed: same seed, same samples [C]
 MIN_KEYPOINTS_FOR_MID = 1  # mid-range targets need both endpoints labelled [R]
+PREFETCH_PER_WORKER = 4  # samples in flight per worker: keeps workers busy, bounds memory [C]
+DATA_START_METHOD = 'fork'  # multiprocessing start method of the workers ('forkserver'/'spawn' also work) [C]
+INCLUDE_IMAGES_WITHOUT_PEOPLE = True  # train on images without persons too (negatives) [C]
 
 # ----------------------------------------------------------------------------
 # Network (resnet.py, model.py)
