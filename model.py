@@ -184,8 +184,8 @@ def bilinear_sample(fields, x, y, field_index):
     Differentiable with respect to the fields and to the positions (inside the grid).
 
     Args:
-      fields: float32 [B, H, W, K, 2], K vector fields on the grid.
-      x, y: float32 [B, H, W, F], sampling positions in GRID units (column, row), any value.
+      fields: float32 [B, H, W, K, 2], K vector fields on the grid (float64 works too, for gradient checks).
+      x, y: [B, H, W, F] of the fields' dtype, sampling positions in GRID units (column, row), any value.
       field_index: length-F sequence of ints in [0, K): sample f reads field field_index[f].
     Returns:
       float32 [B, H, W, F, 2]: fields[b, y, x, field_index[f], :] interpolated.
@@ -195,8 +195,8 @@ def bilinear_sample(fields, x, y, field_index):
     # A NaN position (diverged offsets) would cast to an arbitrary index: read cell 0 instead of crashing.
     x = tf.where(tf.math.is_nan(x), tf.zeros_like(x), x)
     y = tf.where(tf.math.is_nan(y), tf.zeros_like(y), y)
-    x = tf.clip_by_value(x, 0.0, tf.cast(width - 1, tf.float32))
-    y = tf.clip_by_value(y, 0.0, tf.cast(height - 1, tf.float32))
+    x = tf.clip_by_value(x, tf.zeros([], x.dtype), tf.cast(width - 1, x.dtype))
+    y = tf.clip_by_value(y, tf.zeros([], y.dtype), tf.cast(height - 1, y.dtype))
     x0f, y0f = tf.floor(x), tf.floor(y)
     wx, wy = x - x0f, y - y0f  # gradients w.r.t. the positions flow through these
     x0, y0 = tf.cast(x0f, tf.int32), tf.cast(y0f, tf.int32)

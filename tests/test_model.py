@@ -1,0 +1,287 @@
+"""Tests of model.py: preprocessing, border-clamped sampling, offset refinement, heads and losses.
+
+The heads, refinement and losses are checked on small tensors; the whole network (ResNet-50, the cheapest
+backbone, at 65x65 / 129x129) for gradients, stride-independent weights and a few SGD steps on a real COCO
+sample through data_generator.py.
+"""
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+import config
+import model
+
+tf.disable_eager_execution()
+
+K = config.NUM_KEYPOINTS
+E = config.NUM_EDGES
+MID_TARGETS = [l for _, l in config.DIRECTED_EDGES]
+TEST_DEPTH = 50  # the cheapest backbone: the heads and losses do not depend on the depth
+
+
+def _session():
+    return tf.Session(graph=tf.get_default_graph(), config=tf.ConfigProto(
+        intra_op_parallelism_threads=2, inter_op_parallelism_threads=1))
+
+
+@pytest.fixture(autouse=True)
+def fresh_graph():
+    with tf.Graph().as_default() as graph:
+        yield graph
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Preprocessing
+# ----------------------------------------------------------------------------------------------------------
+
+def test_preprocess_maps_0_255_to_minus1_1_for_any_dtype():
+    pixels = np.array([0, 51, 127.5, 255], np.float32).reshape(1, 1, 4, 1).repeat(3, axis=3)
+    expected = pixels / 127.5 - 1.0
+    with _session() as sess:
+        as_float = sess.run(model.preprocess(pixels))
+        as_uint8 = sess.run(model.preprocess(np.array([0, 51, 128, 255], np.uint8).reshape(1, 1, 4, 1)
+                                             .repeat(3, axis=3)))
+    assert as_float.dtype == np.float32
+    np.testing.assert_allclose(as_float, expected, atol=1e-6)
+    assert as_uint8[0, 0, 0, 0] == -1.0 and as_uint8[0, 0, 3, 0] == 1.0
+    with pytest.raises(ValueError, match='RGB'):
+        model.preprocess(np.zeros((1, 8, 8), np.uint8))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bilinear sampling
+# ----------------------------------------------------------------------------------------------------------
+
+def _numpy_bilinear(fields, x, y, index):
+    """Independent reference: clamp the point to the grid, interpolate the four neighbours."""
+    _, height, width, _, _ = fields.shape
+    x = np.clip(x, 0, width - 1)
+    y = np.clip(y, 0, height - 1)
+    x0 = np.floor(x).astype(int)
+    y0 = np.floor(y).astype(int)
+    x1 = np.minimum(x0 + 1, width - 1)
+    y1 = np.minimum(y0 + 1, height - 1)
+    wx = (x - x0)[..., None]
+    wy = (y - y0)[..., None]
+    b = np.arange(fields.shape[0]).reshape(-1, 1, 1, 1)
+    k = np.asarray(index).reshape(1, 1, 1, -1)
+    value = lambda yi, xi: fields[b, yi, xi, k]
+    return ((1 - wy) * ((1 - wx) * value(y0, x0) + wx * value(y0, x1))
+            + wy * ((1 - wx) * value(y1, x0) + wx * value(y1, x1)))
+
+
+def test_bilinear_sample_matches_reference_inside_and_clamps_outside():
+    rng = np.random.RandomState(0)
+    fields = rng.randn(2, 5, 7, 3, 2).astype(np.float32)
+    index = [2, 0, 1, 2]
+    x = rng.uniform(-4, 11, (2, 5, 7, 4)).astype(np.float32)
+    y = rng.uniform(-4, 9, (2, 5, 7, 4)).astype(np.float32)
+    x[0, 0, 0, 0], y[0, 0, 0, 0] = 3.0, 2.0  # an exact cell reads that cell
+    x[0, 0, 0, 1], y[0, 0, 0, 1] = 6.0, 4.0  # the last cell (x1 = x0 must not leave the grid)
+    with _session() as sess:
+        sampled = sess.run(model.bilinear_sample(tf.constant(fields), tf.constant(x), tf.constant(y), index))
+    assert sampled.shape == (2, 5, 7, 4, 2)
+    np.testing.assert_allclose(sampled, _numpy_bilinear(fields, x, y, index), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(sampled[0, 0, 0, 0], fields[0, 2, 3, 2])
+    np.testing.assert_array_equal(sampled[0, 0, 0, 1], fields[0, 4, 6, 0])
+
+
+def test_bilinear_sample_gradients_match_finite_differences():
+    rng = np.random.RandomState(1)
+    fields = rng.randn(1, 4, 5, 2, 2)
+    # Positions away from integer coordinates, where the interpolation is differentiable; some outside.
+    x = rng.uniform(0.1, 3.9, (1, 4, 5, 3)) + rng.choice([0.0, 0.0, 9.0], (1, 4, 5, 3))
+    y = rng.uniform(0.1, 2.9, (1, 4, 5, 3))
+    x = np.where(np.abs(x - np.round(x)) < 0.05, x + 0.2, x)
+    y = np.where(np.abs(y - np.round(y)) < 0.05, y + 0.2, y)
+    f_t = tf.constant(fields, tf.float64)
+    x_t = tf.constant(x, tf.float64)
+    y_t = tf.constant(y, tf.float64)
+    out = model.bilinear_sample(f_t, x_t, y_t, [1, 0, 1])
+    with _session():
+        error = tf.test.compute_gradient_error([f_t, x_t, y_t], [fields.shape, x.shape, y.shape],
+                                               out, [1, 4, 5, 3, 2], x_init_value=[fields, x, y])
+    assert error < 1e-6
+
+
+def test_sampling_far_outside_the_grid_never_fails_nor_gives_nan():
+    fields = np.arange(1 * 3 * 4 * 1 * 2, dtype=np.float32).reshape(1, 3, 4, 1, 2)
+    far = np.array([-1e30, -1e6, -1.5, 1e6, 1e30, np.inf, -np.inf, np.nan], np.float32)
+    x = np.tile(far, (1, 3, 4, 1)).astype(np.float32)
+    y = np.tile(far[::-1], (1, 3, 4, 1)).astype(np.float32)
+    fields_t = tf.constant(fields)
+    x_t, y_t = tf.constant(x), tf.constant(y)
+    sampled = model.bilinear_sample(fields_t, x_t, y_t, [0] * far.size)
+    grads = tf.gradients(tf.reduce_sum(sampled), [fields_t, x_t, y_t])
+    with _session() as sess:
+        values, (g_fields, g_x, g_y) = sess.run([sampled, grads])
+    assert np.all(np.isfinite(values)) and np.all(np.isfinite(g_fields))
+    assert np.all(np.isfinite(g_x)) and np.all(np.isfinite(g_y))
+    # Clamped: (x=-1e30, y=nan->0) reads cell (0, 0); (x=inf, y=-1.5) the top-right corner (row 0, col 3);
+    # (x=1e30, y=1e6) the bottom-right corner.
+    np.testing.assert_array_equal(values[0, 0, 0, 0], fields[0, 0, 0, 0])
+    np.testing.assert_array_equal(values[0, 0, 0, 5], fields[0, 0, 3, 0])
+    np.testing.assert_array_equal(values[0, 0, 0, 4], fields[0, 2, 3, 0])
+
+
+def test_refinement_with_offsets_pointing_far_outside_stays_finite():
+    rng = np.random.RandomState(2)
+    offsets = rng.choice([-1e7, 1e7, 3.0], (2, 5, 6, 2 * E)).astype(np.float32)
+    short = rng.randn(2, 5, 6, 2 * K).astype(np.float32) * 10
+    offsets_t, short_t = tf.constant(offsets), tf.constant(short)
+    refined = model.refine_offsets(offsets_t, short_t, MID_TARGETS, stride=16, steps=2)
+    grads = tf.gradients(tf.reduce_sum(refined), [offsets_t, short_t])
+    with _session() as sess:
+        values, grad_values = sess.run([refined, grads])
+    assert all(np.all(np.isfinite(v)) for v in [values] + grad_values)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Refinement (Eq. 2)
+# ----------------------------------------------------------------------------------------------------------
+
+def _two_people_fields(stride, height, width, rng):
+    """Keypoints of two people well apart, their exact short offsets (nearest same-type keypoint) and true
+    mid offsets (field e at x: keypoint l of the person whose keypoint k is nearest, minus x)."""
+    xs = np.arange(width) * stride
+    ys = np.arange(height) * stride
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).astype(np.float64)  # [H, W, 2] input px (x, y)
+    centres = np.array([[0.3 * xs[-1], 0.5 * ys[-1]], [0.72 * xs[-1], 0.45 * ys[-1]]])
+    people = centres[:, None, :] + rng.uniform(-0.1, 0.1, (2, K, 2)) * np.array([xs[-1], ys[-1]])
+    # [H, W, person, K, 2]: keypoint - x
+    to_keypoint = people[None, None] - grid[:, :, None, None, :]
+    nearest = np.argmin(np.linalg.norm(to_keypoint, axis=-1), axis=2)  # [H, W, K]
+    short = np.take_along_axis(to_keypoint, nearest[:, :, None, :, None], axis=2)[:, :, 0]  # [H, W, K, 2]
+    mid = np.stack([np.take_along_axis(to_keypoint[:, :, :, l], nearest[:, :, None, k, None], axis=2)[:, :, 0]
+                    for k, l in config.DIRECTED_EDGES], axis=2)  # [H, W, E, 2]
+    return people, short.reshape(1, height, width, 2 * K), mid.reshape(1, height, width, 2 * E)
+
+
+@pytest.mark.parametrize('stride', [8, 16])
+def test_refinement_shrinks_the_error_of_noisy_mid_offsets_when_short_offsets_are_exact(stride):
+    rng = np.random.RandomState(stride)
+    height, width = 17, 21
+    _, short, mid = _two_people_fields(stride, height, width, rng)
+    noisy = mid + rng.normal(0, 0.6 * stride, mid.shape)
+    short_t = tf.constant(short, tf.float32)
+    noisy_t = tf.constant(noisy, tf.float32)
+    once = model.refine_offsets(noisy_t, short_t, MID_TARGETS, stride, steps=1)
+    twice = model.refine_offsets(noisy_t, short_t, MID_TARGETS, stride, steps=2)
+    with _session() as sess:
+        once, twice = sess.run([once, twice])
+    error = lambda o: np.mean(np.linalg.norm((o - mid).reshape(-1, 2), axis=1))
+    before, after_one, after_two = error(noisy), error(once), error(twice)
+    assert after_one < 0.25 * before, (before, after_one)
+    assert after_two <= after_one + 1e-3, (after_one, after_two)
+
+
+def test_refinement_moves_an_offset_by_the_short_offset_sampled_where_it_points():
+    """One step by hand: cell (i=1, j=2) at stride 8 is at (16, 8); offset (+4, +8) points at (20, 16),
+    grid (2.5, 2): halfway between cells (2, 2) and (2, 3) of the target keypoint's short offsets."""
+    short = np.zeros((1, 4, 5, 2 * K), np.float32)
+    target = 3
+    short[0, 2, 2, 2 * target:2 * target + 2] = [2.0, -4.0]
+    short[0, 2, 3, 2 * target:2 * target + 2] = [6.0, 0.0]
+    offsets = np.zeros((1, 4, 5, 2), np.float32)
+    offsets[0, 1, 2] = [4.0, 8.0]
+    refined = model.refine_offsets(tf.constant(offsets), tf.constant(short), [target], stride=8, steps=1)
+    with _session() as sess:
+        refined = sess.run(refined)
+    np.testing.assert_allclose(refined[0, 1, 2], [4.0 + 4.0, 8.0 - 2.0], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Losses on synthetic maps
+# ----------------------------------------------------------------------------------------------------------
+
+def _synthetic_targets(rng, batch=2, height=9, width=11):
+    """Target maps with the contract's names and shapes; random but consistent (offsets 0 where invalid)."""
+    def binary(*shape, p=0.3):
+        return (rng.uniform(size=shape) < p).astype(np.float32)
+    targets = {
+        'heatmaps': binary(batch, height, width, K),
+        'short_valid': binary(batch, height, width, K),
+        'mid_valid': binary(batch, height, width, E),
+        'long_valid': binary(batch, height, width, K),
+        'segmentation': binary(batch, height, width, 1, p=0.4),
+        'seg_weights': 1 - binary(batch, height, width, 1, p=0.2),
+        'kp_weights': 1 - binary(batch, height, width, 1, p=0.3),
+    }
+    for name, valid in (('short_offsets', 'short_valid'), ('mid_offsets', 'mid_valid'),
+                        ('long_offsets', 'long_valid')):
+        offsets = rng.uniform(-80, 80, targets[valid].shape + (2,)).astype(np.float32)
+        offsets *= targets[valid][..., None]
+        targets[name] = offsets.reshape(batch, height, width, -1)
+    return targets
+
+
+def _outputs_from(maps, logit=8.0):
+    """An outputs dict (model names) whose logits are +-logit at the given binary heatmap/segmentation."""
+    heat = (2 * maps['heatmaps'] - 1) * logit
+    seg = (2 * maps['segmentation'] - 1) * logit
+    return {'heatmap_logits': tf.constant(heat), 'heatmaps': tf.sigmoid(heat),
+            'segmentation_logits': tf.constant(seg), 'segmentation': tf.sigmoid(seg),
+            'short_offsets': tf.constant(maps['short_offsets']),
+            'mid_offsets': tf.constant(maps['mid_offsets']),
+            'long_offsets': tf.constant(maps['long_offsets'])}
+
+
+def test_losses_are_exact_on_a_hand_computed_example():
+    rng = np.random.RandomState(3)
+    targets = _synthetic_targets(rng, batch=1, height=3, width=4)
+    predicted = _synthetic_targets(rng, batch=1, height=3, width=4)
+    outputs = _outputs_from(predicted, logit=1.5)
+    losses = model.compute_losses(outputs, targets, variables=[])
+    with _session() as sess:
+        values = sess.run(losses)
+    logits = (2 * predicted['heatmaps'] - 1) * 1.5
+    xent = np.log1p(np.exp(-np.abs(logits))) + np.maximum(logits, 0) - logits * targets['heatmaps']
+    w = np.broadcast_to(targets['kp_weights'], xent.shape)
+    np.testing.assert_allclose(values['heatmap'], (xent * w).sum() / w.sum(), rtol=1e-5)
+    err = np.abs(predicted['mid_offsets'] - targets['mid_offsets']).reshape(1, 3, 4, E, 2).sum(-1)
+    expected_mid = (err * targets['mid_valid']).sum() / targets['mid_valid'].sum() / config.OFFSET_LOSS_NORM
+    np.testing.assert_allclose(values['mid'], expected_mid, rtol=1e-5)
+    expected_total = sum(w * values[n] for n, w in model.loss_weights().items())
+    np.testing.assert_allclose(values['total'], expected_total, rtol=1e-5)
+    assert values['intermediate'] == 0 and values['weight_decay'] == 0
+
+
+def test_loss_is_lower_for_the_true_targets_than_for_random_outputs_synthetic():
+    rng = np.random.RandomState(4)
+    targets = _synthetic_targets(rng)
+    true_losses = model.compute_losses(_outputs_from(targets), targets, variables=[])
+    random_losses = model.compute_losses(_outputs_from(_synthetic_targets(rng)), targets, variables=[])
+    with _session() as sess:
+        true_values, random_values = sess.run([true_losses, random_losses])
+    for name in model.LOSS_NAMES:
+        assert true_values[name] < 0.1 * random_values[name], name
+    for name in ('short', 'mid', 'long'):
+        assert true_values[name] == 0, name
+
+
+def test_offset_losses_are_zero_not_nan_when_nothing_is_valid():
+    rng = np.random.RandomState(5)
+    targets = _synthetic_targets(rng)
+    for name in ('short_valid', 'mid_valid', 'long_valid', 'kp_weights', 'seg_weights'):
+        targets[name] = np.zeros_like(targets[name])
+    outputs = _outputs_from(_synthetic_targets(rng))
+    losses = model.compute_losses(outputs, targets, variables=[])
+    grads = tf.gradients(losses['total'], [outputs['mid_offsets'], outputs['heatmap_logits']])
+    with _session() as sess:
+        values, grad_values = sess.run([losses, grads])
+    for name in model.LOSS_NAMES + ('total',):
+        assert values[name] == 0.0, (name, values[name])
+    assert all(np.all(g == 0) for g in grad_values)
+
+
+def test_compute_losses_names_a_missing_target_and_a_grid_mismatch():
+    rng = np.random.RandomState(6)
+    targets = _synthetic_targets(rng)
+    outputs = _outputs_from(targets)
+    incomplete = dict(targets)
+    del incomplete['long_valid']
+    with pytest.raises(KeyError, match='long_valid'):
+        model.compute_losses(outputs, incomplete, variables=[])
+    other_grid = _synthetic_targets(rng, height=5)
+    with pytest.raises(ValueError, match='heatmaps'):
+        model.compute_losses(outputs, other_grid, variables=[])
