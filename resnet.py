@@ -1,0 +1,358 @@
+"""ResNet-v2 backbone that creates and computes exactly what TF-Slim's nets/resnet_v2.py does.
+
+Built from tf.compat.v1.get_variable and tf.nn ops only (tf_slim is dead on TensorFlow >= 2.16 and
+tf.compat.v1.layers is broken on 2.21), so that TF-Slim's released ImageNet checkpoints
+(`resnet_v2_101_2017_04_14`, ...) load unchanged: variable names, shapes and creation order are those of
+TF-Slim's `resnet_v2_{50,101,152}(..., num_classes=None, global_pool=False)` under `resnet_arg_scope()`, and
+tests/test_resnet.py proves the outputs equal TF-Slim's at output strides 8, 16 and 32.
+
+The TF-Slim details that decide equality:
+  * `conv1` is a 7x7/2 convolution with biases and no batch norm (the first unit's `preact` normalises it),
+    followed by `pool1`, a 3x3/2 max pool with SAME padding;
+  * a strided 3x3 convolution pads its input explicitly and symmetrically (`conv2d_same`), never 'SAME';
+  * the stride of each block sits in its LAST unit; once the requested output stride is reached, later
+    strides turn into dilation rates (atrous convolution), the unit that had the stride still using the old
+    rate;
+  * each unit opens with `preact` (batch norm + relu); its shortcut is a 1x1 convolution with biases on
+    `preact` when the depth changes, else a subsample of the unit's (not pre-activated) input; `conv3` has
+    biases and no batch norm; `postnorm` (batch norm + relu) closes the network.
+
+Batch norm: with frozen statistics (config.FREEZE_BATCH_NORM, the default) or is_training=False it uses the
+checkpoint's moving mean and variance and never updates them; gamma and beta stay trainable unless
+config.BATCH_NORM_TRAIN_AFFINE says otherwise. Unfrozen and training, it normalises with the batch statistics
+and puts the moving-average updates in tf.GraphKeys.UPDATE_OPS, as TF-Slim does.
+
+Weight decay: this module adds no loss. Every convolution kernel (a variable named '.../weights'; biases and
+batch-norm parameters are not decayed, as in TF-Slim's resnet_arg_scope) is put in tf.GraphKeys.WEIGHTS;
+model.py's L2 decay over the trainable '.../weights' variables covers exactly that set.
+
+Every variable also goes to tf.GraphKeys.MODEL_VARIABLES and to BACKBONE_VARIABLES, the collection that
+load_backbone_checkpoint restores from (optimizer slots and moving-average shadows are not in it).
+
+Public functions:
+  resnet_v2_50/101/152(inputs, is_training, output_stride, ...)  -> (net, end_points), as TF-Slim
+  resnet_v2(inputs, depth, ...)                                  the same for a depth given as a number
+  backbone_variables(depth, scope)                               [(name, shape)] in creation order, no graph
+  check_backbone_checkpoint(path, scope)                         checks a checkpoint without a graph
+  load_backbone_checkpoint(sess, path, scope)                    restores the backbone of the session's graph
+  backbone_restorer(path, scope)                                 the same as a function, for finalized graphs
+"""
+import glob
+import os
+import re
+
+import tensorflow.compat.v1 as tf
+
+import config
+
+# Collection of every variable the backbone creates: what load_backbone_checkpoint restores.
+BACKBONE_VARIABLES = 'resnet_v2_backbone_variables'
+
+# The units of each depth: (block scope, base depth, number of units, stride of the block's last unit), as
+# TF-Slim's resnet_v2_block(). A unit outputs 4 * base depth channels through a base-depth bottleneck.
+BLOCKS = {
+    50: (('block1', 64, 3, 2), ('block2', 128, 4, 2), ('block3', 256, 6, 2), ('block4', 512, 3, 1)),
+    101: (('block1', 64, 3, 2), ('block2', 128, 4, 2), ('block3', 256, 23, 2), ('block4', 512, 3, 1)),
+    152: (('block1', 64, 3, 2), ('block2', 128, 8, 2), ('block3', 256, 36, 2), ('block4', 512, 3, 1)),
+}
+ROOT_DEPTH = 64  # channels of conv1, TF-Slim's root block
+ROOT_STRIDE = 4  # conv1 (2) times pool1 (2)
+UNIT_SCOPE = 'bottleneck_v2'  # TF-Slim's variable scope of a unit, inside 'unit_<i>'
+# TensorFlow's fused batch norm (what TF-Slim ran) raises any smaller epsilon to this cuDNN minimum.
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
+def _units(depth):
+    """The units of a ResNet-v2 of this depth: list of (block, unit index from 1, base depth, stride)."""
+    if depth not in BLOCKS:
+        raise ValueError('ResNet-v2 depth must be one of %s, got %r' % (sorted(BLOCKS), depth))
+    return [(block, i + 1, base, stride if i == num - 1 else 1)
+            for block, base, num, stride in BLOCKS[depth] for i in range(num)]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------------------------------------
+def _variable(name, shape, initializer, trainable=True, extra_collections=()):
+    """A float32 backbone variable in the current variable scope (reused if the scope reuses)."""
+    collections = [tf.GraphKeys.GLOBAL_VARIABLES, tf.GraphKeys.MODEL_VARIABLES, BACKBONE_VARIABLES]
+    return tf.get_variable(name, shape, tf.float32, initializer=initializer, trainable=trainable,
+                           collections=collections + list(extra_collections))
+
+
+def conv2d(inputs, num_outputs, kernel_size, stride=1, rate=1, biases=False, scope=None):
+    """TF-Slim's conv2d with 'SAME' padding, or its conv2d_same when strided: explicit symmetric padding.
+
+    A strided convolution with SAME padding would pad asymmetrically (more at the bottom/right) depending on
+    the input size; TF-Slim's resnet_utils.conv2d_same pads (k_eff - 1) // 2 before and the rest after, so
+    that an input of side n*stride+1 keeps its corners on the output grid.
+
+    Args:
+      inputs: float32 [batch, height, width, channels_in], channels_in static.
+      num_outputs: channels_out.
+      kernel_size: odd int k (a k x k kernel).
+      stride: int; rate: dilation rate (int), effective kernel k + (k - 1) * (rate - 1).
+      biases: add a '<scope>/biases' [channels_out] variable (else the caller normalises the output).
+      scope: variable scope of '<scope>/weights' [k, k, channels_in, channels_out]; None: the current one.
+    Returns:
+      float32 [batch, ceil(height / stride), ceil(width / stride), channels_out], linear (no activation).
+    """
+    if scope is not None:
+        with tf.variable_scope(scope):
+            return conv2d(inputs, num_outputs, kernel_size, stride, rate, biases)
+    channels_in = inputs.shape[-1]
+    if channels_in is None:
+        raise ValueError('%s: the input channels must be static, got shape %s'
+                         % (tf.get_variable_scope().name, inputs.shape))
+    weights = _variable('weights', [kernel_size, kernel_size, int(channels_in), num_outputs],
+                        tf.variance_scaling_initializer(2.0, 'fan_in', 'truncated_normal'),
+                        extra_collections=[tf.GraphKeys.WEIGHTS])
+    padding = 'SAME'
+    if stride > 1 and kernel_size > 1:
+        pad_total = kernel_size + (kernel_size - 1) * (rate - 1) - 1
+        pad_begin = pad_total // 2
+        paddings = [[0, 0], [pad_begin, pad_total - pad_begin], [pad_begin, pad_total - pad_begin], [0, 0]]
+        inputs = tf.pad(inputs, paddings)
+        padding = 'VALID'
+    outputs = tf.nn.conv2d(inputs, weights, strides=[1, stride, stride, 1], padding=padding,
+                           dilations=[1, rate, rate, 1])
+    if biases:
+        outputs = tf.nn.bias_add(outputs, _variable('biases', [num_outputs], tf.zeros_initializer()))
+    return outputs
+
+
+def batch_norm(inputs, is_training, freeze=None, epsilon=None, decay=None, train_affine=None,
+               scope='BatchNorm'):
+    """TF-Slim's batch_norm (scale=True, center=True) followed by relu, as in every ResNet-v2 layer.
+
+    Variables, in TF-Slim's creation order: '<scope>/beta', '<scope>/gamma' (trainable unless train_affine is
+    False), '<scope>/moving_mean', '<scope>/moving_variance' (never trainable), all [channels].
+
+    Args:
+      inputs: float32 [batch, height, width, channels], channels static.
+      is_training: Python bool or scalar bool tensor. It matters only when freeze is False: then training
+        normalises with the batch's statistics and adds the moving-average updates to
+        tf.GraphKeys.UPDATE_OPS (run them with the train op); inference uses the moving statistics.
+      freeze: always use the moving statistics, never update them; None -> config.FREEZE_BATCH_NORM.
+      epsilon: variance epsilon; None -> config.BATCH_NORM_EPSILON (raised to 1.001e-5, as TensorFlow's fused
+        batch norm that TF-Slim runs does).
+      decay: moving-average decay; None -> config.BATCH_NORM_DECAY.
+      train_affine: gamma and beta trainable; None -> config.BATCH_NORM_TRAIN_AFFINE.
+      scope: variable scope.
+    Returns:
+      float32 [batch, height, width, channels], relu(gamma * (x - mean) / sqrt(variance + epsilon) + beta).
+    """
+    freeze = config.FREEZE_BATCH_NORM if freeze is None else freeze
+    epsilon = max(config.BATCH_NORM_EPSILON if epsilon is None else epsilon, _FUSED_MIN_EPSILON)
+    decay = config.BATCH_NORM_DECAY if decay is None else decay
+    train_affine = config.BATCH_NORM_TRAIN_AFFINE if train_affine is None else train_affine
+    channels = inputs.shape[-1]
+    if channels is None:
+        raise ValueError('%s: the input channels must be static, got shape %s' % (scope, inputs.shape))
+    shape = [int(channels)]
+    with tf.variable_scope(scope):
+        beta = _variable('beta', shape, tf.zeros_initializer(), trainable=train_affine)
+        gamma = _variable('gamma', shape, tf.ones_initializer(), trainable=train_affine)
+        moving_mean = _variable('moving_mean', shape, tf.zeros_initializer(), trainable=False)
+        moving_variance = _variable('moving_variance', shape, tf.ones_initializer(), trainable=False)
+
+        def frozen():
+            # One multiply-add with the statistics folded into gamma and beta.
+            scale = gamma * tf.math.rsqrt(moving_variance + epsilon)
+            return inputs * scale + (beta - moving_mean * scale)
+
+        def batch_statistics():
+            outputs, mean, variance = tf.nn.fused_batch_norm(inputs, gamma, beta, epsilon=epsilon,
+                                                             is_training=True)
+            # `variance` is the unbiased (n - 1) estimate, what TF-Slim's moving averages receive.
+            return outputs, mean, variance
+
+        if freeze or is_training is False:
+            outputs = frozen()
+        elif is_training is True:
+            outputs, mean, variance = batch_statistics()
+            _add_moving_average_updates(moving_mean, moving_variance, mean, variance, decay)
+        else:
+            is_training = tf.convert_to_tensor(is_training, tf.bool)
+            outputs, mean, variance = tf.cond(
+                is_training, batch_statistics, lambda: (frozen(), moving_mean.value(), moving_variance.value()))
+            mean = tf.where(is_training, mean, moving_mean.value())
+            variance = tf.where(is_training, variance, moving_variance.value())
+            _add_moving_average_updates(moving_mean, moving_variance, mean, variance, decay)
+    return tf.nn.relu(outputs)
+
+
+def _add_moving_average_updates(moving_mean, moving_variance, mean, variance, decay):
+    """moving <- moving - (1 - decay) * (moving - batch), in tf.GraphKeys.UPDATE_OPS (TF-Slim's default)."""
+    for moving, batch in ((moving_mean, mean), (moving_variance, variance)):
+        update = tf.assign_sub(moving, (1.0 - decay) * (moving - batch))
+        tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, update)
+
+
+def subsample(inputs, stride):
+    """TF-Slim's resnet_utils.subsample: a 1x1 max pool of this stride, i.e. every stride-th row and column.
+
+    Args:
+      inputs: [batch, height, width, channels].
+    Returns:
+      [batch, ceil(height / stride), ceil(width / stride), channels] (inputs itself if stride is 1).
+    """
+    return inputs if stride == 1 else inputs[:, ::stride, ::stride, :]
+
+
+def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_points, freeze=None,
+               scope=UNIT_SCOPE):
+    """TF-Slim's ResNet-v2 bottleneck unit (pre-activation), with its variables under `scope`.
+
+    Args:
+      inputs: float32 [batch, height, width, depth_in], depth_in static.
+      depth: output channels (4 * depth_bottleneck).
+      depth_bottleneck: channels of conv1 and conv2.
+      stride: stride of conv2 (3x3, conv2d_same) and of the shortcut.
+      rate: dilation rate of conv2.
+      is_training, freeze: see batch_norm.
+      end_points: dict the unit adds its layers' outputs to, keyed by full variable-scope name
+        ('.../bottleneck_v2/shortcut', '/conv1', '/conv2', '/conv3' and '.../bottleneck_v2' for the unit).
+    Returns:
+      float32 [batch, ceil(height / stride), ceil(width / stride), depth]: shortcut + residual, no activation.
+    """
+    with tf.variable_scope(scope) as sc:
+        depth_in = int(inputs.shape[-1])
+        # preact [batch, height, width, depth_in]
+        preact = batch_norm(inputs, is_training, freeze, scope='preact')
+        if depth == depth_in:
+            # [batch, height / stride, width / stride, depth]
+            shortcut = subsample(inputs, stride)
+        else:
+            shortcut = conv2d(preact, depth, 1, stride, biases=True, scope='shortcut')
+            end_points[sc.name + '/shortcut'] = shortcut
+        # [batch, height, width, depth_bottleneck]
+        residual = _conv_bn(preact, depth_bottleneck, 1, 1, 1, is_training, freeze, 'conv1')
+        end_points[sc.name + '/conv1'] = residual
+        # [batch, height / stride, width / stride, depth_bottleneck]
+        residual = _conv_bn(residual, depth_bottleneck, 3, stride, rate, is_training, freeze, 'conv2')
+        end_points[sc.name + '/conv2'] = residual
+        # [batch, height / stride, width / stride, depth]
+        residual = conv2d(residual, depth, 1, 1, biases=True, scope='conv3')
+        end_points[sc.name + '/conv3'] = residual
+        outputs = shortcut + residual
+        end_points[sc.name] = outputs
+    return outputs
+
+
+def _conv_bn(inputs, num_outputs, kernel_size, stride, rate, is_training, freeze, scope):
+    """conv2d without biases, then '<scope>/BatchNorm' and relu: TF-Slim's conv2d under resnet_arg_scope."""
+    with tf.variable_scope(scope):
+        outputs = conv2d(inputs, num_outputs, kernel_size, stride, rate)
+        return batch_norm(outputs, is_training, freeze, scope='BatchNorm')
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Networks
+# ----------------------------------------------------------------------------------------------------------
+def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_norm=None, reuse=None,
+              scope=None):
+    """ResNet-v2 of the given depth, as TF-Slim's resnet_v2_<depth>(num_classes=None, global_pool=False).
+
+    Args:
+      inputs: float32 [batch, height_in, width_in, 3], RGB scaled to [-1, 1] (model.preprocess).
+      depth: 50, 101 or 152.
+      is_training: Python bool or scalar bool tensor; matters only for unfrozen batch norm (see batch_norm).
+      output_stride: None (nominal stride 32) or a multiple of 4 up to 32 (8 and 16 in PersonLab): later
+        block strides become dilation rates. An input of side n * output_stride + 1 gives an output of side
+        n + 1 whose corners sit on the input's corners.
+      freeze_batch_norm: None -> config.FREEZE_BATCH_NORM.
+      reuse: variable reuse (None inherits the enclosing scope's).
+      scope: variable scope; None -> 'resnet_v2_<depth>' (the name in TF-Slim's checkpoints).
+    Returns:
+      net: float32 [batch, height_out, width_out, 2048] after `postnorm` (batch norm + relu), with
+        height_out = (height_in - 1) // s + 1 for s = output_stride or 32 (odd sizes; ceil otherwise).
+      end_points: dict, keys the full variable-scope names as TF-Slim's (e.g. 'resnet_v2_101/conv1',
+        'resnet_v2_101/block1/unit_1/bottleneck_v2/conv2', 'resnet_v2_101/block1/unit_1/bottleneck_v2',
+        'resnet_v2_101/block1' ... 'resnet_v2_101/block4'), in creation order. With s = output_stride:
+          '<scope>/conv1'  [batch, ceil(height_in / 2), ceil(width_in / 2), 64], linear;
+          '<scope>/block1' [batch, height_in / min(8, s), ..., 256], before any batch norm (pre-activation);
+          '<scope>/block2' [batch, height_in / min(16, s), ..., 512];
+          '<scope>/block3' [batch, height_in / min(32, s), ..., 1024];
+          '<scope>/block4' [batch, height_in / s, ..., 2048] (net before postnorm).
+        (each division rounds up.)
+    Raises:
+      ValueError: bad depth, input shape or output stride.
+    """
+    units = _units(depth)
+    if inputs.dtype != tf.float32 or inputs.shape.ndims != 4:
+        raise ValueError('resnet_v2: inputs must be float32 [batch, height, width, channels], got %s %s'
+                         % (inputs.dtype.name, inputs.shape))
+    target = None
+    if output_stride is not None:
+        if output_stride % ROOT_STRIDE != 0 or not 0 < output_stride <= 32:
+            raise ValueError('output_stride must be None or a multiple of %d up to 32, got %r'
+                             % (ROOT_STRIDE, output_stride))
+        target = output_stride // ROOT_STRIDE  # stride wanted from the blocks after the root
+    end_points = {}
+    with tf.variable_scope(scope, 'resnet_v2_%d' % depth, [inputs], reuse=reuse) as sc:
+        # Root: [batch, height_in / 2, width_in / 2, 64], then [batch, height_in / 4, width_in / 4, 64].
+        net = conv2d(inputs, ROOT_DEPTH, 7, stride=2, biases=True, scope='conv1')
+        end_points[sc.name + '/conv1'] = net
+        net = tf.nn.max_pool2d(net, 3, 2, 'SAME', name='pool1')
+        # TF-Slim's stack_blocks_dense: strides multiply until the target, then rates do.
+        current_stride, rate = 1, 1
+        for index, (block, unit, base, stride) in enumerate(units):
+            with tf.variable_scope(block, values=[net]) as block_sc:
+                with tf.variable_scope('unit_%d' % unit, values=[net]):
+                    if target is not None and current_stride == target:
+                        net = bottleneck(net, 4 * base, base, 1, rate, is_training, end_points,
+                                         freeze_batch_norm)
+                        rate *= stride
+                    else:
+                        net = bottleneck(net, 4 * base, base, stride, 1, is_training, end_points,
+                                         freeze_batch_norm)
+                        current_stride *= stride
+                if index + 1 == len(units) or units[index + 1][0] != block:
+                    end_points[block_sc.name] = net
+        # postnorm: [batch, height_out, width_out, 2048]
+        net = batch_norm(net, is_training, freeze_batch_norm, scope='postnorm')
+    return net, end_points
+
+
+def resnet_v2_50(inputs, is_training=True, output_stride=None, freeze_batch_norm=None, reuse=None,
+                 scope='resnet_v2_50'):
+    """ResNet-v2-50 (block units 3, 4, 6, 3), as TF-Slim's; see resnet_v2 for arguments and shapes."""
+    return resnet_v2(inputs, 50, is_training, output_stride, freeze_batch_norm, reuse, scope)
+
+
+def resnet_v2_101(inputs, is_training=True, output_stride=None, freeze_batch_norm=None, reuse=None,
+                  scope='resnet_v2_101'):
+    """ResNet-v2-101 (block units 3, 4, 23, 3), as TF-Slim's; see resnet_v2 for arguments and shapes."""
+    return resnet_v2(inputs, 101, is_training, output_stride, freeze_batch_norm, reuse, scope)
+
+
+def resnet_v2_152(inputs, is_training=True, output_stride=None, freeze_batch_norm=None, reuse=None,
+                  scope='resnet_v2_152'):
+    """ResNet-v2-152 (block units 3, 8, 36, 3), as TF-Slim's; see resnet_v2 for arguments and shapes."""
+    return resnet_v2(inputs, 152, is_training, output_stride, freeze_batch_norm, reuse, scope)
+
+
+def backbone_variables(depth, scope=None, input_channels=3):
+    """What resnet_v2(depth) creates, without a graph: list of (name, shape tuple) in creation order.
+
+    Names are '<scope>/...' (scope None -> 'resnet_v2_<depth>'), exactly TF-Slim's checkpoint names.
+    """
+    scope = 'resnet_v2_%d' % depth if scope is None else scope
+    out = [(scope + '/conv1/weights', (7, 7, input_channels, ROOT_DEPTH)), (scope + '/conv1/biases', (ROOT_DEPTH,))]
+
+    def bn(prefix, channels):
+        return [(prefix + '/' + leaf, (channels,)) for leaf in ('beta', 'gamma', 'moving_mean', 'moving_variance')]
+
+    depth_in = ROOT_DEPTH
+    for block, unit, base, _ in _units(depth):
+        prefix = '%s/%s/unit_%d/%s' % (scope, block, unit, UNIT_SCOPE)
+        out += bn(prefix + '/preact', depth_in)
+        if 4 * base != depth_in:
+            out += [(prefix + '/shortcut/weights', (1, 1, depth_in, 4 * base)),
+                    (prefix + '/shortcut/biases', (4 * base,))]
+        out += [(prefix + '/conv1/weights', (1, 1, depth_in, base))] + bn(prefix + '/conv1/BatchNorm', base)
+        out += [(prefix + '/conv2/weights', (3, 3, base, base))] + bn(prefix + '/conv2/BatchNorm', base)
+        out += [(prefix + '/conv3/weights', (1, 1, base, 4 * base)), (prefix + '/conv3/biases', (4 * base,))]
+        depth_in = 4 * base
+    return out + bn(scope + '/postnorm', depth_in)
