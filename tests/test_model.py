@@ -285,3 +285,95 @@ def test_compute_losses_names_a_missing_target_and_a_grid_mismatch():
     other_grid = _synthetic_targets(rng, height=5)
     with pytest.raises(ValueError, match='heatmaps'):
         model.compute_losses(outputs, other_grid, variables=[])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Losses and refinement on real COCO targets (data_generator.py)
+# ----------------------------------------------------------------------------------------------------------
+
+CROWD_IMAGE_ID = 34246  # 14 persons and a crowd region: every mask of the losses is exercised
+
+
+@pytest.fixture(scope='module')
+def coco_train(coco_sample):
+    import data_generator
+    return data_generator.CocoPersons(coco_sample['train_annotations'], coco_sample['train_images'])
+
+
+@pytest.fixture(scope='module')
+def crowd_targets(coco_train):
+    """Targets of the crowd image, unaugmented, at stride 8 (a batch of one)."""
+    import data_generator
+    targets = data_generator.encode_example(coco_train.load_example(CROWD_IMAGE_ID), 8)
+    return {name: value[None] for name, value in targets.items() if name != 'image'}
+
+
+def _random_outputs(rng, targets):
+    """Random logits and offsets on the targets' grid."""
+    shape = targets['heatmaps'].shape[:3]
+    heat = rng.normal(0, 3, shape + (K,)).astype(np.float32)
+    seg = rng.normal(0, 3, shape + (1,)).astype(np.float32)
+    return {'heatmap_logits': heat, 'segmentation_logits': seg,
+            'short_offsets': rng.uniform(-40, 40, shape + (2 * K,)).astype(np.float32),
+            'mid_offsets': rng.uniform(-100, 100, shape + (2 * E,)).astype(np.float32),
+            'long_offsets': rng.uniform(-150, 150, shape + (2 * K,)).astype(np.float32)}
+
+
+def _loss_values(outputs, targets):
+    with tf.Graph().as_default():
+        tensors = {name: tf.constant(value) for name, value in outputs.items()}
+        losses = model.compute_losses(tensors, targets, variables=[])
+        with _session() as sess:
+            return sess.run(losses)
+
+
+def test_loss_is_lower_for_the_true_targets_than_for_random_outputs_real(crowd_targets):
+    rng = np.random.RandomState(7)
+    true_outputs = {
+        'heatmap_logits': (2 * crowd_targets['heatmaps'] - 1) * 6,
+        'segmentation_logits': (2 * crowd_targets['segmentation'] - 1) * 6,
+        'short_offsets': crowd_targets['short_offsets'], 'mid_offsets': crowd_targets['mid_offsets'],
+        'long_offsets': crowd_targets['long_offsets']}
+    true_losses = _loss_values(true_outputs, crowd_targets)
+    random_losses = _loss_values(_random_outputs(rng, crowd_targets), crowd_targets)
+    for name in model.LOSS_NAMES:
+        assert true_losses[name] < 0.1 * random_losses[name], (name, true_losses[name], random_losses[name])
+    assert true_losses['total'] < 0.05 * random_losses['total']
+
+
+def test_masked_positions_do_not_change_the_loss_when_their_predictions_change(crowd_targets):
+    rng = np.random.RandomState(8)
+    masks = {'heatmap_logits': crowd_targets['kp_weights'], 'segmentation_logits': crowd_targets['seg_weights'],
+             'short_offsets': np.repeat(crowd_targets['short_valid'], 2, axis=3),
+             'mid_offsets': np.repeat(crowd_targets['mid_valid'], 2, axis=3),
+             'long_offsets': np.repeat(crowd_targets['long_valid'], 2, axis=3)}
+    for name, mask in masks.items():  # the sample really has masked and unmasked positions of every kind
+        assert 0 < mask.mean() < 1, name
+    outputs = _random_outputs(rng, crowd_targets)
+    other = _random_outputs(rng, crowd_targets)
+    masked_changed = {name: np.where(masks[name] > 0, outputs[name], 1e3 * other[name]) for name in outputs}
+    valid_changed = {name: np.where(masks[name] > 0, other[name], outputs[name]) for name in outputs}
+    base = _loss_values(outputs, crowd_targets)
+    after_masked = _loss_values(masked_changed, crowd_targets)
+    after_valid = _loss_values(valid_changed, crowd_targets)
+    for name in model.LOSS_NAMES:
+        np.testing.assert_allclose(after_masked[name], base[name], rtol=1e-6, err_msg=name)
+        assert abs(after_valid[name] - base[name]) > 1e-3 * base[name], name
+
+
+def test_refinement_shrinks_noisy_mid_offsets_with_exact_short_offsets_real(crowd_targets):
+    """Real targets: the mid offsets of every person, with noise, refined with the exact short offsets."""
+    rng = np.random.RandomState(9)
+    stride = 8
+    valid = crowd_targets['mid_valid'] > 0
+    truth = crowd_targets['mid_offsets']
+    noisy = truth + rng.normal(0, 5.0, truth.shape).astype(np.float32)
+    refined = model.refine_offsets(tf.constant(noisy), tf.constant(crowd_targets['short_offsets']),
+                                   MID_TARGETS, stride)
+    with _session() as sess:
+        refined = sess.run(refined)
+    error = lambda o: np.linalg.norm((o - truth).reshape(truth.shape[:3] + (E, 2)), axis=-1)[valid]
+    before, after = error(noisy), error(refined)
+    # Inside the disks the short offsets are an affine field, which bilinear sampling reproduces exactly.
+    assert np.median(after) < 0.01 * np.median(before), (np.median(before), np.median(after))
+    assert np.mean(after) < 0.2 * np.mean(before), (np.mean(before), np.mean(after))
