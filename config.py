@@ -134,6 +134,15 @@ NUM_STEPS = 1000000  # training steps [R]
 MOVING_AVERAGE_DECAY = 0.9999  # Polyak averaging of the weights [R/I]
 CHECKPOINT_EVERY = 1000  # steps between checkpoints [C]
 SUMMARY_EVERY = 100  # steps between TensorBoard summaries [C]
+LEARNING_RATE_SCHEDULE = 'constant'  # 'constant', 'cosine' (to 0 at NUM_STEPS) or 'step' [R: constant]
+LEARNING_RATE_WARMUP_STEPS = 0  # linear ramp of the learning rate from 0 over these first steps [C]
+LEARNING_RATE_DECAY_STEPS = ()  # 'step' schedule: steps at which the rate is multiplied by the factor below [C]
+LEARNING_RATE_DECAY_FACTOR = 0.1  # 'step' schedule multiplier [C]
+TRAIN_FROM_SCRATCH = False  # True: random backbone instead of BACKBONE_CHECKPOINT (train.py --from-scratch) [C]
+CHECKPOINTS_TO_KEEP = 5  # newest checkpoints kept in TRAIN_DIR [C]
+LOG_EVERY = 20  # steps between progress lines (step, losses, speed, input wait, ETA) [C]
+SUMMARY_IMAGES = 2  # samples shown in the TensorBoard image summary [C]
+PREFETCH_BATCHES = 4  # batches train.py keeps ready ahead of the training step [C]
 
 # ----------------------------------------------------------------------------
 # Decoding (post_proc.py)
