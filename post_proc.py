@@ -1,0 +1,650 @@
+"""PersonLab decoding: network outputs -> people with keypoints, scores and instance masks.
+
+Follows ../shared/PAPER.md, "Decoding":
+
+1. Hough voting (Eq. 1): every output-grid cell x_i casts its heatmap probability p_k(x_i) as a vote at
+   x_i + S_k(x_i), splatted bilinearly onto a Hough grid of config.HOUGH_STRIDE input pixels.
+2. Local maxima of every h_k above config.PEAK_THRESHOLD form ONE queue over all keypoint types.
+3. Greedy decoding in queue order: a seed within r = config.NMS_RADIUS of the same-type keypoint of a person
+   already decoded is rejected; otherwise it starts a person, whose other keypoints are reached breadth-first
+   over the kinematic tree with the (refined) mid-range offsets, y_l = y_k + M_{k,l}(y_k), each landing
+   refined to sub-pixel precision with the short-range offsets.  A keypoint the tree walk misses (the walk
+   crossed an unlabelled or occluded keypoint) is searched again from every keypoint that was found, through
+   the long-range offsets (y_l = y_k + L_l(y_k)) and the mid-range offsets of found neighbours; candidates
+   that agree win (config.LONG_RANGE_RESCUE).  Without it a person whose tree is cut by a missing keypoint
+   splits into fragments.
+4. Keypoint scores: Expected-OKS, instance score: mean keypoint score then keypoint-level soft-NMS (or hard
+   OKS-NMS, config.INSTANCE_SCORING).
+5. Instance masks: pixels with p_S > t_S join the person j that minimises the p_k-weighted,
+   lambda_j-normalised distance of their long-range embedding x + L_k(x) to y_{j,k}, if it is <= t.
+
+The decoder never loops over pixels in Python: Hough voting is one np.bincount, seeds are decoded in
+vectorised batches (all seeds of a batch walk their trees together), masks are assigned on the output grid
+and upsampled once.  Work is bounded by config.MAX_SEEDS and config.MAX_PEOPLE, so even saturated maps end.
+
+Units: positions and offsets in input pixels, (x, y), float32; maps on the output grid of `stride`
+(cell (i, j) at input pixel (x=j*stride, y=i*stride)), see config.py.
+"""
+import math
+
+import cv2
+import numpy as np
+
+import config
+
+OUTPUT_CHANNELS = (  # name -> channels per output-grid cell, the network outputs decode() reads
+    ('heatmaps', config.NUM_KEYPOINTS),
+    ('short_offsets', 2 * config.NUM_KEYPOINTS),
+    ('mid_offsets', 2 * config.NUM_EDGES),
+    ('long_offsets', 2 * config.NUM_KEYPOINTS),
+    ('segmentation', 1),
+)
+PROBABILITY_OUTPUTS = ('heatmaps', 'segmentation')
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------------------------
+def grid_shape(image_shape, stride):
+    """Output-grid (rows, cols) of an input of `image_shape` (H, W[, C]) at `stride`: (side - 1) // s + 1."""
+    return (int(image_shape[0]) - 1) // stride + 1, (int(image_shape[1]) - 1) // stride + 1
+
+
+def check_outputs(outputs, stride, image_shape):
+    """Validates decode()'s inputs and returns the maps as float32 arrays.
+
+    Raises ValueError naming the bad input: a missing output, a shape that does not match the input size
+    and stride, NaN or infinite values, or probabilities outside [0, 1] (logits passed by mistake).
+    Returns (maps dict name -> float32 [H', W', C], (H, W)).
+    """
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError('stride must be a positive integer, got %r' % (stride,))
+    stride = int(stride)
+    if len(image_shape) < 2 or int(image_shape[0]) < 1 or int(image_shape[1]) < 1:
+        raise ValueError('image_shape must be (H, W[, C]) with H, W >= 1, got %r' % (tuple(image_shape),))
+    height, width = int(image_shape[0]), int(image_shape[1])
+    rows, cols = grid_shape(image_shape, stride)
+    if not hasattr(outputs, 'keys'):
+        raise ValueError('outputs must be a dict of numpy arrays, got %s' % type(outputs).__name__)
+    maps = {}
+    for name, channels in OUTPUT_CHANNELS:
+        if name not in outputs:
+            raise ValueError('outputs has no %r (needs %s)' % (name, ', '.join(n for n, _ in OUTPUT_CHANNELS)))
+        array = np.asarray(outputs[name], dtype=np.float32)
+        if array.shape != (rows, cols, channels):
+            raise ValueError('outputs[%r] has shape %s; an input of %dx%d at stride %d needs %s' % (
+                name, array.shape, height, width, stride, (rows, cols, channels)))
+        if not np.isfinite(array).all():
+            raise ValueError('outputs[%r] holds %d NaN or infinite values' % (
+                name, int(np.count_nonzero(~np.isfinite(array)))))
+        if name in PROBABILITY_OUTPUTS and array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError('outputs[%r] must hold probabilities in [0, 1], found [%g, %g] (logits?)' % (
+                name, array.min(), array.max()))
+        maps[name] = np.ascontiguousarray(array)
+    return maps, (height, width)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bilinear sampling of grid maps at input-pixel points
+# ----------------------------------------------------------------------------------------------------------
+class Sampler(object):
+    """Bilinear sampling of a map [h, w, c] whose cell (i, j) sits at input pixel (j * step, i * step).
+
+    Points outside the grid are clamped to its border, so no position can index out of range.
+    """
+
+    def __init__(self, array, step):
+        self.array = np.ascontiguousarray(array, dtype=np.float32)
+        self.flat = self.array.reshape(-1)
+        self.height, self.width, self.channels = self.array.shape
+        self.step = float(step)
+
+    def corners(self, x, y):
+        """Flat indices (4, N) of channel 0 at the four cells around points (x, y) and their weights (4, N)."""
+        gx = np.clip(np.asarray(x, np.float32) / self.step, 0.0, self.width - 1)
+        gy = np.clip(np.asarray(y, np.float32) / self.step, 0.0, self.height - 1)
+        x0 = gx.astype(np.int64)
+        y0 = gy.astype(np.int64)
+        fx = gx - x0
+        fy = gy - y0
+        x1 = np.minimum(x0 + 1, self.width - 1)
+        y1 = np.minimum(y0 + 1, self.height - 1)
+        c = self.channels
+        index = np.stack([(y0 * self.width + x0) * c, (y0 * self.width + x1) * c,
+                          (y1 * self.width + x0) * c, (y1 * self.width + x1) * c])
+        weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+        return index, weight
+
+    def sample(self, corners, channel):
+        """Values [N] at the points of `corners` in `channel` (int or int array [N])."""
+        index, weight = corners
+        return (self.flat[index + channel] * weight).sum(axis=0)
+
+    def __call__(self, x, y, channel):
+        return self.sample(self.corners(x, y), channel)
+
+
+class Maps(object):
+    """The decoder's view of one image: samplers of every output and of the Hough maps."""
+
+    def __init__(self, maps, stride, hough, hough_stride, radius):
+        self.stride = stride
+        self.hough_stride = hough_stride
+        self.heatmaps = Sampler(maps['heatmaps'], stride)
+        self.short = Sampler(maps['short_offsets'], stride)
+        self.mid = Sampler(maps['mid_offsets'], stride)
+        self.long = Sampler(maps['long_offsets'], stride)
+        self.hough = hough
+        # Hough mass within ~r of each cell: how much of a keypoint's vote lands near a point.
+        half = max(int(round(radius / hough_stride)), 0)
+        self.hough_mass = Sampler(cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
+                                                borderType=cv2.BORDER_CONSTANT), hough_stride)
+        self.radius = radius
+
+    def offset(self, sampler, x, y, field):
+        """Offset (dx, dy) of `field` (int array [N]) at points (x, y): two arrays [N]."""
+        corners = sampler.corners(x, y)
+        return sampler.sample(corners, 2 * field), sampler.sample(corners, 2 * field + 1)
+
+    def refine(self, x, y, kind, steps):
+        """y <- y + S_k(y), `steps` times; moves longer than r are refused (that is re-targeting, not refining)."""
+        for _ in range(steps):
+            dx, dy = self.offset(self.short, x, y, kind)
+            ok = dx * dx + dy * dy <= self.radius * self.radius
+            x = np.where(ok, x + dx, x)
+            y = np.where(ok, y + dy, y)
+        return x, y
+
+    def support(self, x, y, kind):
+        """p_k(y) times the Hough mass of type k within ~r of y: [N], 1 for an ideal keypoint, ~0 off one."""
+        return self.heatmaps(x, y, kind) * self.hough_mass(x, y, kind)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 1-2. Hough voting and seeds
+# ----------------------------------------------------------------------------------------------------------
+def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_threshold=None, radius=None):
+    """Hough maps h_k (Eq. 1) on a grid of `hough_stride` input pixels.
+
+    Args:
+      heatmaps: float32 [H', W', K] probabilities p_k on the output grid of `stride`.
+      short_offsets: float32 [H', W', 2K] short-range offsets S_k, input px.
+      stride: output stride of the maps.
+      hough_stride: Hough cell side in input px (default config.HOUGH_STRIDE).
+      vote_threshold: cells with p_k below this do not vote (default config.HOUGH_VOTE_THRESHOLD).
+      radius: disk radius R in px (default config.RADIUS).
+    Returns:
+      float32 [Hh, Wh, K]; cell (a, b) at input pixel (x=b*hough_stride, y=a*hough_stride), covering the
+      grid's extent.  A vote of cell x_i weighs p_k(x_i) * stride^2 / (pi R^2): a keypoint whose whole disk
+      votes for it gathers a mass of 1, so values read as "fraction of a keypoint" at any resolution.
+    """
+    hough_stride = int(config.HOUGH_STRIDE if hough_stride is None else hough_stride)
+    vote_threshold = config.HOUGH_VOTE_THRESHOLD if vote_threshold is None else vote_threshold
+    radius = config.RADIUS if radius is None else radius
+    rows, cols, kinds = heatmaps.shape
+    hrows = (rows - 1) * stride // hough_stride + 1
+    hcols = (cols - 1) * stride // hough_stride + 1
+    i, j, k = np.nonzero(heatmaps > vote_threshold)
+    weight = heatmaps[i, j, k] * np.float32(stride * stride / (math.pi * radius * radius))
+    u = (j * stride + short_offsets[i, j, 2 * k]) / np.float32(hough_stride)
+    v = (i * stride + short_offsets[i, j, 2 * k + 1]) / np.float32(hough_stride)
+    u0 = np.floor(u)
+    v0 = np.floor(v)
+    fu = u - u0
+    fv = v - v0
+    u0 = u0.astype(np.int64)
+    v0 = v0.astype(np.int64)
+    index, weights = [], []
+    for du, dv, w in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
+        uu, vv = u0 + du, v0 + dv
+        inside = (uu >= 0) & (uu < hcols) & (vv >= 0) & (vv < hrows)  # votes off the image are lost
+        index.append(((vv * hcols + uu) * kinds + k)[inside])
+        weights.append((weight * w)[inside])
+    hough = np.bincount(np.concatenate(index), np.concatenate(weights), minlength=hrows * hcols * kinds)
+    return hough.astype(np.float32).reshape(hrows, hcols, kinds)
+
+
+def find_seeds(hough, threshold=None, max_seeds=None):
+    """Local maxima (3x3) of every h_k above `threshold`, strongest first, at most `max_seeds`.
+
+    Returns (kind int64 [N], row int64 [N], col int64 [N], value float32 [N]) on the Hough grid.
+    """
+    threshold = config.PEAK_THRESHOLD if threshold is None else threshold
+    max_seeds = config.MAX_SEEDS if max_seeds is None else max_seeds
+    dilated = cv2.dilate(hough, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    if dilated.ndim == 2:  # cv2 drops a trailing axis of size 1
+        dilated = dilated[..., None]
+    row, col, kind = np.nonzero((hough >= dilated) & (hough > threshold))
+    value = hough[row, col, kind]
+    if len(value) > max_seeds:
+        keep = np.argpartition(-value, max_seeds - 1)[:max_seeds]
+        row, col, kind, value = row[keep], col[keep], kind[keep], value[keep]
+    order = np.argsort(-value, kind='stable')
+    return kind[order], row[order], col[order], value[order]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 3. Greedy decoding
+# ----------------------------------------------------------------------------------------------------------
+def _tree_walks():
+    """Breadth-first walk of the tree from every keypoint type.
+
+    Returns (edge int64 [K, K-1]): walks[k0, t] is the directed edge index (config.DIRECTED_EDGES) taken at
+    step t from seed type k0; its source is always reached before.
+    """
+    num = config.NUM_KEYPOINTS
+    edge_index = {edge: e for e, edge in enumerate(config.DIRECTED_EDGES)}
+    neighbours = [[] for _ in range(num)]
+    for a, b in config.EDGES:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    walks = np.zeros((num, num - 1), np.int64)
+    for root in range(num):
+        seen, queue, steps = {root}, [root], []
+        while queue:
+            k = queue.pop(0)
+            for l in neighbours[k]:
+                if l not in seen:
+                    seen.add(l)
+                    queue.append(l)
+                    steps.append(edge_index[(k, l)])
+        walks[root] = steps
+    return walks
+
+
+WALKS = _tree_walks()
+EDGE_SOURCE = np.array([a for a, _ in config.DIRECTED_EDGES], np.int64)
+EDGE_TARGET = np.array([b for _, b in config.DIRECTED_EDGES], np.int64)
+# INCOMING[l] lists the directed edges that end at keypoint l (one per tree neighbour).
+_MAX_DEGREE = max(int(np.sum(EDGE_TARGET == l)) for l in range(config.NUM_KEYPOINTS))
+INCOMING = np.full((config.NUM_KEYPOINTS, _MAX_DEGREE), -1, np.int64)
+for _l in range(config.NUM_KEYPOINTS):
+    _edges = np.flatnonzero(EDGE_TARGET == _l)
+    INCOMING[_l, :len(_edges)] = _edges
+
+
+def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
+    """Walks the tree from a batch of seeds with the mid-range offsets.
+
+    Args:
+      maps: Maps of the image.
+      kind, x, y: seeds, int64 [B] keypoint type and float32 [B] position in input px.
+    Returns:
+      pos float32 [B, K, 2] keypoint positions; found bool [B, K]: support >= threshold and reached from a
+      found keypoint (a landing from an unsupported keypoint is not trusted; the rescue retries it).
+      support float32 [B, K].
+    """
+    batch = len(kind)
+    rows = np.arange(batch)
+    pos = np.zeros((batch, config.NUM_KEYPOINTS, 2), np.float32)
+    pos[rows, kind, 0] = x
+    pos[rows, kind, 1] = y
+    for t in range(config.NUM_KEYPOINTS - 1):
+        edge = WALKS[kind, t]
+        source, target = EDGE_SOURCE[edge], EDGE_TARGET[edge]
+        sx, sy = pos[rows, source, 0], pos[rows, source, 1]
+        dx, dy = maps.offset(maps.mid, sx, sy, edge)
+        lx, ly = maps.refine(sx + dx, sy + dy, target, refine_steps)
+        pos[rows, target, 0] = lx
+        pos[rows, target, 1] = ly
+    flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
+    support = maps.support(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind).reshape(batch, -1)
+    found = support >= support_threshold
+    # Trust only landings whose source was found: walk order guarantees sources are settled first.
+    for t in range(config.NUM_KEYPOINTS - 1):
+        edge = WALKS[kind, t]
+        found[rows, EDGE_TARGET[edge]] &= found[rows, EDGE_SOURCE[edge]]
+    return pos, found, support
+
+
+def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rounds=2):
+    """Re-finds keypoints the tree walk missed, from the keypoints that were found.
+
+    For every missing keypoint l of a person, candidates are y_k + L_l(y_k) for every found k (long-range
+    offsets) and y_k + M_{k,l}(y_k) for every found tree neighbour k (mid-range offsets), each refined with
+    S_l.  The candidate most others agree with (within r), then the best supported, wins if its support
+    reaches the threshold.  Two rounds, so a keypoint found in the first can serve as a source in the second.
+    Updates pos, found, support in place.
+    """
+    num = config.NUM_KEYPOINTS
+    radius2 = maps.radius * maps.radius
+    for _ in range(rounds):
+        person, kind = np.nonzero(~found & found.any(axis=1, keepdims=True))
+        if not len(person):
+            return
+        n = len(person)
+        # Long-range candidates from every keypoint k of the person: [n, K].
+        src = pos[person]  # [n, K, 2]
+        sx, sy = src[..., 0], src[..., 1]
+        lkind = np.broadcast_to(kind[:, None], (n, num))
+        dx, dy = maps.offset(maps.long, sx.ravel(), sy.ravel(), lkind.ravel())
+        cx_long, cy_long = sx.ravel() + dx, sy.ravel() + dy
+        valid_long = found[person].ravel()
+        # Mid-range candidates from every tree neighbour: [n, D].
+        edges = INCOMING[kind]  # [n, D], -1 padded
+        has_edge = edges >= 0
+        safe_edges = np.where(has_edge, edges, 0)
+        nb = EDGE_SOURCE[safe_edges]
+        mx = pos[person[:, None], nb, 0]
+        my = pos[person[:, None], nb, 1]
+        dx, dy = maps.offset(maps.mid, mx.ravel(), my.ravel(), safe_edges.ravel())
+        cx_mid, cy_mid = mx.ravel() + dx, my.ravel() + dy
+        valid_mid = (has_edge & found[person[:, None], nb]).ravel()
+        width = num + edges.shape[1]
+        cx = np.concatenate([cx_long.reshape(n, num), cx_mid.reshape(n, -1)], axis=1)
+        cy = np.concatenate([cy_long.reshape(n, num), cy_mid.reshape(n, -1)], axis=1)
+        valid = np.concatenate([valid_long.reshape(n, num), valid_mid.reshape(n, -1)], axis=1)
+        ckind = np.broadcast_to(kind[:, None], (n, width)).ravel()
+        cx, cy = maps.refine(cx.ravel(), cy.ravel(), ckind, refine_steps)
+        csupport = np.where(valid.ravel(), maps.support(cx, cy, ckind), 0.0).reshape(n, width)
+        cx, cy = cx.reshape(n, width), cy.reshape(n, width)
+        near = ((cx[:, :, None] - cx[:, None, :]) ** 2 + (cy[:, :, None] - cy[:, None, :]) ** 2) <= radius2
+        agree = (near & valid[:, None, :]).sum(axis=2)
+        good = valid & (csupport >= support_threshold)
+        rank = np.where(good, agree + np.minimum(csupport, 1.0) * 0.5, -1.0)
+        best = np.argmax(rank, axis=1)
+        rows = np.arange(n)
+        take = good[rows, best]
+        if not take.any():
+            return
+        p, k, b = person[take], kind[take], best[take]
+        pos[p, k, 0] = cx[take, b]
+        pos[p, k, 1] = cy[take, b]
+        support[p, k] = csupport[take, b]
+        found[p, k] = True
+
+
+def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_batch=None,
+                  refine_steps=None, rescue=None):
+    """Greedy decoding over one priority queue of seeds (PAPER.md, Decoding 2-3).
+
+    Seeds are taken strongest first in vectorised batches (the first of `first_batch`, then doubling): the
+    whole batch walks its trees at once, then the batch is accepted in order, each new person rejecting every
+    later seed within r of its same-type found keypoint.  Equivalent to popping one seed at a time.
+
+    Returns pos float32 [P, K, 2], found bool [P, K], support float32 [P, K] (people in seed order).
+    """
+    support_threshold = config.KEYPOINT_SUPPORT_THRESHOLD if support_threshold is None else support_threshold
+    max_people = config.MAX_PEOPLE if max_people is None else max_people
+    batch_size = config.SEED_BATCH if first_batch is None else first_batch
+    refine_steps = config.SHORT_REFINE_STEPS if refine_steps is None else refine_steps
+    rescue = config.LONG_RANGE_RESCUE if rescue is None else rescue
+    kind, row, col, _ = seeds
+    hs = maps.hough_stride
+    sx, sy = maps.refine((col * hs).astype(np.float32), (row * hs).astype(np.float32), kind, refine_steps)
+    seed_support = maps.support(sx, sy, kind)
+    alive = seed_support >= support_threshold  # an unsupported maximum is noise: starting a person there is waste
+    radius2 = maps.radius * maps.radius
+    people_pos, people_found, people_support = [], [], []
+    start = 0
+    while start < len(kind) and len(people_pos) < max_people:
+        batch = np.flatnonzero(alive[start:])[:batch_size] + start
+        if not len(batch):
+            break
+        pos, found, support = follow_tree(maps, kind[batch], sx[batch], sy[batch], support_threshold,
+                                          refine_steps)
+        if rescue:
+            rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps)
+        for b, n in enumerate(batch):
+            if not alive[n]:
+                continue
+            people_pos.append(pos[b])
+            people_found.append(found[b])
+            people_support.append(support[b])
+            # Reject every remaining seed within r of this person's found keypoint of its type.
+            own = pos[b][kind]
+            close = ((sx - own[:, 0]) ** 2 + (sy - own[:, 1]) ** 2 <= radius2) & found[b][kind]
+            alive &= ~close
+            alive[n] = False
+            if len(people_pos) >= max_people:
+                break
+        start = batch[-1] + 1
+        batch_size *= 2
+    if not people_pos:
+        num = config.NUM_KEYPOINTS
+        return np.zeros((0, num, 2), np.float32), np.zeros((0, num), bool), np.zeros((0, num), np.float32)
+    return np.stack(people_pos), np.stack(people_found), np.stack(people_support)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 4. Scores
+# ----------------------------------------------------------------------------------------------------------
+def instance_scales(pos, found, min_scale=None):
+    """lambda_j = sqrt(area of the box of person j's FOUND keypoints), at least `min_scale`: float32 [P]."""
+    min_scale = config.MIN_INSTANCE_SCALE if min_scale is None else min_scale
+    big = np.float32(1e9)
+    x, y = pos[..., 0], pos[..., 1]
+    width = np.where(found, x, -big).max(axis=1) - np.where(found, x, big).min(axis=1)
+    height = np.where(found, y, -big).max(axis=1) - np.where(found, y, big).min(axis=1)
+    area = np.where(found.any(axis=1), np.maximum(width, 0) * np.maximum(height, 0), 0)
+    return np.maximum(np.sqrt(area), min_scale).astype(np.float32)
+
+
+def expected_oks(maps, pos, scales, radius=None):
+    """Expected-OKS keypoint scores s_{j,k} = p_k(y) * sum_{x in D_R(y)} h_k(x) exp(-|x-y|^2 / (2 sigma^2)).
+
+    sigma = lambda_j * kappa_k with kappa_k = 2 * config.OKS_SIGMAS[k] (pycocotools' OKS uses (2 sigma_k)^2).
+    h_k is normalised so a keypoint's votes sum to 1 (hough_voting), so s is the OKS this keypoint is expected
+    to reach.  Bilinear splatting blurs h_k by a triangle kernel of variance hs^2/6 per axis; the Gaussian is
+    widened by it and rescaled (Gaussian convolution identity), so coarse Hough cells do not punish sharp
+    keypoints.  Returns float32 [P, K] in [0, 1].
+    """
+    radius = config.RADIUS if radius is None else radius
+    people, num = pos.shape[:2]
+    if people == 0:
+        return np.zeros((0, num), np.float32)
+    hs = maps.hough_stride
+    hough = maps.hough
+    hrows, hcols = hough.shape[:2]
+    half = int(math.ceil(radius / hs))
+    offsets = np.arange(-half, half + 1)
+    kappa = 2.0 * np.asarray(config.OKS_SIGMAS, np.float32)
+    sigma2 = (scales[:, None] * kappa[None, :]) ** 2  # [P, K]
+    blur2 = hs * hs / 6.0
+    wide2 = sigma2 + blur2
+    x, y = pos[..., 0], pos[..., 1]
+    cu = np.rint(x / hs).astype(np.int64)  # [P, K]
+    cv = np.rint(y / hs).astype(np.int64)
+    uu = cu[..., None, None] + offsets[None, None, None, :]  # [P, K, 1, w]
+    vv = cv[..., None, None] + offsets[None, None, :, None]  # [P, K, w, 1]
+    inside = (uu >= 0) & (uu < hcols) & (vv >= 0) & (vv < hrows)
+    dist2 = (uu * hs - x[..., None, None]) ** 2 + (vv * hs - y[..., None, None]) ** 2
+    inside &= dist2 <= radius * radius
+    kinds = np.arange(num)[None, :, None, None]
+    values = hough[np.clip(vv, 0, hrows - 1), np.clip(uu, 0, hcols - 1), kinds]
+    gauss = np.exp(-dist2 / (2.0 * wide2[..., None, None])) * (wide2 / sigma2)[..., None, None]
+    mass = np.where(inside, values * gauss, 0.0).sum(axis=(2, 3))
+    p = maps.heatmaps(x.ravel(), y.ravel(), np.tile(np.arange(num), people)).reshape(people, num)
+    return np.clip(p * mass, 0.0, 1.0).astype(np.float32)
+
+
+def soft_nms_scores(pos, keypoint_scores, found, radius=None):
+    """Keypoint-level soft-NMS: sum of a person's keypoint scores not within r of the same keypoint of a
+    higher-scoring person (by mean keypoint score), divided by K.  Returns float32 [P]."""
+    radius = config.NMS_RADIUS if radius is None else radius
+    people, num = keypoint_scores.shape
+    mean = keypoint_scores.mean(axis=1)
+    order = np.argsort(-mean, kind='stable')
+    rank = np.empty(people, np.int64)
+    rank[order] = np.arange(people)
+    d2 = ((pos[:, None] - pos[None, :]) ** 2).sum(axis=-1)  # [P, P, K]
+    higher = rank[None, :] < rank[:, None]  # [i, j]: j ranks above i
+    suppressed = ((d2 <= radius * radius) & higher[..., None] & found[None, :, :]).any(axis=1)
+    return (np.where(suppressed, 0.0, keypoint_scores).sum(axis=1) / num).astype(np.float32)
+
+
+def oks(pos_a, pos_b, found_b, scale_b):
+    """COCO OKS of poses a [P, K, 2] against poses b [Q, K, 2] over b's found keypoints: float32 [P, Q]."""
+    kappa2 = (2.0 * np.asarray(config.OKS_SIGMAS, np.float32)) ** 2
+    d2 = ((pos_a[:, None] - pos_b[None, :]) ** 2).sum(axis=-1)  # [P, Q, K]
+    e = np.exp(-d2 / (2.0 * (scale_b[None, :, None] ** 2) * kappa2))
+    count = np.maximum(found_b.sum(axis=1), 1)
+    return (np.where(found_b[None], e, 0.0).sum(axis=-1) / count[None, :]).astype(np.float32)
+
+
+def oks_nms_keep(pos, found, scales, scores, threshold=None):
+    """Hard OKS-NMS: bool [P], False for a person whose OKS to a kept higher-scoring one exceeds threshold."""
+    threshold = config.OKS_NMS_THRESHOLD if threshold is None else threshold
+    similarity = oks(pos, pos, found, scales)  # [i, j]: i against j's keypoints
+    keep = np.ones(len(scores), bool)
+    for i in np.argsort(-scores, kind='stable'):  # people, not pixels: at most MAX_PEOPLE iterations
+        better = keep & (scores > scores[i])
+        if np.any(similarity[i][better] > threshold):
+            keep[i] = False
+    return keep
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 5. Instance masks
+# ----------------------------------------------------------------------------------------------------------
+def assign_pixels(maps_dict, stride, pos, weights, scales, seg_threshold=None, distance_threshold=None):
+    """Person index of every output-grid cell, -1 for none: int32 [H', W'].
+
+    A cell with p_S > seg_threshold joins argmin_j D_j(x) if D_j(x) <= t, where
+    D_j(x) = sum_k w_jk |x + L_k(x) - y_jk| / (lambda_j sum_k w_jk), w_jk = p_k(y_jk) on found keypoints, 0 else.
+    """
+    seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
+    distance_threshold = config.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
+    seg = maps_dict['segmentation'][..., 0]
+    labels = np.full(seg.shape, -1, np.int32)
+    people = len(pos)
+    if people == 0:
+        return labels
+    i, j = np.nonzero(seg > seg_threshold)
+    if not len(i):
+        return labels
+    norm = weights / (weights.sum(axis=1, keepdims=True) * scales[:, None])  # [P, K]; rows of 0 weight: nan
+    norm = np.nan_to_num(norm, nan=0.0, posinf=0.0)
+    usable = weights.sum(axis=1) > 0
+    long_offsets = maps_dict['long_offsets'][i, j]  # [N, 2K]
+    gx = (j * stride)[:, None].astype(np.float32) + long_offsets[:, 0::2]  # [N, K]
+    gy = (i * stride)[:, None].astype(np.float32) + long_offsets[:, 1::2]
+    distance = np.zeros((len(i), people), np.float32)
+    for k in np.flatnonzero((norm > 0).any(axis=0)):  # 17 keypoint types, vectorised over cells x people
+        dx = gx[:, k, None] - pos[None, :, k, 0]
+        dy = gy[:, k, None] - pos[None, :, k, 1]
+        distance += np.sqrt(dx * dx + dy * dy) * norm[None, :, k]
+    distance[:, ~usable] = np.inf
+    best = np.argmin(distance, axis=1)
+    ok = distance[np.arange(len(i)), best] <= distance_threshold
+    labels[i[ok], j[ok]] = best[ok]
+    return labels
+
+
+def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None):
+    """Instance masks at input resolution from grid labels: list of bool [H, W], one per person index.
+
+    The outline comes from p_S upsampled bilinearly (corner-aligned, as the grid convention says); the person
+    of an input pixel is the label of its nearest grid cell, where background cells take a neighbouring
+    label first so the smooth outline never falls on an unlabelled cell.  Each mask is written only inside
+    its person's box (np.zeros of a large array costs nothing until touched).
+    """
+    seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
+    height, width = image_shape
+    people = int(labels.max()) + 1 if labels.size else 0
+    count = people
+    masks = []
+    if people <= 0:
+        return masks
+    background = segmentation <= seg_threshold
+    grown = labels.copy()
+    for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1)):
+        neighbour = np.roll(labels, shift, axis=axis)
+        edge = [slice(None), slice(None)]
+        edge[axis] = 0 if shift == 1 else -1
+        neighbour[tuple(edge)] = -1  # no wrap-around
+        fill = background & (grown < 0) & (neighbour >= 0)
+        grown[fill] = neighbour[fill]
+    warp = np.float32([[1.0 / stride, 0, 0], [0, 1.0 / stride, 0]])
+    flags = cv2.WARP_INVERSE_MAP
+    foreground = cv2.warpAffine(segmentation.astype(np.float32), warp, (width, height),
+                                flags=cv2.INTER_LINEAR | flags, borderMode=cv2.BORDER_REPLICATE) > seg_threshold
+    full = cv2.warpAffine(grown.astype(np.int16) if count < 32767 else grown.astype(np.float32), warp,
+                          (width, height), flags=cv2.INTER_NEAREST | flags, borderMode=cv2.BORDER_REPLICATE)
+    full = np.where(foreground, full, -1)
+    rows_any = np.zeros((people, labels.shape[0]), bool)
+    cols_any = np.zeros((people, labels.shape[1]), bool)
+    r, c = np.nonzero(grown >= 0)
+    rows_any[grown[r, c], r] = True
+    cols_any[grown[r, c], c] = True
+    for person in range(people):
+        mask = np.zeros((height, width), bool)
+        rr, cc = np.flatnonzero(rows_any[person]), np.flatnonzero(cols_any[person])
+        if len(rr):
+            y0, y1 = max(rr[0] * stride - stride, 0), min(rr[-1] * stride + stride + 1, height)
+            x0, x1 = max(cc[0] * stride - stride, 0), min(cc[-1] * stride + stride + 1, width)
+            mask[y0:y1, x0:x1] = full[y0:y1, x0:x1] == person
+        masks.append(mask)
+    return masks
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Everything
+# ----------------------------------------------------------------------------------------------------------
+def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_masks=True, timings=None):
+    """Decodes one image's network outputs into people.
+
+    Args:
+      outputs: dict of numpy arrays, no batch axis, on the output grid of `stride` (see OUTPUT_CHANNELS):
+        'heatmaps' [H', W', K] and 'segmentation' [H', W', 1] as probabilities, 'short_offsets' [H', W', 2K],
+        'mid_offsets' [H', W', 2E] (refined), 'long_offsets' [H', W', 2K] (refined), offsets in input px.
+      stride: output stride; H' = (H - 1) // stride + 1, W' likewise.
+      image_shape: (H, W[, C]) of the network's input image.
+      hough_stride: Hough cell side in px (default config.HOUGH_STRIDE).
+      scoring: 'soft_nms' or 'oks_nms' (default config.INSTANCE_SCORING).
+      with_masks: False skips instance masks ('mask' is then None).
+      timings: optional dict; receives seconds per stage ('hough', 'seeds', 'greedy', 'scores', 'masks').
+    Returns:
+      list of people, highest score first, each {'keypoints': float32 [K, 3] (x, y, score) in input px,
+      'score': float, 'mask': bool [H, W]}.  An image without people gives [].
+    Raises:
+      ValueError: a missing or mis-shaped output, NaN/inf values, probabilities outside [0, 1], bad stride.
+    """
+    import time
+    clock = time.perf_counter
+    t0 = clock()
+    maps_dict, (height, width) = check_outputs(outputs, stride, image_shape)
+    stride = int(stride)
+    scoring = config.INSTANCE_SCORING if scoring is None else scoring
+    if scoring not in ('soft_nms', 'oks_nms'):
+        raise ValueError("scoring must be 'soft_nms' or 'oks_nms', got %r" % (scoring,))
+    hough_stride = int(config.HOUGH_STRIDE if hough_stride is None else hough_stride)
+    if hough_stride < 1:
+        raise ValueError('hough_stride must be a positive integer, got %r' % (hough_stride,))
+    hough = hough_voting(maps_dict['heatmaps'], maps_dict['short_offsets'], stride, hough_stride)
+    t1 = clock()
+    maps = Maps(maps_dict, stride, hough, hough_stride, config.NMS_RADIUS)
+    seeds = find_seeds(hough)
+    t2 = clock()
+    pos, found, support = greedy_decode(maps, seeds)
+    t3 = clock()
+    scales = instance_scales(pos, found)
+    keypoint_scores = expected_oks(maps, pos, scales)
+    if scoring == 'soft_nms':
+        scores = soft_nms_scores(pos, keypoint_scores, found)
+        keep = scores > 0
+    else:
+        scores = keypoint_scores.mean(axis=1)
+        keep = oks_nms_keep(pos, found, scales, scores) & (scores > 0)
+    order = [p for p in np.argsort(-scores, kind='stable') if keep[p]]
+    pos, found, keypoint_scores, scores, scales = (pos[order], found[order], keypoint_scores[order],
+                                                   scores[order], scales[order])
+    t4 = clock()
+    masks = [None] * len(order)
+    if with_masks and len(order):
+        num = config.NUM_KEYPOINTS
+        p = maps.heatmaps(pos[..., 0].ravel(), pos[..., 1].ravel(), np.tile(np.arange(num), len(order)))
+        weights = np.where(found, p.reshape(len(order), num), 0.0).astype(np.float32)
+        labels = assign_pixels(maps_dict, stride, pos, weights, scales)
+        masks = upsample_masks(labels, maps_dict['segmentation'][..., 0], stride, (height, width))
+        masks += [np.zeros((height, width), bool) for _ in range(len(order) - len(masks))]
+    t5 = clock()
+    if timings is not None:
+        for name, seconds in (('hough', t1 - t0), ('seeds', t2 - t1), ('greedy', t3 - t2), ('scores', t4 - t3),
+                              ('masks', t5 - t4)):
+            timings[name] = timings.get(name, 0.0) + seconds
+    people = []
+    for n in range(len(order)):
+        keypoints = np.concatenate([pos[n], keypoint_scores[n][:, None]], axis=1).astype(np.float32)
+        people.append({'keypoints': keypoints, 'score': float(scores[n]), 'mask': masks[n]})
+    return people
