@@ -377,3 +377,109 @@ def test_refinement_shrinks_noisy_mid_offsets_with_exact_short_offsets_real(crow
     # Inside the disks the short offsets are an affine field, which bilinear sampling reproduces exactly.
     assert np.median(after) < 0.01 * np.median(before), (np.median(before), np.median(after))
     assert np.mean(after) < 0.2 * np.mean(before), (np.mean(before), np.mean(after))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The whole network (ResNet-50 backbone)
+# ----------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def backbone_checkpoint(slim_reference, tmp_path_factory):
+    """A TF-Slim-named ResNet-v2-50 checkpoint with the reference's deterministic, well-scaled weights:
+    a stand-in for the ImageNet release (a random backbone with frozen batch norm has exploding features)."""
+    import subprocess
+    import sys
+    prefix = str(tmp_path_factory.mktemp('backbone') / 'resnet_v2_50.ckpt')
+    subprocess.run([sys.executable, slim_reference + '/make_checkpoint.py',
+                    slim_reference + '/resnet_v2_50.manifest', prefix], check=True, capture_output=True)
+    return prefix
+
+
+def _init(sess, checkpoint):
+    import resnet
+    sess.run(tf.global_variables_initializer())
+    resnet.load_backbone_checkpoint(sess, checkpoint, 'resnet_v2_%d' % TEST_DEPTH)
+
+
+def _check_outputs(outputs, grid):
+    channels = {'heatmap_logits': K, 'heatmaps': K, 'short_offsets': 2 * K, 'mid_offsets': 2 * E,
+                'long_offsets': 2 * K, 'segmentation_logits': 1, 'segmentation': 1}
+    for name, count in channels.items():
+        assert outputs[name].shape == (1, grid, grid, count), name
+        assert np.all(np.isfinite(outputs[name])), name
+    np.testing.assert_allclose(outputs['heatmaps'], 1 / (1 + np.exp(-outputs['heatmap_logits'])), atol=1e-5)
+    np.testing.assert_allclose(outputs['segmentation'], 1 / (1 + np.exp(-outputs['segmentation_logits'])),
+                               atol=1e-5)
+
+
+def test_build_model_outputs_and_the_same_weights_serve_strides_16_and_8(backbone_checkpoint):
+    images = tf.placeholder(tf.uint8, [None, None, None, 3])
+    train_outputs = model.build_model(images, is_training=True, output_stride=16, depth=TEST_DEPTH)
+    variables = tf.global_variables()
+    eval_outputs = model.build_model(images, is_training=False, output_stride=8, depth=TEST_DEPTH, reuse=True)
+    assert tf.global_variables() == variables  # inference at stride 8 creates no variable of its own
+    heads = [v.op.name for v in variables if v.op.name.startswith(model.HEADS_SCOPE + '/')]
+    assert sorted(heads) == sorted('%s/%s/%s' % (model.HEADS_SCOPE, head, leaf)
+                                   for head in model.HEAD_NAMES for leaf in ('weights', 'biases'))
+    image = np.random.RandomState(10).randint(0, 256, (1, 65, 65, 3)).astype(np.uint8)
+    with _session() as sess:
+        _init(sess, backbone_checkpoint)
+        at16, at8 = sess.run([train_outputs, eval_outputs], {images: image})
+    _check_outputs(at16, 5)
+    _check_outputs(at8, 9)
+    _check_outputs(at16['intermediate'], 5)
+    _check_outputs(at8['intermediate'], 9)
+    # Atrous convolution at stride 8 computes, at every other cell, what the stride-16 network computes
+    # (the grids share the input corners): the 1x1 heads see the same features there. Refined offsets
+    # differ, as they sample the short offsets on grids of different resolution.
+    for outputs_16, outputs_8 in ((at16, at8), (at16['intermediate'], at8['intermediate'])):
+        for name in ('heatmap_logits', 'segmentation_logits', 'short_offsets'):
+            scale = np.abs(outputs_16[name]).max()
+            np.testing.assert_allclose(outputs_8[name][:, ::2, ::2], outputs_16[name], atol=1e-4 * scale,
+                                       err_msg=name)
+
+
+def test_every_head_receives_gradient_and_refinement_feeds_the_short_head(backbone_checkpoint):
+    rng = np.random.RandomState(11)
+    images = tf.constant(rng.randint(0, 256, (1, 65, 65, 3)).astype(np.uint8))
+    outputs = model.build_model(images, is_training=True, output_stride=16, depth=TEST_DEPTH)
+    targets = _synthetic_targets(rng, batch=1, height=5, width=5)
+    losses = model.compute_losses(outputs, targets)
+    head_vars = {v.op.name: v for v in tf.trainable_variables() if 'heads/' in v.op.name}
+    assert len(head_vars) == 2 * 2 * len(model.HEAD_NAMES)  # final and intermediate heads
+    backbone_kernel = [v for v in tf.trainable_variables() if v.op.name.endswith('conv1/weights')][0]
+    names = sorted(head_vars)
+    grads = tf.gradients(losses['total'], [head_vars[n] for n in names] + [backbone_kernel])
+    short_kernel = head_vars[model.HEADS_SCOPE + '/short/weights']
+    via_refinement = tf.gradients([losses['mid'], losses['long']], [short_kernel])[0]
+    with _session() as sess:
+        _init(sess, backbone_checkpoint)
+        grad_values, refinement_grad = sess.run([grads, via_refinement])
+    for name, grad in zip(names + ['backbone conv1'], grad_values):
+        assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0, name
+    # The mid and long losses reach the short head only through the sampled short offsets of Eq. 2.
+    assert np.abs(refinement_grad).max() > 0
+
+
+def test_a_few_sgd_steps_on_one_real_sample_lower_its_loss_markedly(coco_train, backbone_checkpoint):
+    import data_generator
+    example = coco_train.load_example(151408)  # one large person, 12 labelled keypoints
+    sample = data_generator.augment_example(example, np.random.default_rng(0), input_size=129, stride=16)
+    for name in ('short_valid', 'mid_valid', 'long_valid', 'segmentation'):
+        assert sample[name].sum() > 10, name  # the crop holds the person: every head has targets
+    batch = {name: value[None] for name, value in sample.items()}
+    outputs = model.build_model(tf.constant(batch.pop('image')), is_training=True, output_stride=16,
+                                depth=TEST_DEPTH)
+    losses = model.compute_losses(outputs, batch)
+    data_loss = losses['total'] - losses['weight_decay']
+    train = tf.train.MomentumOptimizer(config.LEARNING_RATE, config.MOMENTUM).minimize(losses['total'])
+    with _session() as sess:
+        _init(sess, backbone_checkpoint)
+        before = sess.run(losses)
+        for _ in range(15):
+            sess.run(train)
+        after = sess.run(losses)
+    assert after['total'] - after['weight_decay'] < 0.6 * (before['total'] - before['weight_decay']), (
+        before, after)
+    for name in model.LOSS_NAMES + ('intermediate',):
+        assert after[name] < before[name], (name, before[name], after[name])
