@@ -164,3 +164,89 @@ MAX_PEOPLE = 100  # stop the greedy decoder after this many people (COCO segm ev
 SEED_BATCH = 64  # first batch of seeds decoded at once; later batches double (vectorised greedy) [C]
 EVAL_LONGER_SIDE = 1401  # single-scale test size, longer side in px [R]
 EVAL_SCALES = (601, 1201, 1801)  # multi-scale test sizes, longer side in px [R]
+
+# ----------------------------------------------------------------------------
+# Synthetic dataset (synthetic.py): articulated figures written as COCO person_keypoints
+# Lengths are fractions of the image side or of the figure height H (head top to ankles); angles in degrees.
+# ----------------------------------------------------------------------------
+SYNTHETIC_DIR = os.path.join(ROOT_DIR, 'synthetic')  # output: train2017/, val2017/, annotations/ as COCO [C]
+SYNTHETIC_NUM_TRAIN = 2000  # training images written by default [C]
+SYNTHETIC_NUM_VAL = 100  # validation images written by default [C]
+SYNTHETIC_IMAGE_SIZE = 193  # side of the square images, px (12*16+1: whole grids at strides 8 and 16) [C]
+SYNTHETIC_MIN_IMAGE_SIZE = 64  # smallest side accepted: limbs need a few pixels [C]
+SYNTHETIC_SEED = 0  # same seed, byte-identical dataset [C]
+SYNTHETIC_JPEG_QUALITY = 92  # cv2 JPEG quality of the written images [C]
+SYNTHETIC_VAL_ID_OFFSET = 1000000  # val image and annotation ids start above this, train ids at 1 [C]
+SYNTHETIC_PEOPLE_PER_IMAGE = (1, 4)  # keypoint-labelled figures per image, min and max, uniform [C]
+SYNTHETIC_PERSON_HEIGHT = (0.4, 0.9)  # figure height H as a fraction of the image side, uniform [C]
+SYNTHETIC_PLACEMENT = (0.1, 0.9)  # range of a figure's box centre, fraction of the side (big ones get cut) [C]
+SYNTHETIC_LEAN_DEGREES = 20.0  # whole-figure tilt, uniform in +-this [C]
+SYNTHETIC_YAW_DEGREES = 50.0  # body turn, uniform in +-this: narrows shoulders and hips, shifts the face [C]
+SYNTHETIC_HIDDEN_EAR_YAW = 30.0  # a face turned further than this hides its far ear (v=0) [C]
+SYNTHETIC_BACK_VIEW_PROBABILITY = 0.2  # figure seen from behind: no face, nose and eyes unlabelled [C]
+SYNTHETIC_ARM_RAISE = (-30.0, 170.0)  # upper arm angle away from the torso's down direction, outwards [C]
+SYNTHETIC_ELBOW_BEND = (0.0, 150.0)  # forearm angle to the upper arm, random sign [C]
+SYNTHETIC_LEG_SPREAD = (-10.0, 50.0)  # thigh angle away from the torso's down direction, outwards [C]
+SYNTHETIC_KNEE_BEND = (0.0, 120.0)  # shin angle to the thigh, random sign [C]
+SYNTHETIC_FORESHORTENING = (0.7, 1.0)  # per-limb-segment length factor (limbs pointing at the camera) [C]
+SYNTHETIC_PROPORTION_JITTER = 0.1  # each body length of a figure is scaled by 1 +- this, uniform [C]
+SYNTHETIC_BODY = {  # figure anatomy as fractions of H (head top to ankles, limbs straight down) [C]
+    'head_radius': 0.08,  # half height of the head ellipse
+    'neck': 0.04,  # shoulder line to the bottom of the head
+    'torso': 0.30,  # shoulder line to hip line
+    'shoulder_width': 0.24,  # between the shoulder joints, facing the camera
+    'hip_width': 0.15,  # between the hip joints, facing the camera
+    'upper_arm': 0.17,  # shoulder to elbow
+    'forearm': 0.15,  # elbow to wrist
+    'thigh': 0.23,  # hip to knee
+    'shin': 0.22,  # knee to ankle
+    'arm_thickness': 0.065,  # drawn width of arm segments
+    'leg_thickness': 0.085,  # drawn width of leg segments
+    'neck_thickness': 0.05,  # drawn width of the neck
+    'joint_radius': 0.03,  # radius of the coloured blob drawn on every body joint (min 1 px)
+}
+SYNTHETIC_FACE = {  # head and face layout; lengths as fractions of the head radius [C]
+    'head_aspect': 0.85,  # head width / head height
+    'eye_spacing': 0.38,  # eye offset sideways from the face centre
+    'eye_height': 0.15,  # eyes above the head centre
+    'eye_radius': 0.16,  # eye blob radius
+    'nose_drop': 0.2,  # nose below the head centre
+    'nose_radius': 0.15,  # nose blob radius
+    'ear_spacing': 0.78,  # ear offset sideways from the head centre (inside the head outline)
+    'ear_radius': 0.2,  # ear blob radius
+    'turn_shift': 0.45,  # sideways shift of the face per unit sin(yaw)
+    'hair_offset': 0.4,  # the hair cap (upper half ellipse) is centred this far above the head centre
+    'hair_height': 0.62,  # half height of the hair cap
+}
+SYNTHETIC_KEYPOINT_COLOURS = {  # RGB of the blobs that mark each keypoint kind; the same on both sides [C]
+    'nose': (235, 40, 40), 'eye': (25, 25, 90), 'ear': (150, 80, 60),
+    'shoulder': (255, 225, 0), 'elbow': (0, 225, 225), 'wrist': (240, 0, 200),
+    'hip': (255, 130, 0), 'knee': (0, 200, 60), 'ankle': (40, 70, 255)}
+SYNTHETIC_SKIN_TONES = ((250, 215, 185), (225, 175, 140), (190, 135, 95), (140, 95, 65), (95, 60, 40))  # RGB [C]
+SYNTHETIC_HAIR_COLOURS = ((30, 25, 20), (90, 60, 30), (160, 120, 60), (200, 180, 120), (120, 120, 120))  # RGB [C]
+SYNTHETIC_CLOTHING_SATURATION = (0.2, 0.9)  # HSV saturation of clothes (hue uniform) [C]
+SYNTHETIC_CLOTHING_VALUE = (0.25, 0.95)  # HSV value of clothes [C]
+SYNTHETIC_COLOUR_JITTER = 12  # skin and hair colours vary by +- this per channel around the palette [C]
+SYNTHETIC_TINY_PERSONS = (0, 2)  # tiny figures per image, annotated with num_keypoints 0 [C]
+SYNTHETIC_TINY_HEIGHT = (0.06, 0.14)  # tiny figure height, fraction of the side [C]
+SYNTHETIC_CROWD_PROBABILITY = 0.15  # an image holds a crowd region (iscrowd=1, RLE) [C]
+SYNTHETIC_CROWD_FIGURES = (6, 16)  # small figures in a crowd region [C]
+SYNTHETIC_CROWD_HEIGHT = (0.08, 0.16)  # crowd figure height, fraction of the side [C]
+SYNTHETIC_CROWD_EXTENT = (0.25, 0.5)  # width of the crowd region, fraction of the side [C]
+SYNTHETIC_CROWD_ASPECT = 0.5  # height / width of the box the crowd figures' centres are drawn from [C]
+SYNTHETIC_CROWD_CLOSING = 0.25  # gaps in a crowd are closed with a disk of this radius x figure height [C]
+SYNTHETIC_OCCLUDER_PROBABILITY = 0.3  # an image has foreground objects in front of the people [C]
+SYNTHETIC_OCCLUDERS = (1, 2)  # occluding objects in such an image [C]
+SYNTHETIC_OCCLUDER_SIZE = (0.1, 0.35)  # occluder side, fraction of the image side [C]
+SYNTHETIC_MIN_VISIBLE_FRACTION = 0.3  # a figure showing less of itself loses its keypoints (num_keypoints 0) [C]
+SYNTHETIC_MIN_VISIBLE_AREA = 16  # figures with fewer visible pixels are not drawn at all [C]
+SYNTHETIC_BACKGROUND_CELLS = (2, 6)  # the smooth background colour field is interpolated from n x n colours [C]
+SYNTHETIC_BACKGROUND_VARIATION = 60.0  # those colours differ from the image's tone by up to +- this [C]
+SYNTHETIC_TEXTURE_STD = (4.0, 24.0)  # range of the std of the background's fine texture, 0..255 scale [C]
+SYNTHETIC_CLUTTER_SHAPES = (3, 12)  # random background shapes (boxes, disks, bars) per image [C]
+SYNTHETIC_CLUTTER_SIZE = (0.04, 0.4)  # clutter shape size, fraction of the side [C]
+SYNTHETIC_BAR_THICKNESS = 0.15  # a bar-shaped clutter or occluder is this thick relative to its size [C]
+SYNTHETIC_NOISE_STD = (2.0, 8.0)  # range of the per-image std of Gaussian pixel noise, 0..255 scale [C]
+COCO_SKELETON = (  # COCO person category 'skeleton': 1-based keypoint pairs, as in the official files [C]
+    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
+    (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))
