@@ -291,7 +291,8 @@ def offset_loss(offsets, targets, valid, norm):
       offsets, targets: float32 [B, H', W', 2F] (dx, dy interleaved); valid: float32 [B, H', W', F] in {0, 1}.
     """
     error = tf.abs(offsets - targets)
-    error = error[..., 0::2] + error[..., 1::2]
+    fields = tf.shape(valid)
+    error = tf.reduce_sum(tf.reshape(error, tf.concat([fields, [2]], axis=0)), axis=-1)  # |dx| + |dy|
     # tf.where keeps the gradient of invalid pairs at exactly 0 even if their predictions are inf.
     error = tf.where(valid > 0, error * valid, tf.zeros_like(error))
     return tf.math.divide_no_nan(tf.reduce_sum(error), tf.reduce_sum(valid)) / norm

@@ -1,0 +1,167 @@
+"""Speed of the PersonLab network on this machine: forward pass and training step, and how close to peak.
+
+For ResNet-v2-101 (config.BACKBONE_DEPTH) at 401x401 and 801x801 inputs, output strides 16 and 8, batch 1:
+  * forward: build_model(is_training=False) and every contract output (heatmaps, offsets after refinement,
+    segmentation); the intermediate heads are not part of inference;
+  * train step: build_model(is_training=True) with the intermediate heads (config), compute_losses against
+    fixed random targets, one SGD-momentum update of every trainable variable;
+  * FLOPs counted analytically from the shapes of every convolution and matmul in the graph (forward Conv2D,
+    and in the training graph also Conv2DBackpropInput / Conv2DBackpropFilter): 2 x multiply-adds. The
+    elementwise work (batch norm, relu, refinement, losses) is left out, so GFLOP/s is a lower bound;
+  * matmul peak: GFLOP/s of a large float32 matmul (MATMUL_SIZE^2 x MATMUL_SIZE) in the same run and the same
+    session settings: what this CPU's TensorFlow can do at best.
+The backbone weights are random (speed does not depend on them). Times are medians of --repeats runs after
+one warm-up run.
+
+Usage: python bench/model_bench.py [--sizes 401 801] [--strides 16 8] [--repeats 3] [--intra 2] [--inter 1]
+Last line: model: forward <ms> ms, train step <ms> ms at 401x401 os16, <P>% of matmul peak
+(P: the forward pass's GFLOP/s at 401x401 os16 over the matmul's).
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+import config  # noqa: E402
+import data_generator  # noqa: E402
+import model  # noqa: E402
+
+tf.disable_eager_execution()
+
+MATMUL_SIZE = 4096  # side of the square matmul that measures the machine's peak
+CONV_OPS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MatMul')
+
+
+def session_config(intra, inter):
+    return tf.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=inter)
+
+
+def conv_flops(graph):
+    """2 x multiply-adds of every convolution and matmul in `graph` (static shapes needed)."""
+    total = 0
+    for op in graph.get_operations():
+        if op.type not in CONV_OPS:
+            continue
+        if op.type == 'MatMul':
+            a, b = op.inputs[0].shape.as_list(), op.inputs[1].shape.as_list()
+            inner = a[0] if op.get_attr('transpose_a') else a[1]
+            total += 2 * int(np.prod(op.outputs[0].shape.as_list())) * inner
+            continue
+        if op.type == 'Conv2D':
+            kernel, result = op.inputs[1].shape.as_list(), op.outputs[0].shape.as_list()
+        elif op.type == 'Conv2DBackpropInput':  # (input_sizes, filter, out_backprop)
+            kernel, result = op.inputs[1].shape.as_list(), op.inputs[2].shape.as_list()
+        else:  # Conv2DBackpropFilter: (input, filter_sizes, out_backprop) -> filter gradient
+            kernel, result = op.outputs[0].shape.as_list(), op.inputs[2].shape.as_list()
+        if None in kernel or None in result:
+            raise ValueError('conv_flops: %s has no static shape (%s, %s)' % (op.name, kernel, result))
+        total += 2 * int(np.prod(result)) * kernel[0] * kernel[1] * kernel[2]
+    return total
+
+
+def timed(sess, fetches, repeats):
+    """Median wall time (s) of sess.run(fetches) over `repeats` runs after one warm-up."""
+    sess.run(fetches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sess.run(fetches)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def matmul_gflops(session_conf, repeats):
+    with tf.Graph().as_default():
+        rng = np.random.RandomState(0)
+        a = tf.Variable(rng.randn(MATMUL_SIZE, MATMUL_SIZE).astype(np.float32))
+        b = tf.Variable(rng.randn(MATMUL_SIZE, MATMUL_SIZE).astype(np.float32))
+        product = tf.reduce_sum(tf.matmul(a, b))  # a scalar fetch: no copy of the result in the timing
+        with tf.Session(config=session_conf) as sess:
+            sess.run(tf.global_variables_initializer())
+            seconds = timed(sess, product, repeats)
+    return 2.0 * MATMUL_SIZE ** 3 / seconds / 1e9
+
+
+def random_targets(rng, grid):
+    """Fixed random targets of the contract on a grid x grid output, batch 1 (speed only)."""
+    shape = (1, grid, grid)
+    targets = {}
+    for name, channels in data_generator.TARGET_CHANNELS.items():
+        if name.endswith('offsets'):
+            targets[name] = rng.uniform(-50, 50, shape + (channels,)).astype(np.float32)
+        else:
+            targets[name] = (rng.uniform(size=shape + (channels,)) < 0.5).astype(np.float32)
+    return targets
+
+
+def bench_forward(size, stride, session_conf, repeats):
+    with tf.Graph().as_default() as graph:
+        rng = np.random.RandomState(0)
+        images = tf.constant(rng.randint(0, 256, (1, size, size, 3)).astype(np.uint8))
+        outputs = model.build_model(images, is_training=False, output_stride=stride, intermediate=False)
+        fetches = [tf.reduce_sum(value) for value in outputs.values()]
+        flops = conv_flops(graph)
+        with tf.Session(config=session_conf) as sess:
+            sess.run(tf.global_variables_initializer())
+            return timed(sess, fetches, repeats), flops
+
+
+def bench_train(size, stride, session_conf, repeats):
+    with tf.Graph().as_default() as graph:
+        rng = np.random.RandomState(0)
+        images = tf.constant(rng.randint(0, 256, (1, size, size, 3)).astype(np.uint8))
+        outputs = model.build_model(images, is_training=True, output_stride=stride)
+        grid = (size - 1) // stride + 1
+        losses = model.compute_losses(outputs, random_targets(rng, grid))
+        optimizer = tf.train.MomentumOptimizer(config.LEARNING_RATE, config.MOMENTUM)
+        train_op = optimizer.minimize(losses['total'])
+        flops = conv_flops(graph)
+        with tf.Session(config=session_conf) as sess:
+            sess.run(tf.global_variables_initializer())
+            return timed(sess, train_op, repeats), flops
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', type=int, nargs='+', default=[401, 801], help='input sides, px')
+    parser.add_argument('--strides', type=int, nargs='+', default=[16, 8], help='output strides')
+    parser.add_argument('--repeats', type=int, default=3, help='timed runs per measurement (median)')
+    parser.add_argument('--intra', type=int, default=os.cpu_count(), help='intra-op threads')
+    parser.add_argument('--inter', type=int, default=1, help='inter-op threads')
+    parser.add_argument('--no-train', action='store_true', help='time the forward pass only')
+    args = parser.parse_args()
+    session_conf = session_config(args.intra, args.inter)
+
+    print('ResNet-v2-%d, batch 1, %d CPU cores, intra-op %d / inter-op %d threads, TensorFlow %s'
+          % (config.BACKBONE_DEPTH, os.cpu_count(), args.intra, args.inter, tf.__version__))
+    peak = matmul_gflops(session_conf, args.repeats)
+    print('matmul %dx%d float32: %.1f GFLOP/s' % (MATMUL_SIZE, MATMUL_SIZE, peak), flush=True)
+    print('%-8s %-4s %12s %8s %8s %14s %8s %8s' % ('input', 'os', 'forward ms', 'GFLOP', 'GFLOP/s',
+                                                   'train step ms', 'GFLOP', 'GFLOP/s'))
+    results = {}
+    for size in args.sizes:
+        for stride in args.strides:
+            forward, forward_flops = bench_forward(size, stride, session_conf, args.repeats)
+            train, train_flops = (float('nan'), 0) if args.no_train else bench_train(
+                size, stride, session_conf, args.repeats)
+            results[size, stride] = (forward, forward_flops, train, train_flops)
+            print('%-8s %-4d %12.0f %8.1f %8.1f %14.0f %8.1f %8.1f' % (
+                '%dx%d' % (size, size), stride, 1e3 * forward, forward_flops / 1e9,
+                forward_flops / forward / 1e9, 1e3 * train, train_flops / 1e9, train_flops / train / 1e9),
+                flush=True)
+    if (401, 16) in results:
+        forward, forward_flops, train, _ = results[401, 16]
+        percent = 100.0 * forward_flops / forward / 1e9 / peak
+        print('model: forward %.0f ms, train step %.0f ms at 401x401 os16, %.0f%% of matmul peak'
+              % (1e3 * forward, 1e3 * train, percent))
+
+
+if __name__ == '__main__':
+    main()
