@@ -439,6 +439,14 @@ def test_build_model_outputs_and_the_same_weights_serve_strides_16_and_8(backbon
                                        err_msg=name)
 
 
+def test_build_model_rejects_a_bad_stride_or_depth_by_name():
+    images = tf.placeholder(tf.uint8, [1, 65, 65, 3])
+    with pytest.raises(ValueError, match='output_stride'):
+        model.build_model(images, is_training=True, output_stride=12, depth=TEST_DEPTH)
+    with pytest.raises(ValueError, match='depth'):
+        model.build_model(images, is_training=True, output_stride=16, depth=34)
+
+
 def test_every_head_receives_gradient_and_refinement_feeds_the_short_head(backbone_checkpoint):
     rng = np.random.RandomState(11)
     images = tf.constant(rng.randint(0, 256, (1, 65, 65, 3)).astype(np.uint8))
