@@ -53,7 +53,7 @@ _BODY_JOINTS = ('shoulder', 'elbow', 'wrist', 'hip', 'knee', 'ankle')
 # cv2 draws with fixed-point coordinates of this many fractional bits: sub-pixel positions.
 _SHIFT = 4
 _ONE = 1 << _SHIFT
-# Polygon simplification tolerance, in half-pixels (contours are traced on a 2x upsampled mask); a polygon is
+# Polygon simplification tolerance, in half-pixels (contours are traced on a half-pixel lattice); a polygon is
 # kept only if it rasterises back to the exact mask, else the exact (unsimplified) contour is used.
 _SIMPLIFY_TOLERANCE = 0.5
 _PROGRESS_SECONDS = 2.0  # at most one progress line per this many seconds
@@ -460,7 +460,7 @@ def render_scene(rng, size):
 # ----------------------------------------------------------------------------
 
 def _polygons_from_contours(contours, hierarchy, tolerance, origin):
-    """COCO polygons (flat x, y lists) of 2x-upsampled contours; holes bridged into their outer polygon."""
+    """COCO polygons (flat x, y lists) of lattice contours (mask_to_polygons); holes bridged into their outer."""
     rings = {}
     for index, contour in enumerate(contours):
         if tolerance > 0:
@@ -478,9 +478,9 @@ def _polygons_from_contours(contours, hierarchy, tolerance, origin):
             distance = ((outer[:, None, :] - hole[None, :, :]) ** 2).sum(-1)
             i, j = np.unravel_index(np.argmin(distance), distance.shape)
             outer = np.concatenate([outer[:i + 1], hole[j:], hole[:j + 1], outer[i:]])
-        # Upsampled pixel X covers source pixel X // 2; its centre X maps to source coordinate (X + 0.5) / 2
-        # in COCO's raster frame (pixel c covers [c, c+1]), inside the source pixel at a quarter from its edge.
-        polygons.append(((outer + 0.5) / 2.0 + origin).ravel().tolist())
+        # Lattice cell X is the COCO raster coordinate X / 2 (pixel c covers [c, c+1]) relative to `origin`.
+        coordinates = (outer / 2.0 + origin).ravel()
+        polygons.append([int(v) if v == int(v) else float(v) for v in coordinates])  # short JSON
     return polygons
 
 
@@ -501,13 +501,15 @@ def mask_to_polygons(mask):
     if rows.size == 0:
         raise ValueError('mask_to_polygons: the mask is empty')
     top, left = rows.min() - 1, cols.min() - 1
-    crop = np.zeros((rows.max() - top + 2, cols.max() - left + 2), np.uint8)
-    crop[rows - top, cols - left] = 1
-    # On a 2x upsampled mask, contour points (pixel centres of the boundary) sit strictly inside source
-    # pixels, so no source pixel centre falls on the polygon outline: the rasterisation is exact.
-    upsampled = crop.repeat(2, axis=0).repeat(2, axis=1)
-    contours, hierarchy = cv2.findContours(upsampled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    origin = np.array([left, top], np.float64)
+    # A half-pixel lattice: cell (2r, 2c) is the centre of pixel (r, c) of the one-pixel-padded crop, odd cells
+    # its edges and corners. A pixel fills its 3 x 3 cells, so contours run along pixel edges, half a pixel
+    # from every pixel centre on either side: the polygon separates mask from background centres exactly.
+    lattice = np.zeros((2 * (rows.max() - top) + 3, 2 * (cols.max() - left) + 3), np.uint8)
+    lattice[2 * (rows - top), 2 * (cols - left)] = 1
+    lattice = cv2.dilate(lattice, np.ones((3, 3), np.uint8))
+    contours, hierarchy = cv2.findContours(lattice, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    # Cell X is the pixel-centre coordinate X / 2 + left, i.e. COCO raster coordinate X / 2 + left + 0.5.
+    origin = np.array([left, top], np.float64) + 0.5
     for tolerance in (_SIMPLIFY_TOLERANCE, 0.0):
         polygons = _polygons_from_contours(contours, hierarchy[0], tolerance, origin)
         polygons = [p for p in polygons if len(p) >= 6]
