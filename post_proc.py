@@ -120,6 +120,12 @@ class Sampler(object):
         index, weight = corners
         return (self.flat[index + channel] * weight).sum(axis=0)
 
+    def sample_all(self, corners):
+        """Values [N, C] of every channel at the points of `corners`."""
+        index, weight = corners
+        values = self.flat[index[..., None] + np.arange(self.channels)]  # [4, N, C]
+        return (values * weight[..., None]).sum(axis=0)
+
     def __call__(self, x, y, channel):
         return self.sample(self.corners(x, y), channel)
 
@@ -127,16 +133,18 @@ class Sampler(object):
 class Maps(object):
     """The decoder's view of one image: samplers of every output and of the Hough maps."""
 
-    def __init__(self, maps, stride, hough, hough_stride, radius):
+    def __init__(self, maps, stride, hough, hough_stride, radius, support_radius=None):
         self.stride = stride
         self.hough_stride = hough_stride
         self.heatmaps = Sampler(maps['heatmaps'], stride)
         self.short = Sampler(maps['short_offsets'], stride)
         self.mid = Sampler(maps['mid_offsets'], stride)
         self.long = Sampler(maps['long_offsets'], stride)
+        self.segmentation = Sampler(maps['segmentation'], stride)
         self.hough = hough
-        # Hough mass within ~r of each cell: how much of a keypoint's vote lands near a point.
-        half = max(int(round(radius / hough_stride)), 0)
+        # Hough mass within ~support_radius of each cell: how much of a keypoint's vote lands at a point.
+        support_radius = config.KEYPOINT_SUPPORT_RADIUS if support_radius is None else support_radius
+        half = max(int(round(support_radius / hough_stride)), 1)
         self.hough_mass = Sampler(cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
                                                 borderType=cv2.BORDER_CONSTANT), hough_stride)
         self.radius = radius
@@ -156,7 +164,8 @@ class Maps(object):
         return x, y
 
     def support(self, x, y, kind):
-        """p_k(y) times the Hough mass of type k within ~r of y: [N], 1 for an ideal keypoint, ~0 off one."""
+        """p_k(y) times the Hough mass of type k within ~support_radius of y: [N], 1 for an ideal keypoint,
+        ~0 off one (a point that does not sit on a keypoint is not one, even near another)."""
         return self.heatmaps(x, y, kind) * self.hough_mass(x, y, kind)
 
 
@@ -297,30 +306,71 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
     return pos, found, support
 
 
-def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rounds=2):
+def embedding_distance(maps, x, y, pos, norm):
+    """Mask distance D_j of points to their people (Decoding 5): sum_k norm_jk |x + L_k(x) - y_jk|.
+
+    x, y: float32 [n] points; pos: [n, K, 2] the keypoints of each point's person; norm: [n, K] weights
+    p_k(y_jk) / (lambda_j sum_k p_k(y_jk)), 0 for keypoints that do not count.  Returns float32 [n].
+    """
+    offsets = maps.long.sample_all(maps.long.corners(x, y)).reshape(len(x), config.NUM_KEYPOINTS, 2)
+    gx = x[:, None] + offsets[..., 0] - pos[..., 0]
+    gy = y[:, None] + offsets[..., 1] - pos[..., 1]
+    return (np.sqrt(gx * gx + gy * gy) * norm).sum(axis=1)
+
+
+def belongs(maps, x, y, pos, norm, seg_threshold, distance_threshold):
+    """bool [n]: a point on a body (p_S > threshold) must embed to its person (D_j <= t); a point off every
+    body carries no embedding evidence and passes."""
+    off_body = maps.segmentation(x, y, 0) <= seg_threshold
+    return off_body | (embedding_distance(maps, x, y, pos, norm) <= distance_threshold)
+
+
+def embedding_weights(maps, pos, found, scales=None):
+    """norm [P, K] of embedding_distance: p_k(y_jk) / (lambda_j sum), 0 where not found."""
+    people, num = found.shape
+    p = maps.heatmaps(pos[..., 0].ravel(), pos[..., 1].ravel(), np.tile(np.arange(num), people))
+    weights = np.where(found, p.reshape(people, num), 0.0).astype(np.float32)
+    scales = instance_scales(pos, found) if scales is None else scales
+    total = weights.sum(axis=1, keepdims=True) * scales[:, None]
+    return np.where(total > 0, weights / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
+
+
+def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rounds=2, rescued=None,
+                     seg_threshold=None, distance_threshold=None):
     """Re-finds keypoints the tree walk missed, from the keypoints that were found.
 
     For every missing keypoint l of a person, candidates are y_k + L_l(y_k) for every found k (long-range
     offsets) and y_k + M_{k,l}(y_k) for every found tree neighbour k (mid-range offsets), each refined with
     S_l.  The candidate most others agree with (within r), then the best supported, wins if its support
-    reaches the threshold.  Two rounds, so a keypoint found in the first can serve as a source in the second.
-    Updates pos, found, support in place.
+    reaches the threshold.  Offsets read on another person's body lead to that person, so both the sources
+    and the winner must belong to the person by its long-range embedding (belongs(), measured against the
+    keypoints the walk found).  Two rounds, so a keypoint found in the first serves as a source in the second.
+    Updates pos, found, support (and `rescued`, bool [B, K], if given) in place.
     """
+    seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
+    distance_threshold = config.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
     num = config.NUM_KEYPOINTS
     radius2 = maps.radius * maps.radius
+    batch = len(pos)
+    norm = embedding_weights(maps, pos, found)  # the walk's keypoints are the reference of every check
+    reference = pos.copy()
+    people, kinds = np.nonzero(found)
+    source = np.zeros(found.shape, bool)
+    source[people, kinds] = belongs(maps, pos[people, kinds, 0], pos[people, kinds, 1], reference[people],
+                                    norm[people], seg_threshold, distance_threshold)
     for _ in range(rounds):
-        person, kind = np.nonzero(~found & found.any(axis=1, keepdims=True))
+        person, kind = np.nonzero(~found & source.any(axis=1, keepdims=True))
         if not len(person):
             return
         n = len(person)
-        # Long-range candidates from every keypoint k of the person: [n, K].
+        # Long-range candidates from every source k of the person: [n, K].
         src = pos[person]  # [n, K, 2]
         sx, sy = src[..., 0], src[..., 1]
         lkind = np.broadcast_to(kind[:, None], (n, num))
         dx, dy = maps.offset(maps.long, sx.ravel(), sy.ravel(), lkind.ravel())
         cx_long, cy_long = sx.ravel() + dx, sy.ravel() + dy
-        valid_long = found[person].ravel()
-        # Mid-range candidates from every tree neighbour: [n, D].
+        valid_long = source[person].ravel()
+        # Mid-range candidates from every tree neighbour that is a source: [n, D].
         edges = INCOMING[kind]  # [n, D], -1 padded
         has_edge = edges >= 0
         safe_edges = np.where(has_edge, edges, 0)
@@ -329,7 +379,7 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
         my = pos[person[:, None], nb, 1]
         dx, dy = maps.offset(maps.mid, mx.ravel(), my.ravel(), safe_edges.ravel())
         cx_mid, cy_mid = mx.ravel() + dx, my.ravel() + dy
-        valid_mid = (has_edge & found[person[:, None], nb]).ravel()
+        valid_mid = (has_edge & source[person[:, None], nb]).ravel()
         width = num + edges.shape[1]
         cx = np.concatenate([cx_long.reshape(n, num), cx_mid.reshape(n, -1)], axis=1)
         cy = np.concatenate([cy_long.reshape(n, num), cy_mid.reshape(n, -1)], axis=1)
@@ -345,13 +395,19 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
         best = np.argmax(rank, axis=1)
         rows = np.arange(n)
         take = good[rows, best]
+        bx, by = cx[rows, best], cy[rows, best]
+        take[take] = belongs(maps, bx[take], by[take], reference[person[take]], norm[person[take]],
+                             seg_threshold, distance_threshold)
         if not take.any():
             return
-        p, k, b = person[take], kind[take], best[take]
-        pos[p, k, 0] = cx[take, b]
-        pos[p, k, 1] = cy[take, b]
-        support[p, k] = csupport[take, b]
+        p, k = person[take], kind[take]
+        pos[p, k, 0] = bx[take]
+        pos[p, k, 1] = by[take]
+        support[p, k] = csupport[rows[take], best[take]]
         found[p, k] = True
+        source[p, k] = True
+        if rescued is not None:
+            rescued[p, k] = True
 
 
 def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_batch=None,
@@ -362,7 +418,8 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
     whole batch walks its trees at once, then the batch is accepted in order, each new person rejecting every
     later seed within r of its same-type found keypoint.  Equivalent to popping one seed at a time.
 
-    Returns pos float32 [P, K, 2], found bool [P, K], support float32 [P, K] (people in seed order).
+    Returns pos float32 [P, K, 2], found bool [P, K], support float32 [P, K], rescued bool [P, K] (found by
+    the rescue, not the tree walk), people in seed order.
     """
     support_threshold = config.KEYPOINT_SUPPORT_THRESHOLD if support_threshold is None else support_threshold
     max_people = config.MAX_PEOPLE if max_people is None else max_people
@@ -375,7 +432,7 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
     seed_support = maps.support(sx, sy, kind)
     alive = seed_support >= support_threshold  # an unsupported maximum is noise: starting a person there is waste
     radius2 = maps.radius * maps.radius
-    people_pos, people_found, people_support = [], [], []
+    people_pos, people_found, people_support, people_rescued = [], [], [], []
     start = 0
     while start < len(kind) and len(people_pos) < max_people:
         batch = np.flatnonzero(alive[start:])[:batch_size] + start
@@ -383,14 +440,16 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
             break
         pos, found, support = follow_tree(maps, kind[batch], sx[batch], sy[batch], support_threshold,
                                           refine_steps)
+        rescued = np.zeros(found.shape, bool)
         if rescue:
-            rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps)
+            rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rescued=rescued)
         for b, n in enumerate(batch):
             if not alive[n]:
                 continue
             people_pos.append(pos[b])
             people_found.append(found[b])
             people_support.append(support[b])
+            people_rescued.append(rescued[b])
             # Reject every remaining seed within r of this person's found keypoint of its type.
             own = pos[b][kind]
             close = ((sx - own[:, 0]) ** 2 + (sy - own[:, 1]) ** 2 <= radius2) & found[b][kind]
@@ -402,8 +461,63 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
         batch_size *= 2
     if not people_pos:
         num = config.NUM_KEYPOINTS
-        return np.zeros((0, num, 2), np.float32), np.zeros((0, num), bool), np.zeros((0, num), np.float32)
-    return np.stack(people_pos), np.stack(people_found), np.stack(people_support)
+        return (np.zeros((0, num, 2), np.float32), np.zeros((0, num), bool), np.zeros((0, num), np.float32),
+                np.zeros((0, num), bool))
+    return np.stack(people_pos), np.stack(people_found), np.stack(people_support), np.stack(people_rescued)
+
+
+def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None):
+    """Merges a person into an earlier one when they are the same body seen from two seeds.
+
+    A later person sharing at least `min_shared` found keypoints with an earlier one (same type within r),
+    with no found keypoint of a common type elsewhere, is a fragment whose seed the earlier person missed
+    (e.g. its rescue failed where masks overlap): the earlier person takes the keypoints it lacks, the later
+    one is dropped.  Returns (pos, found, support, rescued) without the merged people.
+    """
+    min_shared = config.MERGE_MIN_SHARED if min_shared is None else min_shared
+    radius = config.NMS_RADIUS if radius is None else radius
+    people = len(pos)
+    if people < 2:
+        return pos, found, support, rescued
+    keep = np.ones(people, bool)
+    for n in range(1, people):  # people, not pixels: at most MAX_PEOPLE iterations
+        both = found[:n] & found[n][None, :] & keep[:n, None]  # [n, K]
+        close = ((pos[:n] - pos[n][None]) ** 2).sum(axis=-1) <= radius * radius
+        shared = (both & close).sum(axis=1)
+        clash = (both & ~close).any(axis=1)
+        target = np.flatnonzero((shared >= min_shared) & ~clash)
+        if not len(target):
+            continue
+        a = target[np.argmax(shared[target])]
+        add = found[n] & ~found[a]
+        pos[a, add] = pos[n, add]
+        support[a, add] = support[n, add]
+        rescued[a, add] = rescued[n, add]
+        found[a, add] = True
+        keep[n] = False
+    return pos[keep], found[keep], support[keep], rescued[keep]
+
+
+def resolve_conflicts(pos, found, rescued, radius=None):
+    """Two people cannot own the same keypoint: where found keypoints of one type of two people lie within r,
+    the one reached by a tree walk beats a rescued one (a rescue from sources lying on another person's body
+    borrows that person's offsets); between equals, the person with more found keypoints wins.  The loser's
+    keypoint stays in place but is no longer found (it then weighs nothing in scores' scale or masks).
+    Updates `found` in place.
+    """
+    radius = config.NMS_RADIUS if radius is None else radius
+    people = len(pos)
+    if people < 2:
+        return
+    d2 = ((pos[:, None] - pos[None, :]) ** 2).sum(axis=-1)  # [P, P, K]
+    clash = (d2 <= radius * radius) & found[:, None, :] & found[None, :, :]
+    clash[np.arange(people), np.arange(people)] = False
+    if not clash.any():
+        return
+    count = found.sum(axis=1)
+    priority = (~rescued) * 1000.0 + count[:, None] - np.arange(people)[:, None] * 1e-3  # [P, K], unique
+    loses = (clash & (priority[:, None, :] < priority[None, :, :])).any(axis=1)
+    found &= ~loses
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -531,6 +645,25 @@ def assign_pixels(maps_dict, stride, pos, weights, scales, seg_threshold=None, d
     return labels
 
 
+def mask_quality(labels, people, boundary_weight=None):
+    """Expected IoU of each person's mask given that its outline is only known to about one grid cell:
+    cells / (cells + beta * boundary edges), from the grid labels.  float32 [people], 0 for an empty mask.
+
+    Used to rank segm results: a small person's stride-s mask cannot reach the IoU of a large one's, and
+    COCO segm AP rewards detections ranked by mask quality.
+    """
+    beta = config.MASK_SCORE_BOUNDARY if boundary_weight is None else boundary_weight
+    padded = np.pad(labels, 1, constant_values=-1)
+    cells = np.bincount(labels[labels >= 0], minlength=people)[:people]
+    edges = np.zeros(people, np.float64)
+    for a, b in ((padded[1:, 1:-1], padded[:-1, 1:-1]), (padded[1:-1, 1:], padded[1:-1, :-1])):
+        differ = a != b
+        for side in (a, b):
+            hit = differ & (side >= 0)
+            edges += np.bincount(side[hit], minlength=people)[:people]
+    return np.where(cells > 0, cells / np.maximum(cells + beta * edges, 1), 0.0).astype(np.float32)
+
+
 def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None):
     """Instance masks at input resolution from grid labels: list of bool [H, W], one per person index.
 
@@ -596,7 +729,8 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
       timings: optional dict; receives seconds per stage ('hough', 'seeds', 'greedy', 'scores', 'masks').
     Returns:
       list of people, highest score first, each {'keypoints': float32 [K, 3] (x, y, score) in input px,
-      'score': float, 'mask': bool [H, W]}.  An image without people gives [].
+      'score': float, 'mask': bool [H, W], 'mask_score': float (score * mask_quality, to rank masks)}.
+      An image without people gives [].
     Raises:
       ValueError: a missing or mis-shaped output, NaN/inf values, probabilities outside [0, 1], bad stride.
     """
@@ -616,7 +750,9 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     maps = Maps(maps_dict, stride, hough, hough_stride, config.NMS_RADIUS)
     seeds = find_seeds(hough)
     t2 = clock()
-    pos, found, support = greedy_decode(maps, seeds)
+    pos, found, support, rescued = greedy_decode(maps, seeds)
+    pos, found, support, rescued = merge_duplicates(pos, found, support, rescued)
+    resolve_conflicts(pos, found, rescued)
     t3 = clock()
     scales = instance_scales(pos, found)
     keypoint_scores = expected_oks(maps, pos, scales)
@@ -631,6 +767,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
                                                    scores[order], scales[order])
     t4 = clock()
     masks = [None] * len(order)
+    mask_scores = np.zeros(len(order), np.float32)
     if with_masks and len(order):
         num = config.NUM_KEYPOINTS
         p = maps.heatmaps(pos[..., 0].ravel(), pos[..., 1].ravel(), np.tile(np.arange(num), len(order)))
@@ -638,6 +775,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
         labels = assign_pixels(maps_dict, stride, pos, weights, scales)
         masks = upsample_masks(labels, maps_dict['segmentation'][..., 0], stride, (height, width))
         masks += [np.zeros((height, width), bool) for _ in range(len(order) - len(masks))]
+        mask_scores = scores * mask_quality(labels, len(order))
     t5 = clock()
     if timings is not None:
         for name, seconds in (('hough', t1 - t0), ('seeds', t2 - t1), ('greedy', t3 - t2), ('scores', t4 - t3),
@@ -646,5 +784,6 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     people = []
     for n in range(len(order)):
         keypoints = np.concatenate([pos[n], keypoint_scores[n][:, None]], axis=1).astype(np.float32)
-        people.append({'keypoints': keypoints, 'score': float(scores[n]), 'mask': masks[n]})
+        people.append({'keypoints': keypoints, 'score': float(scores[n]), 'mask': masks[n],
+                       'mask_score': float(mask_scores[n])})
     return people
