@@ -80,50 +80,120 @@ def _variable(name, shape, initializer, trainable=True, extra_collections=()):
                            collections=collections + list(extra_collections))
 
 
-def conv2d(inputs, num_outputs, kernel_size, stride=1, rate=1, biases=False, scope=None):
-    """TF-Slim's conv2d with 'SAME' padding, or its conv2d_same when strided: explicit symmetric padding.
+def _conv_weights(inputs, num_outputs, kernel_size):
+    """'weights' [k, k, channels_in, num_outputs] in the current scope, in tf.GraphKeys.WEIGHTS."""
+    channels_in = inputs.shape[-1]
+    if channels_in is None:
+        raise ValueError('%s: the input channels must be static, got shape %s'
+                         % (tf.get_variable_scope().name, inputs.shape))
+    return _variable('weights', [kernel_size, kernel_size, int(channels_in), num_outputs],
+                     tf.variance_scaling_initializer(2.0, 'fan_in', 'truncated_normal'),
+                     extra_collections=[tf.GraphKeys.WEIGHTS])
 
-    A strided convolution with SAME padding would pad asymmetrically (more at the bottom/right) depending on
-    the input size; TF-Slim's resnet_utils.conv2d_same pads (k_eff - 1) // 2 before and the rest after, so
-    that an input of side n*stride+1 keeps its corners on the output grid.
+
+def _convolve(inputs, weights, stride, rate):
+    """SAME convolution, or TF-Slim's conv2d_same (explicit symmetric padding, then VALID) when strided.
+
+    A strided convolution with SAME padding would pad more at the bottom/right, depending on the input size;
+    conv2d_same pads (k_eff - 1) // 2 before and the rest after (k_eff = k + (k - 1) * (rate - 1)), so that
+    an input of side n * stride + 1 keeps its corners on the output grid.
+
+    Args:
+      inputs: float32 [batch, height, width, channels_in].
+      weights: float32 [k, k, channels_in, channels_out].
+      stride, rate: ints, not both above 1 (TF-Slim never combines them).
+    Returns:
+      float32 [batch, ceil(height / stride), ceil(width / stride), channels_out].
+    """
+    kernel_size = int(weights.shape[0])
+    if rate > 1:
+        if stride > 1:
+            raise ValueError('%s: stride %d with rate %d (TF-Slim never combines them)'
+                             % (tf.get_variable_scope().name, stride, rate))
+        # Space-to-batch, then a plain convolution: on CPU about twice as fast as Conv2D's dilations.
+        return tf.nn.atrous_conv2d(inputs, weights, rate, 'SAME')
+    padding = 'SAME'
+    if stride > 1 and kernel_size > 1:
+        pad_begin, pad_end = (kernel_size - 1) // 2, kernel_size // 2
+        inputs = tf.pad(inputs, [[0, 0], [pad_begin, pad_end], [pad_begin, pad_end], [0, 0]])
+        padding = 'VALID'
+    return tf.nn.conv2d(inputs, weights, strides=[1, stride, stride, 1], padding=padding)
+
+
+def conv2d(inputs, num_outputs, kernel_size, stride=1, rate=1, biases=False, scope=None):
+    """TF-Slim's conv2d (SAME padding), or its conv2d_same when strided, without normaliser or activation.
 
     Args:
       inputs: float32 [batch, height, width, channels_in], channels_in static.
       num_outputs: channels_out.
       kernel_size: odd int k (a k x k kernel).
-      stride: int; rate: dilation rate (int), effective kernel k + (k - 1) * (rate - 1).
-      biases: add a '<scope>/biases' [channels_out] variable (else the caller normalises the output).
-      scope: variable scope of '<scope>/weights' [k, k, channels_in, channels_out]; None: the current one.
+      stride: int; rate: dilation rate (int, only with stride 1).
+      biases: add '<scope>/biases' [channels_out] (zeros at initialisation).
+      scope: variable scope of '<scope>/weights' [k, k, channels_in, channels_out].
     Returns:
-      float32 [batch, ceil(height / stride), ceil(width / stride), channels_out], linear (no activation).
+      float32 [batch, ceil(height / stride), ceil(width / stride), channels_out], linear.
     """
-    if scope is not None:
-        with tf.variable_scope(scope):
-            return conv2d(inputs, num_outputs, kernel_size, stride, rate, biases)
-    channels_in = inputs.shape[-1]
-    if channels_in is None:
-        raise ValueError('%s: the input channels must be static, got shape %s'
-                         % (tf.get_variable_scope().name, inputs.shape))
-    weights = _variable('weights', [kernel_size, kernel_size, int(channels_in), num_outputs],
-                        tf.variance_scaling_initializer(2.0, 'fan_in', 'truncated_normal'),
-                        extra_collections=[tf.GraphKeys.WEIGHTS])
-    padding = 'SAME'
-    if stride > 1 and kernel_size > 1:
-        pad_total = kernel_size + (kernel_size - 1) * (rate - 1) - 1
-        pad_begin = pad_total // 2
-        paddings = [[0, 0], [pad_begin, pad_total - pad_begin], [pad_begin, pad_total - pad_begin], [0, 0]]
-        inputs = tf.pad(inputs, paddings)
-        padding = 'VALID'
-    outputs = tf.nn.conv2d(inputs, weights, strides=[1, stride, stride, 1], padding=padding,
-                           dilations=[1, rate, rate, 1])
-    if biases:
-        outputs = tf.nn.bias_add(outputs, _variable('biases', [num_outputs], tf.zeros_initializer()))
+    with tf.variable_scope(scope):
+        outputs = _convolve(inputs, _conv_weights(inputs, num_outputs, kernel_size), stride, rate)
+        if biases:
+            outputs = tf.nn.bias_add(outputs, _variable('biases', [num_outputs], tf.zeros_initializer()))
+    return outputs
+
+
+def _batch_norm_settings(freeze, epsilon, decay, train_affine):
+    """The arguments of batch_norm with None replaced by config's values (read at call time)."""
+    return (config.FREEZE_BATCH_NORM if freeze is None else freeze,
+            # TensorFlow's fused batch norm, which TF-Slim ran, raises any smaller epsilon to this minimum.
+            max(config.BATCH_NORM_EPSILON if epsilon is None else epsilon, _FUSED_MIN_EPSILON),
+            config.BATCH_NORM_DECAY if decay is None else decay,
+            config.BATCH_NORM_TRAIN_AFFINE if train_affine is None else train_affine)
+
+
+def _batch_norm_variables(channels, train_affine):
+    """beta, gamma, moving_mean, moving_variance [channels] in the current scope, in TF-Slim's order."""
+    shape = [channels]
+    return (_variable('beta', shape, tf.zeros_initializer(), trainable=train_affine),
+            _variable('gamma', shape, tf.ones_initializer(), trainable=train_affine),
+            _variable('moving_mean', shape, tf.zeros_initializer(), trainable=False),
+            _variable('moving_variance', shape, tf.ones_initializer(), trainable=False))
+
+
+def _frozen_scale_shift(variables, epsilon):
+    """(scale, shift) [channels] with frozen batch norm(x) = x * scale + shift."""
+    beta, gamma, moving_mean, moving_variance = variables
+    scale = gamma * tf.math.rsqrt(moving_variance + epsilon)
+    return scale, beta - moving_mean * scale
+
+
+def _uses_frozen_statistics(is_training, freeze):
+    return bool(freeze) or is_training is False
+
+
+def _normalize(inputs, variables, is_training, epsilon, decay):
+    """Batch norm of inputs [batch, height, width, channels] with unfrozen statistics (see batch_norm)."""
+    beta, gamma, moving_mean, moving_variance = variables
+
+    def frozen():
+        scale, shift = _frozen_scale_shift(variables, epsilon)
+        return inputs * scale + shift, moving_mean.value(), moving_variance.value()
+
+    def batch_statistics():
+        # `variance` comes back as the unbiased (n - 1) estimate: what TF-Slim's moving averages receive.
+        return tf.nn.fused_batch_norm(inputs, gamma, beta, epsilon=epsilon, is_training=True)
+
+    if is_training is True:
+        outputs, mean, variance = batch_statistics()
+    else:
+        outputs, mean, variance = tf.cond(tf.convert_to_tensor(is_training, tf.bool), batch_statistics, frozen)
+    # Inference through the tensor branch gives back the moving values, so the update leaves them alone.
+    for moving, batch in ((moving_mean, mean), (moving_variance, variance)):
+        tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, tf.assign_sub(moving, (1.0 - decay) * (moving - batch)))
     return outputs
 
 
 def batch_norm(inputs, is_training, freeze=None, epsilon=None, decay=None, train_affine=None,
                scope='BatchNorm'):
-    """TF-Slim's batch_norm (scale=True, center=True) followed by relu, as in every ResNet-v2 layer.
+    """TF-Slim's batch_norm (center and scale) followed by relu, as every ResNet-v2 layer uses it.
 
     Variables, in TF-Slim's creation order: '<scope>/beta', '<scope>/gamma' (trainable unless train_affine is
     False), '<scope>/moving_mean', '<scope>/moving_variance' (never trainable), all [channels].
@@ -131,62 +201,55 @@ def batch_norm(inputs, is_training, freeze=None, epsilon=None, decay=None, train
     Args:
       inputs: float32 [batch, height, width, channels], channels static.
       is_training: Python bool or scalar bool tensor. It matters only when freeze is False: then training
-        normalises with the batch's statistics and adds the moving-average updates to
-        tf.GraphKeys.UPDATE_OPS (run them with the train op); inference uses the moving statistics.
-      freeze: always use the moving statistics, never update them; None -> config.FREEZE_BATCH_NORM.
-      epsilon: variance epsilon; None -> config.BATCH_NORM_EPSILON (raised to 1.001e-5, as TensorFlow's fused
-        batch norm that TF-Slim runs does).
+        normalises with the batch's statistics and adds the moving-average updates
+        moving <- moving - (1 - decay) * (moving - batch) to tf.GraphKeys.UPDATE_OPS (run them with the
+        train op, as with TF-Slim); inference uses the moving statistics.
+      freeze: always use the moving statistics and never update them; None -> config.FREEZE_BATCH_NORM.
+      epsilon: variance epsilon; None -> config.BATCH_NORM_EPSILON (raised to 1.001e-5 like TensorFlow's
+        fused batch norm, which TF-Slim runs).
       decay: moving-average decay; None -> config.BATCH_NORM_DECAY.
       train_affine: gamma and beta trainable; None -> config.BATCH_NORM_TRAIN_AFFINE.
       scope: variable scope.
     Returns:
-      float32 [batch, height, width, channels], relu(gamma * (x - mean) / sqrt(variance + epsilon) + beta).
+      float32 [batch, height, width, channels]: relu(gamma * (x - mean) / sqrt(variance + epsilon) + beta).
     """
-    freeze = config.FREEZE_BATCH_NORM if freeze is None else freeze
-    epsilon = max(config.BATCH_NORM_EPSILON if epsilon is None else epsilon, _FUSED_MIN_EPSILON)
-    decay = config.BATCH_NORM_DECAY if decay is None else decay
-    train_affine = config.BATCH_NORM_TRAIN_AFFINE if train_affine is None else train_affine
+    freeze, epsilon, decay, train_affine = _batch_norm_settings(freeze, epsilon, decay, train_affine)
     channels = inputs.shape[-1]
     if channels is None:
         raise ValueError('%s: the input channels must be static, got shape %s' % (scope, inputs.shape))
-    shape = [int(channels)]
     with tf.variable_scope(scope):
-        beta = _variable('beta', shape, tf.zeros_initializer(), trainable=train_affine)
-        gamma = _variable('gamma', shape, tf.ones_initializer(), trainable=train_affine)
-        moving_mean = _variable('moving_mean', shape, tf.zeros_initializer(), trainable=False)
-        moving_variance = _variable('moving_variance', shape, tf.ones_initializer(), trainable=False)
-
-        def frozen():
-            # One multiply-add with the statistics folded into gamma and beta.
-            scale = gamma * tf.math.rsqrt(moving_variance + epsilon)
-            return inputs * scale + (beta - moving_mean * scale)
-
-        def batch_statistics():
-            outputs, mean, variance = tf.nn.fused_batch_norm(inputs, gamma, beta, epsilon=epsilon,
-                                                             is_training=True)
-            # `variance` is the unbiased (n - 1) estimate, what TF-Slim's moving averages receive.
-            return outputs, mean, variance
-
-        if freeze or is_training is False:
-            outputs = frozen()
-        elif is_training is True:
-            outputs, mean, variance = batch_statistics()
-            _add_moving_average_updates(moving_mean, moving_variance, mean, variance, decay)
+        variables = _batch_norm_variables(int(channels), train_affine)
+        if _uses_frozen_statistics(is_training, freeze):
+            scale, shift = _frozen_scale_shift(variables, epsilon)
+            outputs = inputs * scale + shift
         else:
-            is_training = tf.convert_to_tensor(is_training, tf.bool)
-            outputs, mean, variance = tf.cond(
-                is_training, batch_statistics, lambda: (frozen(), moving_mean.value(), moving_variance.value()))
-            mean = tf.where(is_training, mean, moving_mean.value())
-            variance = tf.where(is_training, variance, moving_variance.value())
-            _add_moving_average_updates(moving_mean, moving_variance, mean, variance, decay)
+            outputs = _normalize(inputs, variables, is_training, epsilon, decay)
     return tf.nn.relu(outputs)
 
 
-def _add_moving_average_updates(moving_mean, moving_variance, mean, variance, decay):
-    """moving <- moving - (1 - decay) * (moving - batch), in tf.GraphKeys.UPDATE_OPS (TF-Slim's default)."""
-    for moving, batch in ((moving_mean, mean), (moving_variance, variance)):
-        update = tf.assign_sub(moving, (1.0 - decay) * (moving - batch))
-        tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, update)
+def conv2d_bn(inputs, num_outputs, kernel_size, stride, rate, is_training, freeze=None, scope=None):
+    """TF-Slim's conv2d under resnet_arg_scope: convolution without biases, '<scope>/BatchNorm', relu.
+
+    Variables: '<scope>/weights' [k, k, channels_in, num_outputs], then batch_norm's under
+    '<scope>/BatchNorm'. With frozen statistics the normalisation is folded into the kernel and a bias
+    (conv(x, w * scale) + shift: the same function, one pass less over the activations).
+
+    Args:
+      inputs: float32 [batch, height, width, channels_in]; the rest as conv2d and batch_norm.
+    Returns:
+      float32 [batch, ceil(height / stride), ceil(width / stride), num_outputs], after relu.
+    """
+    freeze, epsilon, decay, train_affine = _batch_norm_settings(freeze, None, None, None)
+    with tf.variable_scope(scope):
+        weights = _conv_weights(inputs, num_outputs, kernel_size)
+        with tf.variable_scope('BatchNorm'):
+            variables = _batch_norm_variables(num_outputs, train_affine)
+        if _uses_frozen_statistics(is_training, freeze):
+            scale, shift = _frozen_scale_shift(variables, epsilon)
+            outputs = tf.nn.bias_add(_convolve(inputs, weights * scale, stride, rate), shift)
+        else:
+            outputs = _normalize(_convolve(inputs, weights, stride, rate), variables, is_training, epsilon, decay)
+    return tf.nn.relu(outputs)
 
 
 def subsample(inputs, stride):
@@ -209,28 +272,28 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
       depth: output channels (4 * depth_bottleneck).
       depth_bottleneck: channels of conv1 and conv2.
       stride: stride of conv2 (3x3, conv2d_same) and of the shortcut.
-      rate: dilation rate of conv2.
+      rate: dilation rate of conv2 (only with stride 1).
       is_training, freeze: see batch_norm.
-      end_points: dict the unit adds its layers' outputs to, keyed by full variable-scope name
-        ('.../bottleneck_v2/shortcut', '/conv1', '/conv2', '/conv3' and '.../bottleneck_v2' for the unit).
+      end_points: dict the unit adds its layers' outputs to, keyed by full variable-scope name:
+        '<unit>/shortcut' (if a convolution), '<unit>/conv1', '<unit>/conv2', '<unit>/conv3' and '<unit>'.
     Returns:
       float32 [batch, ceil(height / stride), ceil(width / stride), depth]: shortcut + residual, no activation.
     """
     with tf.variable_scope(scope) as sc:
         depth_in = int(inputs.shape[-1])
-        # preact [batch, height, width, depth_in]
+        # [batch, height, width, depth_in]
         preact = batch_norm(inputs, is_training, freeze, scope='preact')
         if depth == depth_in:
-            # [batch, height / stride, width / stride, depth]
+            # The identity shortcut skips preact: [batch, height / stride, width / stride, depth]
             shortcut = subsample(inputs, stride)
         else:
             shortcut = conv2d(preact, depth, 1, stride, biases=True, scope='shortcut')
             end_points[sc.name + '/shortcut'] = shortcut
         # [batch, height, width, depth_bottleneck]
-        residual = _conv_bn(preact, depth_bottleneck, 1, 1, 1, is_training, freeze, 'conv1')
+        residual = conv2d_bn(preact, depth_bottleneck, 1, 1, 1, is_training, freeze, 'conv1')
         end_points[sc.name + '/conv1'] = residual
         # [batch, height / stride, width / stride, depth_bottleneck]
-        residual = _conv_bn(residual, depth_bottleneck, 3, stride, rate, is_training, freeze, 'conv2')
+        residual = conv2d_bn(residual, depth_bottleneck, 3, stride, rate, is_training, freeze, 'conv2')
         end_points[sc.name + '/conv2'] = residual
         # [batch, height / stride, width / stride, depth]
         residual = conv2d(residual, depth, 1, 1, biases=True, scope='conv3')
@@ -238,13 +301,6 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
         outputs = shortcut + residual
         end_points[sc.name] = outputs
     return outputs
-
-
-def _conv_bn(inputs, num_outputs, kernel_size, stride, rate, is_training, freeze, scope):
-    """conv2d without biases, then '<scope>/BatchNorm' and relu: TF-Slim's conv2d under resnet_arg_scope."""
-    with tf.variable_scope(scope):
-        outputs = conv2d(inputs, num_outputs, kernel_size, stride, rate)
-        return batch_norm(outputs, is_training, freeze, scope='BatchNorm')
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -356,3 +412,156 @@ def backbone_variables(depth, scope=None, input_channels=3):
         out += [(prefix + '/conv3/weights', (1, 1, base, 4 * base)), (prefix + '/conv3/biases', (4 * base,))]
         depth_in = 4 * base
     return out + bn(scope + '/postnorm', depth_in)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoint initialisation
+# ----------------------------------------------------------------------------------------------------------
+def _default_scope(scope):
+    return 'resnet_v2_%d' % config.BACKBONE_DEPTH if scope is None else scope
+
+
+def _depth_of_scope(scope):
+    """101 from '.../resnet_v2_101'; ValueError if the scope does not name a depth."""
+    match = re.fullmatch(r'resnet_v2_(\d+)', scope.rsplit('/', 1)[-1])
+    if match is None or int(match.group(1)) not in BLOCKS:
+        raise ValueError("cannot tell the ResNet-v2 depth from scope %r: pass depth= (50, 101 or 152) or a "
+                         "scope named 'resnet_v2_<depth>'" % scope)
+    return int(match.group(1))
+
+
+def _checkpoint_prefix(path):
+    """The checkpoint prefix (V2) or file (V1) that `path` names; FileNotFoundError if it is not all there.
+
+    `path` may be a prefix ('model/101/resnet_v2_101.ckpt'), a V1 single-file checkpoint (TF-Slim's 2017
+    releases) or a folder with a 'checkpoint' file (its latest checkpoint).
+    """
+    hint = ' (README.md, "Backbone", says how to get the TF-Slim ImageNet checkpoint)'
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise FileNotFoundError('backbone checkpoint: folder %s holds no checkpoint%s' % (path, hint))
+        path = latest
+    if os.path.isfile(path + '.index'):
+        if not glob.glob(glob.escape(path) + '.data-*'):
+            raise FileNotFoundError('backbone checkpoint %s: %s.index exists but no %s.data-* file'
+                                    % (path, path, path))
+        return path
+    if os.path.isfile(path):
+        return path
+    raise FileNotFoundError('backbone checkpoint %s not found (neither %s nor %s.index exists)%s'
+                            % (path, path, path, hint))
+
+
+def _read_checkpoint(path):
+    """(prefix, {name: shape tuple}, {name: tf.DType}) of every variable in the checkpoint at `path`."""
+    prefix = _checkpoint_prefix(path)
+    try:
+        reader = tf.train.NewCheckpointReader(prefix)
+    except Exception as error:  # TensorFlow raises several types for an unreadable file
+        raise ValueError('backbone checkpoint %s cannot be read: %s' % (prefix, error)) from error
+    shapes = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
+    return prefix, shapes, reader.get_variable_to_dtype_map()
+
+
+def _mismatches(prefix, expected, shapes, dtypes, what):
+    """Raises ValueError listing every expected variable that the checkpoint lacks or holds with another shape.
+
+    Args:
+      prefix: checkpoint path, for the message.
+      expected: list of (checkpoint name, shape tuple) the backbone needs.
+      shapes, dtypes: what the checkpoint holds, by name.
+      what: the backbone, for the message (e.g. "resnet_v2_101 (542 variables)").
+    """
+    missing = ['  missing: %s %s' % (name, list(shape)) for name, shape in expected if name not in shapes]
+    wrong = ['  wrong shape: %s: checkpoint %s, backbone %s' % (name, list(shapes[name]), list(shape))
+             for name, shape in expected if name in shapes and shapes[name] != tuple(shape)]
+    wrong += ['  wrong dtype: %s: checkpoint %s, backbone float32' % (name, dtypes[name].name)
+              for name, _ in expected if name in dtypes and dtypes[name] != tf.float32]
+    if not missing and not wrong:
+        return
+    scopes = {}
+    for name in shapes:
+        top = name.split('/', 1)[0]
+        scopes[top] = scopes.get(top, 0) + 1
+    raise ValueError(
+        'backbone checkpoint %s does not fit %s: %d missing, %d wrong:\n%s\nThe checkpoint holds: %s'
+        % (prefix, what, len(missing), len(wrong), '\n'.join(missing + wrong),
+           ', '.join('%s/ (%d variables)' % item for item in sorted(scopes.items()))))
+
+
+def check_backbone_checkpoint(path=None, scope=None, depth=None):
+    """Checks that a TF-Slim checkpoint holds every backbone variable with its shape, without a graph.
+
+    Variables the backbone does not have ('<scope>/logits/*', 'global_step', anything else) are ignored.
+
+    Args:
+      path: checkpoint prefix, V1 file or folder; None -> config.BACKBONE_CHECKPOINT.
+      scope: the backbone's scope in the checkpoint; None -> 'resnet_v2_<config.BACKBONE_DEPTH>'.
+      depth: 50, 101 or 152; None -> read from the scope's name ('resnet_v2_<depth>').
+    Returns:
+      the checkpoint's path (prefix or V1 file), as Saver.restore takes it.
+    Raises:
+      FileNotFoundError: no checkpoint at `path`.
+      ValueError: the checkpoint lacks variables or has other shapes: the message lists every one.
+    """
+    path = config.BACKBONE_CHECKPOINT if path is None else path
+    scope = _default_scope(scope)
+    depth = _depth_of_scope(scope) if depth is None else depth
+    prefix, shapes, dtypes = _read_checkpoint(path)
+    expected = backbone_variables(depth, scope)
+    _mismatches(prefix, expected, shapes, dtypes, '%s (ResNet-v2-%d, %d variables)' % (scope, depth, len(expected)))
+    return prefix
+
+
+def backbone_restorer(path=None, scope=None, checkpoint_scope=None, graph=None):
+    """Checks the checkpoint against the graph's backbone now and returns `restore(sess)` that loads it.
+
+    For graphs that get finalized (tf.train.MonitoredTrainingSession): call this before, and pass
+    `tf.train.Scaffold(init_fn=lambda scaffold, sess: restore(sess))`. Run it after the variables'
+    initializer: it overwrites every backbone variable and leaves the rest (heads, optimizer slots) alone.
+
+    Args:
+      path: checkpoint prefix, V1 file or folder; None -> config.BACKBONE_CHECKPOINT.
+      scope: the backbone's full variable scope in the graph (e.g. 'resnet_v2_101' or 'tower/resnet_v2_101');
+        None -> 'resnet_v2_<config.BACKBONE_DEPTH>'.
+      checkpoint_scope: the same scope's name in the checkpoint; None -> the last part of `scope`.
+      graph: None -> the default graph.
+    Returns:
+      restore: function(sess) that restores the backbone variables of `graph` in session `sess`.
+    Raises:
+      FileNotFoundError: no checkpoint at `path`.
+      ValueError: no backbone variables under `scope` in the graph, or a checkpoint that lacks some of them or
+        holds other shapes (every one listed). Nothing is restored then.
+    """
+    path = config.BACKBONE_CHECKPOINT if path is None else path
+    scope = _default_scope(scope).rstrip('/')
+    checkpoint_scope = scope.rsplit('/', 1)[-1] if checkpoint_scope is None else checkpoint_scope
+    graph = tf.get_default_graph() if graph is None else graph
+    variables = [v for v in graph.get_collection(BACKBONE_VARIABLES) if v.op.name.startswith(scope + '/')]
+    if not variables:
+        raise ValueError('load_backbone_checkpoint: no backbone variables under scope %r in the graph '
+                         '(build resnet_v2_* with that scope first)' % scope)
+    by_name = {checkpoint_scope + v.op.name[len(scope):]: v for v in variables}
+    prefix, shapes, dtypes = _read_checkpoint(path)
+    expected = [(name, tuple(v.shape.as_list())) for name, v in by_name.items()]
+    _mismatches(prefix, expected, shapes, dtypes, 'the graph\'s %s (%d variables)' % (scope, len(expected)))
+    with graph.as_default():
+        saver = tf.train.Saver(by_name, sharded=False, name='backbone_restorer')
+
+    def restore(sess):
+        saver.restore(sess, prefix)
+
+    return restore
+
+
+def load_backbone_checkpoint(sess, path=None, scope=None, checkpoint_scope=None):
+    """Restores every backbone variable of the session's graph from a TF-Slim checkpoint.
+
+    Skips what the backbone does not have (logits, global_step); raises before restoring anything if a
+    backbone variable is missing from the checkpoint or has another shape, so none is left at random.
+    See backbone_restorer for the arguments and errors (FileNotFoundError, ValueError listing every problem).
+    """
+    with sess.graph.as_default():
+        restore = backbone_restorer(path, scope, checkpoint_scope, sess.graph)
+    restore(sess)
