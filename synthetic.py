@@ -188,8 +188,9 @@ def _random_colour(rng):
 
 
 def _palette_colour(rng, palette):
-    colour = np.asarray(palette[rng.integers(len(palette))], float)
-    return tuple(int(c) for c in np.clip(colour + rng.uniform(-config.SYNTHETIC_COLOUR_JITTER, config.SYNTHETIC_COLOUR_JITTER, 3), 0, 255))
+    jitter = config.SYNTHETIC_COLOUR_JITTER
+    colour = np.asarray(palette[rng.integers(len(palette))], float) + rng.uniform(-jitter, jitter, 3)
+    return tuple(int(c) for c in np.clip(colour, 0, 255))
 
 
 def _fixed(point):
@@ -429,8 +430,8 @@ def render_scene(rng, size):
         for figure in crowd:
             draw_parts(union, figure['parts'], 1)
         # A crowd region is the area the crowd fills, gaps between its figures included, as in COCO.
-        side = 2 * int(round(config.SYNTHETIC_CROWD_CLOSING * np.mean([pose_extent(f['pose'])[3] - pose_extent(f['pose'])[1]
-                                             for f in crowd]))) + 1
+        heights = [pose_extent(f['pose'])[3] - pose_extent(f['pose'])[1] for f in crowd]
+        side = 2 * int(round(config.SYNTHETIC_CROWD_CLOSING * np.mean(heights))) + 1
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
         crowd_mask = cv2.morphologyEx(union, cv2.MORPH_CLOSE, kernel).astype(bool) & ~covered
         if crowd_mask.sum() < config.SYNTHETIC_MIN_VISIBLE_AREA:

@@ -60,11 +60,11 @@ def keypoint_array(annotation):
 
 
 def rasterise(segmentation):
-    polygons_or_rle = segmentation
+    """bool [SIZE, SIZE] of a COCO segmentation (polygons or uncompressed RLE), as annToMask decodes it."""
     if isinstance(segmentation, list):
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, SIZE, SIZE))
     else:
-        rle = mask_utils.frPyObjects(polygons_or_rle, SIZE, SIZE)
+        rle = mask_utils.frPyObjects(segmentation, SIZE, SIZE)
     return mask_utils.decode(rle).astype(bool)
 
 
