@@ -90,41 +90,50 @@ def check_outputs(outputs, stride, image_shape):
 class Sampler(object):
     """Bilinear sampling of a map [h, w, c] whose cell (i, j) sits at input pixel (j * step, i * step).
 
-    Points outside the grid are clamped to its border, so no position can index out of range.
+    Points outside the grid are clamped to its border, so no position can index out of range.  A map of one
+    row or column is padded by replication so every point has four corner cells.
     """
 
     def __init__(self, array, step):
-        self.array = np.ascontiguousarray(array, dtype=np.float32)
+        array = np.asarray(array, dtype=np.float32)
+        if array.shape[0] == 1 or array.shape[1] == 1:
+            array = np.pad(array, ((0, array.shape[0] == 1), (0, array.shape[1] == 1), (0, 0)), mode='edge')
+        self.array = np.ascontiguousarray(array)
         self.flat = self.array.reshape(-1)
         self.height, self.width, self.channels = self.array.shape
-        self.step = float(step)
+        self.inverse = np.float32(1.0 / step)
+        self.row = self.width * self.channels  # flat distance between vertically adjacent cells
 
     def corners(self, x, y):
-        """Flat indices (4, N) of channel 0 at the four cells around points (x, y) and their weights (4, N)."""
-        gx = np.clip(np.asarray(x, np.float32) / self.step, 0.0, self.width - 1)
-        gy = np.clip(np.asarray(y, np.float32) / self.step, 0.0, self.height - 1)
-        x0 = gx.astype(np.int64)
-        y0 = gy.astype(np.int64)
-        fx = gx - x0
-        fy = gy - y0
-        x1 = np.minimum(x0 + 1, self.width - 1)
-        y1 = np.minimum(y0 + 1, self.height - 1)
-        c = self.channels
-        index = np.stack([(y0 * self.width + x0) * c, (y0 * self.width + x1) * c,
-                          (y1 * self.width + x0) * c, (y1 * self.width + x1) * c])
-        weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
-        return index, weight
+        """(flat index [N] of channel 0 at the top-left corner cell, fx [N], fy [N]) of points (x, y)."""
+        gx = np.clip(np.asarray(x, np.float32) * self.inverse, 0.0, self.width - 1)
+        gy = np.clip(np.asarray(y, np.float32) * self.inverse, 0.0, self.height - 1)
+        x0 = np.minimum(gx.astype(np.int64), self.width - 2)  # on the last column: fx = 1 from column w-2
+        y0 = np.minimum(gy.astype(np.int64), self.height - 2)
+        return (y0 * self.width + x0) * self.channels, gx - x0, gy - y0
+
+    def _blend(self, index, fx, fy):
+        flat, c, row = self.flat, self.channels, self.row
+        top = flat[index]
+        top = top + fx * (flat[index + c] - top)
+        bottom = flat[index + row]
+        bottom = bottom + fx * (flat[index + row + c] - bottom)
+        return top + fy * (bottom - top)
 
     def sample(self, corners, channel):
         """Values [N] at the points of `corners` in `channel` (int or int array [N])."""
-        index, weight = corners
-        return (self.flat[index + channel] * weight).sum(axis=0)
+        base, fx, fy = corners
+        return self._blend(base + channel, fx, fy)
+
+    def sample_pair(self, corners, channel):
+        """Values [N, 2] of channels `channel` and `channel + 1` (an offset's dx, dy)."""
+        base, fx, fy = corners
+        return self._blend((base + channel)[:, None] + np.arange(2), fx[:, None], fy[:, None])
 
     def sample_all(self, corners):
         """Values [N, C] of every channel at the points of `corners`."""
-        index, weight = corners
-        values = self.flat[index[..., None] + np.arange(self.channels)]  # [4, N, C]
-        return (values * weight[..., None]).sum(axis=0)
+        base, fx, fy = corners
+        return self._blend(base[:, None] + np.arange(self.channels), fx[:, None], fy[:, None])
 
     def __call__(self, x, y, channel):
         return self.sample(self.corners(x, y), channel)
@@ -151,8 +160,8 @@ class Maps(object):
 
     def offset(self, sampler, x, y, field):
         """Offset (dx, dy) of `field` (int array [N]) at points (x, y): two arrays [N]."""
-        corners = sampler.corners(x, y)
-        return sampler.sample(corners, 2 * field), sampler.sample(corners, 2 * field + 1)
+        pair = sampler.sample_pair(sampler.corners(x, y), 2 * field)
+        return pair[:, 0], pair[:, 1]
 
     def refine(self, x, y, kind, steps):
         """y <- y + S_k(y), `steps` times; moves longer than r are refused (that is re-targeting, not refining)."""
@@ -193,24 +202,28 @@ def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_thresh
     rows, cols, kinds = heatmaps.shape
     hrows = (rows - 1) * stride // hough_stride + 1
     hcols = (cols - 1) * stride // hough_stride + 1
-    i, j, k = np.nonzero(heatmaps > vote_threshold)
-    weight = heatmaps[i, j, k] * np.float32(stride * stride / (math.pi * radius * radius))
-    u = (j * stride + short_offsets[i, j, 2 * k]) / np.float32(hough_stride)
-    v = (i * stride + short_offsets[i, j, 2 * k + 1]) / np.float32(hough_stride)
+    # Votes: one per (cell, kind), flat index cell * K + k; offsets of that pair at [2 * index, 2 * index + 1].
+    voters = np.flatnonzero(heatmaps.ravel() > vote_threshold).astype(np.int64)
+    cell = voters // kinds
+    weight = heatmaps.ravel()[voters] * np.float32(stride * stride / (math.pi * radius * radius))
+    pairs = short_offsets.reshape(-1, 2)
+    inverse = np.float32(1.0 / hough_stride)
+    # Votes beyond the grid are clamped just outside it, into a border of padding cells cut off at the end.
+    u = np.clip((pairs[voters, 0] + (cell % cols).astype(np.float32) * stride) * inverse, -1, hcols)
+    v = np.clip((pairs[voters, 1] + (cell // cols).astype(np.float32) * stride) * inverse, -1, hrows)
     u0 = np.floor(u)
     v0 = np.floor(v)
     fu = u - u0
     fv = v - v0
-    u0 = u0.astype(np.int64)
-    v0 = v0.astype(np.int64)
-    index, weights = [], []
-    for du, dv, w in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
-        uu, vv = u0 + du, v0 + dv
-        inside = (uu >= 0) & (uu < hcols) & (vv >= 0) & (vv < hrows)  # votes off the image are lost
-        index.append(((vv * hcols + uu) * kinds + k)[inside])
-        weights.append((weight * w)[inside])
-    hough = np.bincount(np.concatenate(index), np.concatenate(weights), minlength=hrows * hcols * kinds)
-    return hough.astype(np.float32).reshape(hrows, hcols, kinds)
+    padded_cols = hcols + 3
+    size = (hrows + 3) * padded_cols * kinds
+    base = ((v0.astype(np.int64) + 1) * padded_cols + u0.astype(np.int64) + 1) * kinds + voters % kinds
+    left, right = weight * (1 - fu), weight * fu
+    # One bincount over the four bilinear corners: a single pass over the (large) Hough array.
+    index = np.concatenate([base, base + kinds, base + padded_cols * kinds, base + (padded_cols + 1) * kinds])
+    weights = np.concatenate([left * (1 - fv), right * (1 - fv), left * fv, right * fv])
+    hough = np.bincount(index, weights, minlength=size)
+    return hough.reshape(hrows + 3, padded_cols, kinds)[1:-2, 1:-2].astype(np.float32)
 
 
 def find_seeds(hough, threshold=None, max_seeds=None):
@@ -236,10 +249,10 @@ def find_seeds(hough, threshold=None, max_seeds=None):
 # 3. Greedy decoding
 # ----------------------------------------------------------------------------------------------------------
 def _tree_walks():
-    """Breadth-first walk of the tree from every keypoint type.
+    """Breadth-first walks of the tree from every keypoint type, level by level.
 
-    Returns (edge int64 [K, K-1]): walks[k0, t] is the directed edge index (config.DIRECTED_EDGES) taken at
-    step t from seed type k0; its source is always reached before.
+    Returns int64 [K, L, W]: walks[k0, t] lists the directed edges (config.DIRECTED_EDGES indices) taken at
+    level t of the walk from seed type k0, -1 padded; their sources are reached at earlier levels.
     """
     num = config.NUM_KEYPOINTS
     edge_index = {edge: e for e, edge in enumerate(config.DIRECTED_EDGES)}
@@ -247,17 +260,27 @@ def _tree_walks():
     for a, b in config.EDGES:
         neighbours[a].append(b)
         neighbours[b].append(a)
-    walks = np.zeros((num, num - 1), np.int64)
+    all_levels = []
     for root in range(num):
-        seen, queue, steps = {root}, [root], []
-        while queue:
-            k = queue.pop(0)
-            for l in neighbours[k]:
-                if l not in seen:
-                    seen.add(l)
-                    queue.append(l)
-                    steps.append(edge_index[(k, l)])
-        walks[root] = steps
+        seen, frontier, levels = {root}, [root], []
+        while frontier:
+            level, next_frontier = [], []
+            for k in frontier:
+                for l in neighbours[k]:
+                    if l not in seen:
+                        seen.add(l)
+                        next_frontier.append(l)
+                        level.append(edge_index[(k, l)])
+            if level:
+                levels.append(level)
+            frontier = next_frontier
+        all_levels.append(levels)
+    depth = max(len(levels) for levels in all_levels)
+    width = max(len(level) for levels in all_levels for level in levels)
+    walks = np.full((num, depth, width), -1, np.int64)
+    for root, levels in enumerate(all_levels):
+        for t, level in enumerate(levels):
+            walks[root, t, :len(level)] = level
     return walks
 
 
@@ -284,25 +307,26 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
       support float32 [B, K].
     """
     batch = len(kind)
-    rows = np.arange(batch)
     pos = np.zeros((batch, config.NUM_KEYPOINTS, 2), np.float32)
-    pos[rows, kind, 0] = x
-    pos[rows, kind, 1] = y
-    for t in range(config.NUM_KEYPOINTS - 1):
-        edge = WALKS[kind, t]
+    pos[np.arange(batch), kind] = np.stack([x, y], axis=1)
+    steps = []
+    for t in range(WALKS.shape[1]):  # one vectorised step per tree level, all seeds and branches at once
+        person, slot = np.nonzero(WALKS[kind, t] >= 0)
+        if not len(person):
+            break
+        edge = WALKS[kind[person], t, slot]
         source, target = EDGE_SOURCE[edge], EDGE_TARGET[edge]
-        sx, sy = pos[rows, source, 0], pos[rows, source, 1]
-        dx, dy = maps.offset(maps.mid, sx, sy, edge)
-        lx, ly = maps.refine(sx + dx, sy + dy, target, refine_steps)
-        pos[rows, target, 0] = lx
-        pos[rows, target, 1] = ly
+        start = pos[person, source]  # [n, 2]
+        landing = start + maps.mid.sample_pair(maps.mid.corners(start[:, 0], start[:, 1]), 2 * edge)
+        lx, ly = maps.refine(landing[:, 0], landing[:, 1], target, refine_steps)
+        pos[person, target] = np.stack([lx, ly], axis=1)
+        steps.append((person, source, target))
     flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
     support = maps.support(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind).reshape(batch, -1)
     found = support >= support_threshold
-    # Trust only landings whose source was found: walk order guarantees sources are settled first.
-    for t in range(config.NUM_KEYPOINTS - 1):
-        edge = WALKS[kind, t]
-        found[rows, EDGE_TARGET[edge]] &= found[rows, EDGE_SOURCE[edge]]
+    # Trust only landings whose source was found: sources are settled at earlier levels.
+    for person, source, target in steps:
+        found[person, target] &= found[person, source]
     return pos, found, support
 
 
@@ -534,42 +558,41 @@ def instance_scales(pos, found, min_scale=None):
     return np.maximum(np.sqrt(area), min_scale).astype(np.float32)
 
 
-def expected_oks(maps, pos, scales, radius=None):
+def expected_oks(maps, pos, scales, found=None, radius=None):
     """Expected-OKS keypoint scores s_{j,k} = p_k(y) * sum_{x in D_R(y)} h_k(x) exp(-|x-y|^2 / (2 sigma^2)).
 
     sigma = lambda_j * kappa_k with kappa_k = 2 * config.OKS_SIGMAS[k] (pycocotools' OKS uses (2 sigma_k)^2).
     h_k is normalised so a keypoint's votes sum to 1 (hough_voting), so s is the OKS this keypoint is expected
     to reach.  Bilinear splatting blurs h_k by a triangle kernel of variance hs^2/6 per axis; the Gaussian is
     widened by it and rescaled (Gaussian convolution identity), so coarse Hough cells do not punish sharp
-    keypoints.  Returns float32 [P, K] in [0, 1].
+    keypoints.  Keypoints not `found` (bool [P, K], default all) score 0: nothing votes for them.
+    Returns float32 [P, K] in [0, 1].
     """
     radius = config.RADIUS if radius is None else radius
     people, num = pos.shape[:2]
-    if people == 0:
-        return np.zeros((0, num), np.float32)
+    scores = np.zeros((people, num), np.float32)
+    person, kind = np.nonzero(np.ones((people, num), bool) if found is None else found)
+    if not len(person):
+        return scores
     hs = maps.hough_stride
-    hough = maps.hough
-    hrows, hcols = hough.shape[:2]
+    hrows, hcols = maps.hough.shape[:2]
     half = int(math.ceil(radius / hs))
     offsets = np.arange(-half, half + 1)
     kappa = 2.0 * np.asarray(config.OKS_SIGMAS, np.float32)
-    sigma2 = (scales[:, None] * kappa[None, :]) ** 2  # [P, K]
-    blur2 = hs * hs / 6.0
-    wide2 = sigma2 + blur2
-    x, y = pos[..., 0], pos[..., 1]
-    cu = np.rint(x / hs).astype(np.int64)  # [P, K]
-    cv = np.rint(y / hs).astype(np.int64)
-    uu = cu[..., None, None] + offsets[None, None, None, :]  # [P, K, 1, w]
-    vv = cv[..., None, None] + offsets[None, None, :, None]  # [P, K, w, 1]
-    inside = (uu >= 0) & (uu < hcols) & (vv >= 0) & (vv < hrows)
-    dist2 = (uu * hs - x[..., None, None]) ** 2 + (vv * hs - y[..., None, None]) ** 2
-    inside &= dist2 <= radius * radius
-    kinds = np.arange(num)[None, :, None, None]
-    values = hough[np.clip(vv, 0, hrows - 1), np.clip(uu, 0, hcols - 1), kinds]
-    gauss = np.exp(-dist2 / (2.0 * wide2[..., None, None])) * (wide2 / sigma2)[..., None, None]
-    mass = np.where(inside, values * gauss, 0.0).sum(axis=(2, 3))
-    p = maps.heatmaps(x.ravel(), y.ravel(), np.tile(np.arange(num), people)).reshape(people, num)
-    return np.clip(p * mass, 0.0, 1.0).astype(np.float32)
+    sigma2 = (scales[person] * kappa[kind]) ** 2  # [n]
+    wide2 = sigma2 + np.float32(hs * hs / 6.0)
+    x, y = pos[person, kind, 0], pos[person, kind, 1]
+    uu = np.rint(x / hs).astype(np.int64)[:, None, None] + offsets[None, None, :]  # [n, 1, w]
+    vv = np.rint(y / hs).astype(np.int64)[:, None, None] + offsets[None, :, None]  # [n, w, 1]
+    dist2 = ((uu * hs - x[:, None, None]) ** 2 + (vv * hs - y[:, None, None]) ** 2).astype(np.float32)
+    inside = (uu >= 0) & (uu < hcols) & (vv >= 0) & (vv < hrows) & (dist2 <= radius * radius)
+    index = (np.clip(vv, 0, hrows - 1) * hcols + np.clip(uu, 0, hcols - 1)) * num + kind[:, None, None]
+    values = np.where(inside, maps.hough.ravel()[index], np.float32(0))
+    gauss = np.exp(dist2 * (np.float32(-0.5) / wide2)[:, None, None])
+    mass = (values * gauss).sum(axis=(1, 2)) * (wide2 / sigma2)
+    p = maps.heatmaps(x, y, kind)
+    scores[person, kind] = np.clip(p * mass, 0.0, 1.0)
+    return scores
 
 
 def soft_nms_scores(pos, keypoint_scores, found, radius=None):
@@ -755,7 +778,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     resolve_conflicts(pos, found, rescued)
     t3 = clock()
     scales = instance_scales(pos, found)
-    keypoint_scores = expected_oks(maps, pos, scales)
+    keypoint_scores = expected_oks(maps, pos, scales, found)
     if scoring == 'soft_nms':
         scores = soft_nms_scores(pos, keypoint_scores, found)
         keep = scores > 0
