@@ -52,6 +52,10 @@ TARGET_NAMES = ('heatmaps', 'short_offsets', 'short_valid', 'mid_offsets', 'mid_
                 'long_valid', 'segmentation', 'seg_weights', 'kp_weights')
 LOSS_ORDER = ('total', 'heatmap', 'segmentation', 'short', 'mid', 'long', 'intermediate', 'weight_decay')
 DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.tar.gz'
+# Config values that steer the run but not what is learnt: changing them on resume is normal, not warned about.
+RUN_CONTROL_NAMES = ('NUM_STEPS', 'TRAIN_DIR', 'LOG_EVERY', 'SUMMARY_EVERY', 'SUMMARY_IMAGES', 'CHECKPOINT_EVERY',
+                     'CHECKPOINTS_TO_KEEP', 'NUM_WORKERS', 'PREFETCH_BATCHES', 'PREFETCH_PER_WORKER',
+                     'DATA_START_METHOD', 'ROOT_DIR')
 
 
 class BadPathError(OSError):
@@ -124,6 +128,26 @@ def load_run_config(train_dir):
         raise FileNotFoundError('%s not found: %s is not a train.py train dir' % (path, train_dir))
     with open(path) as f:
         return json.load(f)['config']
+
+
+# Config values that decide the network a checkpoint holds: eval.py and demo.py build the model with the run's.
+MODEL_CONFIG_NAMES = ('BACKBONE_DEPTH', 'INTERMEDIATE_SUPERVISION', 'INTERMEDIATE_BLOCK', 'OFFSET_OUTPUT_SCALE',
+                      'REFINEMENT_STEPS', 'BATCH_NORM_EPSILON', 'RADIUS')
+
+
+def model_overrides(train_dir):
+    """The run's values of MODEL_CONFIG_NAMES, to build the network it trained:
+
+        with train.config_overrides(train.model_overrides(train_dir)):
+            outputs = model.build_model(images, is_training=False)
+    """
+    run_config = load_run_config(train_dir)
+    overrides = {}
+    for name in MODEL_CONFIG_NAMES:
+        if name in run_config:
+            value = run_config[name]
+            overrides[name] = tuple(value) if isinstance(value, list) else value
+    return overrides
 
 
 def _checkpoint_exists(prefix):
@@ -447,7 +471,8 @@ def write_config_snapshot(train_dir, step, log):
     if os.path.isfile(path):
         with open(path) as f:
             saved = json.load(f)
-        differences = config_differences(saved.get('config', {}), current)
+        differences = [d for d in config_differences(saved.get('config', {}), current)
+                       if d[0] not in RUN_CONTROL_NAMES]
         if differences:
             log('WARNING: this run\'s config differs from the one its checkpoints were trained with (%s):\n%s'
                 % (path, '\n'.join('  %s: %r -> %r' % d for d in differences)), error=True)
@@ -658,6 +683,10 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
     if resume_step is None and not config.TRAIN_FROM_SCRATCH:
         import resnet
         resnet.check_backbone_checkpoint(config.BACKBONE_CHECKPOINT, backbone_scope())
+    if config.TRAIN_FROM_SCRATCH and config.FREEZE_BATCH_NORM:
+        log('WARNING: TRAIN_FROM_SCRATCH with FREEZE_BATCH_NORM: batch norm keeps its initial statistics, so '
+            'the random network is not normalised (set FREEZE_BATCH_NORM=False, as --from-scratch does)',
+            error=True)
 
     batch_size, num_steps = config.BATCH_SIZE, config.NUM_STEPS
     devices = tower_devices(config.NUM_GPUS) if devices is None else list(devices)
@@ -823,7 +852,8 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint-every', type=int, help='steps between checkpoints (config.CHECKPOINT_EVERY)')
     parser.add_argument('--backbone-checkpoint', help='TF-Slim ImageNet checkpoint (config.BACKBONE_CHECKPOINT)')
     parser.add_argument('--from-scratch', action='store_true', default=None,
-                        help='random backbone weights instead of the ImageNet checkpoint (config.TRAIN_FROM_SCRATCH)')
+                        help='random backbone weights instead of the ImageNet checkpoint '
+                             '(config.TRAIN_FROM_SCRATCH; also trains batch norm: FREEZE_BATCH_NORM=False)')
     parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
                         help='override any config.py value (Python literal), e.g. --set LEARNING_RATE=5e-4; '
                              'repeatable')
@@ -838,7 +868,10 @@ def overrides_from_args(args):
         if value is not None:
             overrides[name] = value
     if args.from_scratch:
+        # Frozen batch norm keeps its initial statistics (mean 0, variance 1): a random network would have
+        # no normalisation at all, and its activations grow through the layers.
         overrides['TRAIN_FROM_SCRATCH'] = True
+        overrides['FREEZE_BATCH_NORM'] = False
     for item in args.set:
         name, sep, text = item.partition('=')
         if not sep:
