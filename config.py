@@ -157,6 +157,7 @@ HOUGH_STRIDE = 4  # Hough-map cell side in input px (Eq. 1 at this resolution; 1
 HOUGH_VOTE_THRESHOLD = 0.01  # grid cells with p_k below this cast no Hough vote (speed; tiny mass) [C]
 KEYPOINT_SUPPORT_THRESHOLD = 0.05  # a keypoint counts as found if p_k(y) * Hough mass near y >= this [C]
 KEYPOINT_SUPPORT_RADIUS = 4.0  # "near": Hough cells within this many px (at least 1 cell) of y [C]
+LANDING_TOLERANCE = 5.0  # offsets read at a point: average the corner cells whose votes agree within this px [C]
 SHORT_REFINE_STEPS = 1  # sub-pixel refinement y <- y + S_k(y) after each landing, moves of at most r only [C]
 LONG_RANGE_RESCUE = True  # re-find keypoints the mid-range tree missed via long-range offsets of found ones [C]
 MERGE_MIN_SHARED = 2  # a person sharing this many found keypoints with an earlier one merges into it [C]

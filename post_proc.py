@@ -130,6 +130,32 @@ class Sampler(object):
         base, fx, fy = corners
         return self._blend((base + channel)[:, None] + np.arange(2), fx[:, None], fy[:, None])
 
+    def land(self, x, y, field, tolerance):
+        """Where the offsets of `field` (int array [N]) around points (x, y) send them: float32 [N, 2].
+
+        Each of the four corner cells votes for its own position plus its offset; the bilinear average is
+        taken over the corners that agree (within `tolerance` px) with the heaviest one.  Plain bilinear
+        interpolation of offsets would land between two targets wherever neighbouring cells point to
+        different keypoints (the edge of a disk, two people side by side).
+        """
+        base, fx, fy = self.corners(x, y)
+        step = np.float32(1.0 / self.inverse)
+        c, row = self.channels, self.row
+        corner = np.stack([base, base + c, base + row, base + row + c], axis=1) + (2 * field)[:, None]  # [N, 4]
+        values = self.flat[corner[..., None] + np.arange(2)]  # [N, 4, 2]
+        cell = base // c
+        cx = (cell % self.width).astype(np.float32) * step
+        cy = (cell // self.width).astype(np.float32) * step
+        land_x = values[..., 0] + (cx[:, None] + np.array([0, step, 0, step], np.float32))
+        land_y = values[..., 1] + (cy[:, None] + np.array([0, 0, step, step], np.float32))
+        weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
+        anchor = np.argmax(weight, axis=1)[:, None]
+        ax = np.take_along_axis(land_x, anchor, axis=1)
+        ay = np.take_along_axis(land_y, anchor, axis=1)
+        weight = weight * (((land_x - ax) ** 2 + (land_y - ay) ** 2) <= tolerance * tolerance) + 1e-12
+        total = weight.sum(axis=1)
+        return np.stack([(weight * land_x).sum(axis=1) / total, (weight * land_y).sum(axis=1) / total], axis=1)
+
     def sample_all(self, corners):
         """Values [N, C] of every channel at the points of `corners`."""
         base, fx, fy = corners
@@ -157,11 +183,15 @@ class Maps(object):
         self.hough_mass = Sampler(cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
                                                 borderType=cv2.BORDER_CONSTANT), hough_stride)
         self.radius = radius
+        self.landing_tolerance = config.LANDING_TOLERANCE
 
     def offset(self, sampler, x, y, field):
-        """Offset (dx, dy) of `field` (int array [N]) at points (x, y): two arrays [N]."""
-        pair = sampler.sample_pair(sampler.corners(x, y), 2 * field)
-        return pair[:, 0], pair[:, 1]
+        """Offset (dx, dy) of `field` (int array [N]) at points (x, y), from the corners' agreeing votes
+        (Sampler.land, tolerance config.LANDING_TOLERANCE): two arrays [N]."""
+        x = np.asarray(x, np.float32)
+        y = np.asarray(y, np.float32)
+        landing = sampler.land(x, y, np.asarray(field), self.landing_tolerance)
+        return landing[:, 0] - x, landing[:, 1] - y
 
     def refine(self, x, y, kind, steps):
         """y <- y + S_k(y), `steps` times; moves longer than r are refused (that is re-targeting, not refining)."""
@@ -316,9 +346,9 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
             break
         edge = WALKS[kind[person], t, slot]
         source, target = EDGE_SOURCE[edge], EDGE_TARGET[edge]
-        start = pos[person, source]  # [n, 2]
-        landing = start + maps.mid.sample_pair(maps.mid.corners(start[:, 0], start[:, 1]), 2 * edge)
-        lx, ly = maps.refine(landing[:, 0], landing[:, 1], target, refine_steps)
+        sx, sy = pos[person, source, 0], pos[person, source, 1]
+        dx, dy = maps.offset(maps.mid, sx, sy, edge)
+        lx, ly = maps.refine(sx + dx, sy + dy, target, refine_steps)
         pos[person, target] = np.stack([lx, ly], axis=1)
         steps.append((person, source, target))
     flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
@@ -334,19 +364,27 @@ def embedding_distance(maps, x, y, pos, norm):
     """Mask distance D_j of points to their people (Decoding 5): sum_k norm_jk |x + L_k(x) - y_jk|.
 
     x, y: float32 [n] points; pos: [n, K, 2] the keypoints of each point's person; norm: [n, K] weights
-    p_k(y_jk) / (lambda_j sum_k p_k(y_jk)), 0 for keypoints that do not count.  Returns float32 [n].
+    p_k(y_jk) / (lambda_j sum_k p_k(y_jk)), 0 for keypoints that do not count.
+    Returns (D float32 [n], defined bool [n]): the nearest cell's embedding is used (interpolating between
+    two people's cells would match neither); `defined` is False where its offsets are all exactly 0, the
+    value targets hold where the long-range target is undefined (overlaps, unlabelled), so no evidence.
     """
-    offsets = maps.long.sample_all(maps.long.corners(x, y)).reshape(len(x), config.NUM_KEYPOINTS, 2)
+    base, fx, fy = maps.long.corners(x, y)
+    base = base + (fx > 0.5) * maps.long.channels + (fy > 0.5) * maps.long.row
+    offsets = maps.long.flat[base[:, None] + np.arange(2 * config.NUM_KEYPOINTS)]
+    defined = (offsets != 0).any(axis=1)
+    offsets = offsets.reshape(len(x), config.NUM_KEYPOINTS, 2)
     gx = x[:, None] + offsets[..., 0] - pos[..., 0]
     gy = y[:, None] + offsets[..., 1] - pos[..., 1]
-    return (np.sqrt(gx * gx + gy * gy) * norm).sum(axis=1)
+    return (np.sqrt(gx * gx + gy * gy) * norm).sum(axis=1), defined
 
 
 def belongs(maps, x, y, pos, norm, seg_threshold, distance_threshold):
-    """bool [n]: a point on a body (p_S > threshold) must embed to its person (D_j <= t); a point off every
-    body carries no embedding evidence and passes."""
-    off_body = maps.segmentation(x, y, 0) <= seg_threshold
-    return off_body | (embedding_distance(maps, x, y, pos, norm) <= distance_threshold)
+    """bool [n]: False where a point lies on a body (p_S > threshold) whose embedding points away from the
+    point's person (D_j > t), i.e. on somebody else; points off every body or without an embedding pass."""
+    on_body = maps.segmentation(x, y, 0) > seg_threshold
+    distance, defined = embedding_distance(maps, x, y, pos, norm)
+    return ~(on_body & defined & (distance > distance_threshold))
 
 
 def embedding_weights(maps, pos, found, scales=None):

@@ -1,0 +1,257 @@
+"""post_proc.decode on maps of known people (clean target maps and network-like noisy ones) and bad inputs."""
+import numpy as np
+import pytest
+
+import config
+import post_proc
+from bench import decode_bench as synthetic
+
+STRIDE = 8
+K = config.NUM_KEYPOINTS
+
+
+def make_scene(seed, num, size, unlabelled=0.0, noise=0.0, height_range=None, margin=0.0):
+    rng = np.random.RandomState(seed)
+    shape = (size, size)
+    people = synthetic.random_people(num, shape, rng, height_range=height_range, unlabelled=unlabelled,
+                                     margin=margin)
+    masks = synthetic.body_masks(people, shape, STRIDE)
+    outputs = synthetic.synthetic_outputs(people, masks, shape, STRIDE, rng, noise=noise)
+    return people, masks, outputs, shape
+
+
+def match(people, decoded):
+    """For every true person, the decoded person closest on its labelled keypoints, and the errors [N, K]
+    (nan where unlabelled)."""
+    assert decoded, 'nothing decoded'
+    found = np.stack([p['keypoints'][:, :2] for p in decoded])  # [P, K, 2]
+    best, errors = [], []
+    for person in people:
+        labelled = person[:, 2] > 0
+        error = np.linalg.norm(found - person[None, :, :2], axis=-1)  # [P, K]
+        mean = np.where(labelled[None], error, 0).sum(axis=1) / max(labelled.sum(), 1)
+        j = int(np.argmin(mean))
+        best.append(j)
+        errors.append(np.where(labelled, error[j], np.nan))
+    return best, np.array(errors)
+
+
+def grid_to_input(mask_grid, shape):
+    """Nearest-cell upsampling of a grid mask to input pixels."""
+    rows = np.minimum(np.rint(np.arange(shape[0]) / STRIDE).astype(int), mask_grid.shape[0] - 1)
+    cols = np.minimum(np.rint(np.arange(shape[1]) / STRIDE).astype(int), mask_grid.shape[1] - 1)
+    return mask_grid[rows][:, cols]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Known people, clean maps
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_overlapping_people_with_unlabelled_keypoints_decode_within_one_pixel(seed):
+    # 7 people of 100-190 px in 289x289 overlap heavily; 15% of keypoints unlabelled cut their trees.
+    people, masks, outputs, shape = make_scene(seed, 7, 289, unlabelled=0.15, height_range=(100, 190))
+    assert (masks.sum(axis=0) > 1).any(), 'the scene should contain overlapping people'
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    best, errors = match(people, decoded)
+    assert len(set(best)) == len(people), 'two true people decoded as one'
+    labelled = ~np.isnan(errors)
+    assert labelled.sum() > 0.75 * errors.size
+    assert np.nanmax(errors) <= 1.0, 'keypoints off by %s px' % np.round(errors[errors > 1.0], 1)
+    # Every labelled keypoint of a decoded person is a found one, with a positive Expected-OKS score.
+    for person, j in zip(people, best):
+        scores = decoded[j]['keypoints'][:, 2]
+        assert (scores[person[:, 2] > 0] > 0).all()
+
+
+def test_missing_keypoint_does_not_cut_off_the_branch_behind_it():
+    rng = np.random.RandomState(3)
+    shape = (257, 257)
+    people = synthetic.random_people(1, shape, rng, height_range=(180, 200))
+    left_shoulder, nose, left_hip = config.KEYPOINTS.index('left_shoulder'), 0, config.KEYPOINTS.index('left_hip')
+    people[0, [nose, left_shoulder, left_hip], 2] = 0  # the left arm and left leg hang off missing joints
+    masks = synthetic.body_masks(people, shape, STRIDE)
+    outputs = synthetic.synthetic_outputs(people, masks, shape, STRIDE)
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    assert len(decoded) == 1, 'the fragments of one person must not become several people'
+    labelled = people[0, :, 2] > 0
+    error = np.linalg.norm(decoded[0]['keypoints'][:, :2] - people[0, :, :2], axis=1)
+    assert error[labelled].max() <= 1.0
+
+
+def test_sub_pixel_positions_and_output_format():
+    people, masks, outputs, shape = make_scene(4, 3, 241, height_range=(120, 150))
+    people[..., :2] += 0.37  # off the pixel grid; rebuild the maps
+    outputs = synthetic.synthetic_outputs(people, masks, shape, STRIDE)
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    _, errors = match(people, decoded)
+    assert np.nanmax(errors) < 0.05
+    scores = [p['score'] for p in decoded]
+    assert scores == sorted(scores, reverse=True)
+    for person in decoded:
+        assert person['keypoints'].dtype == np.float32 and person['keypoints'].shape == (K, 3)
+        assert person['mask'].dtype == bool and person['mask'].shape == shape
+        assert 0 < person['score'] <= 1 and isinstance(person['score'], float)
+        assert np.all((person['keypoints'][:, 2] >= 0) & (person['keypoints'][:, 2] <= 1))
+
+
+def test_masks_follow_the_bodies():
+    people, masks, outputs, shape = make_scene(5, 5, 321, height_range=(110, 200))
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    best, _ = match(people, decoded)
+    alone = masks.sum(axis=0) == 1
+    for n, j in enumerate(best):
+        truth = grid_to_input(masks[n] & alone, shape)  # overlaps carry no long-range target: skip them
+        mask = decoded[j]['mask']
+        inside = (mask & truth).sum() / truth.sum()
+        assert inside > 0.9, 'person %d: only %.2f of its own body assigned' % (n, inside)
+        others = grid_to_input(masks[np.arange(len(people)) != n].any(axis=0) & alone, shape)
+        assert (mask & others).sum() < 0.02 * mask.sum(), 'person %d took pixels of others' % n
+    assert not np.any(np.sum([p['mask'] for p in decoded], axis=0) > 1), 'a pixel in two masks'
+
+
+def test_more_than_fifty_people():
+    people, masks, outputs, shape = make_scene(6, 60, 801, unlabelled=0.1, height_range=(70, 110))
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    best, errors = match(people, decoded)
+    assert len(decoded) >= 60
+    recovered = np.nanmax(errors, axis=1) <= 1.0
+    assert recovered.mean() >= 0.95, '%d of 60 people recovered' % recovered.sum()
+
+
+def test_noisy_network_like_maps():
+    people, masks, outputs, shape = make_scene(7, 8, 401, noise=1.0, height_range=(120, 200))
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    best, errors = match(people, decoded)
+    assert len(set(best)) == len(people)
+    assert np.nanmedian(errors) < 2.0 and np.mean(errors[~np.isnan(errors)] < 5.0) > 0.95
+    # The true people outrank the noise.
+    true_scores = sorted(decoded[j]['score'] for j in best)
+    others = [p['score'] for i, p in enumerate(decoded) if i not in best]
+    assert not others or max(others) < true_scores[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pieces
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('hough_stride', [1, 2, 4, 8])
+def test_hough_mass_and_peak_at_every_resolution(hough_stride):
+    people, masks, outputs, shape = make_scene(8, 2, 193, height_range=(120, 150), margin=40)
+    hough = post_proc.hough_voting(outputs['heatmaps'], outputs['short_offsets'], STRIDE, hough_stride)
+    assert hough.shape == ((shape[0] - 1) // hough_stride + 1, (shape[1] - 1) // hough_stride + 1, K)
+    nose = 0
+    # A keypoint whose whole disk lies inside the image gathers a mass of ~1 (grid sum approximates pi R^2).
+    assert hough[..., nose].sum() == pytest.approx(2.0, rel=0.05)
+    kind, row, col, _ = post_proc.find_seeds(hough)
+    for person in people:
+        near = (kind == nose) & (np.hypot(col * hough_stride - person[nose, 0], row * hough_stride - person[nose, 1])
+                                 <= hough_stride)
+        assert near.any()
+
+
+def test_instance_scale_uses_found_keypoints_only():
+    pos = np.zeros((1, K, 2), np.float32)
+    pos[0, 5:9] = [[100, 100], [140, 100], [100, 190], [140, 190]]  # a 40 x 90 box; the rest sits at (0, 0)
+    found = np.zeros((1, K), bool)
+    found[0, 5:9] = True
+    assert post_proc.instance_scales(pos, found)[0] == pytest.approx(np.sqrt(40 * 90))
+    found[0, 5:] = False
+    found[0, 5] = True  # one keypoint: a degenerate box falls back to the minimum scale
+    assert post_proc.instance_scales(pos, found)[0] == config.MIN_INSTANCE_SCALE
+
+
+def test_soft_nms_and_hard_oks_nms():
+    rng = np.random.RandomState(9)
+    pos = rng.uniform(0, 300, (3, K, 2)).astype(np.float32)
+    pos[1] = pos[0] + 3.0  # person 1 duplicates person 0 within r
+    pos[1, :8] += 50.0  # except for 8 keypoints
+    scores = np.full((3, K), 0.9, np.float32)
+    scores[1] = 0.8
+    found = np.ones((3, K), bool)
+    soft = post_proc.soft_nms_scores(pos, scores, found)
+    assert soft[0] == pytest.approx(0.9) and soft[2] == pytest.approx(0.9)
+    assert soft[1] == pytest.approx(0.8 * 8 / K)
+    scales = np.full(3, 100.0, np.float32)
+    pos[1] = pos[0] + 1.0
+    keep = post_proc.oks_nms_keep(pos, found, scales, scores.mean(axis=1))
+    assert keep.tolist() == [True, False, True]
+
+
+def test_hard_oks_nms_option_decodes_the_same_people():
+    people, masks, outputs, shape = make_scene(10, 4, 289, height_range=(120, 180))
+    soft = post_proc.decode(outputs, STRIDE, shape, scoring='soft_nms')
+    hard = post_proc.decode(outputs, STRIDE, shape, scoring='oks_nms')
+    assert len(hard) == len(soft) == 4
+    assert np.nanmax(match(people, hard)[1]) <= 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Robustness
+# ----------------------------------------------------------------------------------------------------------
+def zero_outputs(shape):
+    rows, cols = post_proc.grid_shape(shape, STRIDE)
+    return {name: np.zeros((rows, cols, c), np.float32) for name, c in post_proc.OUTPUT_CHANNELS}
+
+
+@pytest.mark.parametrize('shape', [(1, 1), (2, 3), (9, 17), (31, 8), (2001, 1601)])
+def test_no_people_gives_an_empty_list_at_any_size(shape):
+    assert post_proc.decode(zero_outputs(shape), STRIDE, shape) == []
+    assert post_proc.decode(zero_outputs(shape), STRIDE, shape + (3,)) == []
+
+
+def test_tiny_image_with_a_person():
+    shape = (9, 9)
+    people = np.zeros((1, K, 3), np.float32)
+    people[0, :, :2] = 4.0
+    people[0, :, 2] = 2
+    masks = np.ones((1, 2, 2), bool)
+    decoded = post_proc.decode(synthetic.synthetic_outputs(people, masks, shape, STRIDE), STRIDE, shape)
+    assert len(decoded) == 1
+    assert np.allclose(decoded[0]['keypoints'][:, :2], 4.0, atol=1e-3)
+    assert decoded[0]['mask'].all()
+
+
+def test_saturated_maps_end_with_a_bounded_result():
+    shape = (401, 401)
+    outputs = zero_outputs(shape)
+    outputs['heatmaps'][:] = 1.0
+    outputs['segmentation'][:] = 1.0
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    assert 0 < len(decoded) <= config.MAX_PEOPLE
+    assert all(np.isfinite(p['keypoints']).all() for p in decoded)
+
+
+def test_random_maps_end_with_a_valid_result():
+    rng = np.random.RandomState(11)
+    shape = (321, 257)
+    outputs = {name: rng.uniform(0 if name in post_proc.PROBABILITY_OUTPUTS else -300,
+                                 1 if name in post_proc.PROBABILITY_OUTPUTS else 300, value.shape).astype(np.float32)
+               for name, value in zero_outputs(shape).items()}
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    assert len(decoded) <= config.MAX_PEOPLE
+    for person in decoded:
+        assert np.isfinite(person['keypoints']).all() and person['mask'].shape == shape
+
+
+@pytest.mark.parametrize('name', [n for n, _ in post_proc.OUTPUT_CHANNELS])
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_non_finite_outputs_raise_value_error_naming_them(name, bad):
+    shape = (65, 65)
+    outputs = zero_outputs(shape)
+    outputs[name][3, 4, 0] = bad
+    with pytest.raises(ValueError, match=name):
+        post_proc.decode(outputs, STRIDE, shape)
+
+
+def test_bad_inputs_raise_clear_errors():
+    shape = (65, 65)
+    outputs = zero_outputs(shape)
+    with pytest.raises(ValueError, match='shape'):
+        post_proc.decode(outputs, STRIDE, (81, 65))
+    with pytest.raises(ValueError, match='logits'):
+        post_proc.decode(dict(outputs, heatmaps=outputs['heatmaps'] + 2.0), STRIDE, shape)
+    with pytest.raises(ValueError, match='mid_offsets'):
+        post_proc.decode({k: v for k, v in outputs.items() if k != 'mid_offsets'}, STRIDE, shape)
+    with pytest.raises(ValueError, match='stride'):
+        post_proc.decode(outputs, 0, shape)
+    with pytest.raises(ValueError, match='scoring'):
+        post_proc.decode(outputs, STRIDE, shape, scoring='best')
