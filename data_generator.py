@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import weakref
 
 import cv2
 import numpy as np
@@ -377,20 +378,22 @@ _WORKER = {}
 
 
 def _die_with_parent(parent_pid):
-    """Linux: the kernel kills this worker if the parent dies, so a killed trainer leaves no orphans."""
+    """Linux: the kernel ends this worker when its parent process dies, so a killed trainer leaves no orphans."""
     try:
         libc = ctypes.CDLL('libc.so.6', use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    try:
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:  # the trainer died before prctl took effect
         os._exit(1)
 
 
 def _init_worker(dataset, input_size, stride, parent_pid):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it shuts us down
     _die_with_parent(parent_pid)
-    cv2.setNumThreads(1)  # parallelism comes from the workers; cv2's own threads would oversubscribe
+    # No cv2.setNumThreads here: in a forked child it deadlocks on the parent's copied thread pool.
     _WORKER.update(dataset=dataset, input_size=input_size, stride=stride)
 
 
@@ -450,14 +453,18 @@ class SampleGenerator(object):
 
     def __iter__(self):
         self.close()
-        self._active = self._batches()
-        return self._active
+        batches = self._batches()
+        # A weak reference: a consumer that drops its iterator (e.g. breaks out of a for loop) frees it, and
+        # the iterator's cleanup stops the workers; close() is there for explicit shutdown.
+        self._active = weakref.ref(batches)
+        return batches
 
     def close(self):
         """Stops the workers of the running iteration, if any."""
-        if self._active is not None:
-            self._active.close()
-            self._active = None
+        batches = self._active() if self._active is not None else None
+        self._active = None
+        if batches is not None:
+            batches.close()
 
     def __enter__(self):
         return self
