@@ -10,8 +10,9 @@ For ResNet-v2-101 (config.BACKBONE_DEPTH) at 401x401 and 801x801 inputs, output 
     elementwise work (batch norm, relu, refinement, losses) is left out, so GFLOP/s is a lower bound;
   * matmul peak: GFLOP/s of a large float32 matmul (MATMUL_SIZE^2 x MATMUL_SIZE) in the same run and the same
     session settings: what this CPU's TensorFlow can do at best.
-The backbone weights are random (speed does not depend on them). Times are medians of --repeats runs after
-one warm-up run.
+The backbone weights are random (speed does not depend on them). Times are the best of --repeats runs after
+one warm-up run (as timeit advises: the run least disturbed by other processes on a shared machine), the
+median in brackets.
 
 Usage: python bench/model_bench.py [--sizes 401 801] [--strides 16 8] [--repeats 3] [--intra 2] [--inter 1]
 Last line: model: forward <ms> ms, train step <ms> ms at 401x401 os16, <P>% of matmul peak
@@ -67,14 +68,14 @@ def conv_flops(graph):
 
 
 def timed(sess, fetches, repeats):
-    """Median wall time (s) of sess.run(fetches) over `repeats` runs after one warm-up."""
+    """Best and median wall time (s) of sess.run(fetches) over `repeats` runs after one warm-up."""
     sess.run(fetches)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         sess.run(fetches)
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.min(times)), float(np.median(times))
 
 
 def matmul_gflops(session_conf, repeats):
@@ -85,7 +86,7 @@ def matmul_gflops(session_conf, repeats):
         product = tf.reduce_sum(tf.matmul(a, b))  # a scalar fetch: no copy of the result in the timing
         with tf.Session(config=session_conf) as sess:
             sess.run(tf.global_variables_initializer())
-            seconds = timed(sess, product, repeats)
+            seconds, _ = timed(sess, product, repeats)
     return 2.0 * MATMUL_SIZE ** 3 / seconds / 1e9
 
 
@@ -132,32 +133,36 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', type=int, nargs='+', default=[401, 801], help='input sides, px')
     parser.add_argument('--strides', type=int, nargs='+', default=[16, 8], help='output strides')
-    parser.add_argument('--repeats', type=int, default=3, help='timed runs per measurement (median)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed runs per measurement (best and median)')
     parser.add_argument('--intra', type=int, default=os.cpu_count(), help='intra-op threads')
     parser.add_argument('--inter', type=int, default=1, help='inter-op threads')
     parser.add_argument('--no-train', action='store_true', help='time the forward pass only')
     args = parser.parse_args()
     session_conf = session_config(args.intra, args.inter)
 
-    print('ResNet-v2-%d, batch 1, %d CPU cores, intra-op %d / inter-op %d threads, TensorFlow %s'
-          % (config.BACKBONE_DEPTH, os.cpu_count(), args.intra, args.inter, tf.__version__))
+    print('ResNet-v2-%d, batch 1, %d CPU cores, intra-op %d / inter-op %d threads, TensorFlow %s, '
+          'best of %d runs [median]' % (config.BACKBONE_DEPTH, os.cpu_count(), args.intra, args.inter,
+                                        tf.__version__, args.repeats))
     peak = matmul_gflops(session_conf, args.repeats)
     print('matmul %dx%d float32: %.1f GFLOP/s' % (MATMUL_SIZE, MATMUL_SIZE, peak), flush=True)
-    print('%-8s %-4s %12s %8s %8s %14s %8s %8s' % ('input', 'os', 'forward ms', 'GFLOP', 'GFLOP/s',
-                                                   'train step ms', 'GFLOP', 'GFLOP/s'))
+    print('%-8s %-3s %18s %7s %8s %7s %18s %7s %8s' % (
+        'input', 'os', 'forward ms', 'GFLOP', 'GFLOP/s', 'peak', 'train step ms', 'GFLOP', 'GFLOP/s'))
     results = {}
     for size in args.sizes:
         for stride in args.strides:
-            forward, forward_flops = bench_forward(size, stride, session_conf, args.repeats)
-            train, train_flops = (float('nan'), 0) if args.no_train else bench_train(
-                size, stride, session_conf, args.repeats)
-            results[size, stride] = (forward, forward_flops, train, train_flops)
-            print('%-8s %-4d %12.0f %8.1f %8.1f %14.0f %8.1f %8.1f' % (
-                '%dx%d' % (size, size), stride, 1e3 * forward, forward_flops / 1e9,
-                forward_flops / forward / 1e9, 1e3 * train, train_flops / 1e9, train_flops / train / 1e9),
-                flush=True)
+            (forward, forward_median), forward_flops = bench_forward(size, stride, session_conf, args.repeats)
+            if args.no_train:
+                (train, train_median), train_flops = (float('nan'), float('nan')), 0
+            else:
+                (train, train_median), train_flops = bench_train(size, stride, session_conf, args.repeats)
+            results[size, stride] = (forward, forward_flops, train)
+            rate = forward_flops / forward / 1e9
+            print('%-8s %-3d %18s %7.1f %8.1f %6.0f%% %18s %7.1f %8.1f' % (
+                '%dx%d' % (size, size), stride, '%.0f [%.0f]' % (1e3 * forward, 1e3 * forward_median),
+                forward_flops / 1e9, rate, 100.0 * rate / peak, '%.0f [%.0f]' % (1e3 * train, 1e3 * train_median),
+                train_flops / 1e9, train_flops / train / 1e9), flush=True)
     if (401, 16) in results:
-        forward, forward_flops, train, _ = results[401, 16]
+        forward, forward_flops, train = results[401, 16]
         percent = 100.0 * forward_flops / forward / 1e9 / peak
         print('model: forward %.0f ms, train step %.0f ms at 401x401 os16, %.0f%% of matmul peak'
               % (1e3 * forward, 1e3 * train, percent))
