@@ -550,7 +550,8 @@ def backbone_restorer(path=None, scope=None, checkpoint_scope=None, graph=None):
         saver = tf.train.Saver(by_name, sharded=False, name='backbone_restorer')
 
     def restore(sess):
-        saver.restore(sess, prefix)
+        with sess.graph.as_default():  # outside a graph context, Saver.restore would run eagerly
+            saver.restore(sess, prefix)
 
     return restore
 
