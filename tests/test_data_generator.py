@@ -333,10 +333,11 @@ def test_batches_follow_the_contract(train):
         assert batch[name].shape == (3, 17, 17, channels) and batch[name].dtype == np.float32, name
 
 
-def test_generator_is_reproducible_and_the_same_for_any_number_of_workers(train):
+@pytest.mark.parametrize('start_method', ['fork', 'forkserver'])
+def test_generator_is_reproducible_and_the_same_for_any_number_of_workers(train, start_method):
     def run(seed, workers):
         generator = data_generator.SampleGenerator(train, batch_size=4, input_size=129, stride=8,
-                                                   num_workers=workers, seed=seed)
+                                                   num_workers=workers, seed=seed, start_method=start_method)
         return _batches(generator, 3)
 
     serial, parallel, other = run(7, 0), run(7, 2), run(8, 2)
