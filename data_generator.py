@@ -68,7 +68,7 @@ class CocoPersons(object):
       include_empty: keep images without any person annotation (config.INCLUDE_IMAGES_WITHOUT_PEOPLE).
     Raises:
       FileNotFoundError naming every missing path (both are checked before anything is read);
-      ValueError naming the annotation file if it is not a COCO annotation file.
+      ValueError naming the annotation file if it is not a COCO annotation file or has no person category.
     """
 
     def __init__(self, annotation_file, image_dir, include_empty=None):
@@ -89,6 +89,8 @@ class CocoPersons(object):
             images = coco.imgs
         except (ValueError, KeyError, TypeError, AssertionError) as error:
             raise ValueError('%s is not a COCO annotation file: %r' % (annotation_file, error))
+        if not person_ids:
+            raise ValueError('%s has no "person" category' % annotation_file)
         self._images = {}
         for image_id in sorted(images):
             info = images[image_id]
@@ -153,7 +155,8 @@ def read_image(path):
     if not os.path.isfile(path):
         raise ImageReadError('image %s is missing' % path)
     data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # COCO annotates the stored pixels: an EXIF rotation would move them away from their annotations.
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageReadError('image %s cannot be decoded' % path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

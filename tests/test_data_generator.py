@@ -176,6 +176,23 @@ def test_missing_paths_fail_at_once_naming_them(tmp_path, coco_sample):
     broken.write_text('{"images": ')
     with pytest.raises(ValueError, match='broken.json'):
         data_generator.CocoPersons(str(broken), coco_sample['train_images'])
+    dogs = tmp_path / 'dogs.json'
+    dogs.write_text(json.dumps({'images': [], 'annotations': [], 'categories': [{'id': 18, 'name': 'dog'}]}))
+    with pytest.raises(ValueError, match='dogs.json.*person'):
+        data_generator.CocoPersons(str(dogs), coco_sample['train_images'])
+
+
+def test_images_are_read_as_stored_without_exif_rotation(tmp_path):
+    # COCO's width/height and annotations refer to the stored pixels, whatever the EXIF orientation says.
+    image_module = pytest.importorskip('PIL.Image')
+    exif = image_module.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees to display"
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:, :8] = (255, 0, 0)
+    image_module.fromarray(pixels).save(str(tmp_path / 'turned.jpg'), exif=exif.tobytes())
+    image = data_generator.read_image(str(tmp_path / 'turned.jpg'))
+    assert image.shape == (48, 64, 3)
+    assert image[:, :6, 0].mean() > 200 and image[:, :6, 2].mean() < 50  # RGB order, left band red
 
 
 # ----------------------------------------------------------------------------
