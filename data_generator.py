@@ -393,9 +393,17 @@ def _die_with_parent(parent_pid):
         os._exit(1)
 
 
-def _init_worker(dataset, input_size, stride, parent_pid):
+def config_values():
+    """The settings of config.py as they are now in this process (programs may override a few at run time)."""
+    return {name: value for name, value in vars(config).items() if name.isupper()}
+
+
+def _init_worker(dataset, input_size, stride, parent_pid, settings):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it shuts us down
     _die_with_parent(parent_pid)
+    # A spawned or forkserver worker imports config.py afresh: give it the parent's run-time values.
+    for name, value in settings.items():
+        setattr(config, name, value)
     # No cv2.setNumThreads here: in a forked child it deadlocks on the parent's copied thread pool.
     _WORKER.update(dataset=dataset, input_size=input_size, stride=stride)
 
@@ -418,7 +426,10 @@ class SampleGenerator(object):
     Each sample is seeded by (seed, epoch, image id), and results come back in order, so the stream is the
     same for any number of workers. An unreadable image is logged with its file name, skipped, counted in
     `skipped` (its path in `skipped_files`) and not tried again. Workers stop when iteration ends, when the
-    consumer stops early (the iterator is closed or dropped), on an error, or if this process dies.
+    consumer stops early (the iterator is closed or dropped), on an error, or if this process dies. Workers
+    see config.py's values as they are in this process when iteration starts. On Linux a worker also ends
+    when the thread that started it (the one that asked for the first batch) ends, so start iterating from
+    a thread that lives as long as the run (train.py uses the main thread).
 
     Args:
       dataset: CocoPersons.
@@ -496,7 +507,7 @@ class SampleGenerator(object):
         context = multiprocessing.get_context(self.start_method)
         executor = concurrent.futures.ProcessPoolExecutor(
             self.num_workers, mp_context=context, initializer=_init_worker,
-            initargs=(self.dataset, self.input_size, self.stride, os.getpid()))
+            initargs=(self.dataset, self.input_size, self.stride, os.getpid(), config_values()))
         pending = collections.deque()
         try:
             for image_id, seed in tasks:

@@ -351,7 +351,10 @@ def test_batches_follow_the_contract(train):
 
 
 @pytest.mark.parametrize('start_method', ['fork', 'forkserver'])
-def test_generator_is_reproducible_and_the_same_for_any_number_of_workers(train, start_method):
+def test_generator_is_reproducible_and_the_same_for_any_number_of_workers(train, start_method, monkeypatch):
+    # A run-time override must reach the workers too (a forkserver worker imports config.py afresh).
+    monkeypatch.setattr(config, 'ROTATION_DEGREES', 25.0)
+
     def run(seed, workers):
         generator = data_generator.SampleGenerator(train, batch_size=4, input_size=129, stride=8,
                                                    num_workers=workers, seed=seed, start_method=start_method)
