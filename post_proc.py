@@ -130,13 +130,15 @@ class Sampler(object):
         base, fx, fy = corners
         return self._blend((base + channel)[:, None] + np.arange(2), fx[:, None], fy[:, None])
 
-    def land(self, x, y, field, tolerance):
+    def land(self, x, y, field, tolerance, skip_zero=False):
         """Where the offsets of `field` (int array [N]) around points (x, y) send them: float32 [N, 2].
 
         Each of the four corner cells votes for its own position plus its offset; the bilinear average is
         taken over the corners that agree (within `tolerance` px) with the heaviest one.  Plain bilinear
         interpolation of offsets would land between two targets wherever neighbouring cells point to
-        different keypoints (the edge of a disk, two people side by side).
+        different keypoints (the edge of a disk, two people side by side).  skip_zero: corners whose offset
+        is exactly (0, 0) do not vote (targets hold 0 where undefined; a network never outputs exact 0, and a
+        cell exactly on its target loses nothing); nan where no corner votes.
         """
         base, fx, fy = self.corners(x, y)
         step = np.float32(1.0 / self.inverse)
@@ -148,13 +150,16 @@ class Sampler(object):
         cy = (cell // self.width).astype(np.float32) * step
         land_x = values[..., 0] + (cx[:, None] + np.array([0, step, 0, step], np.float32))
         land_y = values[..., 1] + (cy[:, None] + np.array([0, 0, step, step], np.float32))
-        weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
+        weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1) + 1e-6
+        if skip_zero:
+            weight = weight * (values != 0).any(axis=2)
         anchor = np.argmax(weight, axis=1)[:, None]
         ax = np.take_along_axis(land_x, anchor, axis=1)
         ay = np.take_along_axis(land_y, anchor, axis=1)
-        weight = weight * (((land_x - ax) ** 2 + (land_y - ay) ** 2) <= tolerance * tolerance) + 1e-12
+        weight = weight * (((land_x - ax) ** 2 + (land_y - ay) ** 2) <= tolerance * tolerance)
         total = weight.sum(axis=1)
-        return np.stack([(weight * land_x).sum(axis=1) / total, (weight * land_y).sum(axis=1) / total], axis=1)
+        with np.errstate(invalid='ignore', divide='ignore'):  # no voting corner: nan, the caller's "undefined"
+            return np.stack([(weight * land_x).sum(axis=1) / total, (weight * land_y).sum(axis=1) / total], 1)
 
     def sample_all(self, corners):
         """Values [N, C] of every channel at the points of `corners`."""
@@ -184,20 +189,23 @@ class Maps(object):
                                                 borderType=cv2.BORDER_CONSTANT), hough_stride)
         self.radius = radius
         self.landing_tolerance = config.LANDING_TOLERANCE
+        self.refine_max_shift = config.REFINE_MAX_SHIFT
 
-    def offset(self, sampler, x, y, field):
+    def offset(self, sampler, x, y, field, skip_zero=False):
         """Offset (dx, dy) of `field` (int array [N]) at points (x, y), from the corners' agreeing votes
-        (Sampler.land, tolerance config.LANDING_TOLERANCE): two arrays [N]."""
+        (Sampler.land, tolerance config.LANDING_TOLERANCE): two arrays [N], nan where undefined."""
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.float32)
-        landing = sampler.land(x, y, np.asarray(field), self.landing_tolerance)
+        landing = sampler.land(x, y, np.asarray(field), self.landing_tolerance, skip_zero)
         return landing[:, 0] - x, landing[:, 1] - y
 
     def refine(self, x, y, kind, steps):
-        """y <- y + S_k(y), `steps` times; moves longer than r are refused (that is re-targeting, not refining)."""
+        """y <- y + S_k(y), `steps` times.  Moves longer than config.REFINE_MAX_SHIFT are refused: that would
+        re-target the point to a neighbouring keypoint of the same type, not refine it."""
+        limit2 = self.refine_max_shift ** 2
         for _ in range(steps):
             dx, dy = self.offset(self.short, x, y, kind)
-            ok = dx * dx + dy * dy <= self.radius * self.radius
+            ok = dx * dx + dy * dy <= limit2
             x = np.where(ok, x + dx, x)
             y = np.where(ok, y + dy, y)
         return x, y
@@ -347,44 +355,56 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
         edge = WALKS[kind[person], t, slot]
         source, target = EDGE_SOURCE[edge], EDGE_TARGET[edge]
         sx, sy = pos[person, source, 0], pos[person, source, 1]
-        dx, dy = maps.offset(maps.mid, sx, sy, edge)
-        lx, ly = maps.refine(sx + dx, sy + dy, target, refine_steps)
+        dx, dy = maps.offset(maps.mid, sx, sy, edge, skip_zero=True)
+        defined = np.isfinite(dx)
+        lx, ly = maps.refine(sx + np.where(defined, dx, 0), sy + np.where(defined, dy, 0), target, refine_steps)
         pos[person, target] = np.stack([lx, ly], axis=1)
-        steps.append((person, source, target))
+        steps.append((person, source, target, defined))
     flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
     support = maps.support(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind).reshape(batch, -1)
     found = support >= support_threshold
     # Trust only landings whose source was found: sources are settled at earlier levels.
-    for person, source, target in steps:
-        found[person, target] &= found[person, source]
+    for person, source, target, defined in steps:
+        found[person, target] &= found[person, source] & defined
     return pos, found, support
 
 
 def embedding_distance(maps, x, y, pos, norm):
-    """Mask distance D_j of points to their people (Decoding 5): sum_k norm_jk |x + L_k(x) - y_jk|.
+    """Mask distance D_j of points to their people (Decoding 5): sum_k norm_jk |c + L_k(c) - y_jk|, for each
+    of the four grid cells c around a point (interpolating between two people's cells would match neither).
 
     x, y: float32 [n] points; pos: [n, K, 2] the keypoints of each point's person; norm: [n, K] weights
     p_k(y_jk) / (lambda_j sum_k p_k(y_jk)), 0 for keypoints that do not count.
-    Returns (D float32 [n], defined bool [n]): the nearest cell's embedding is used (interpolating between
-    two people's cells would match neither); `defined` is False where its offsets are all exactly 0, the
-    value targets hold where the long-range target is undefined (overlaps, unlabelled), so no evidence.
+    Returns (D float32 [n, 4], defined bool [n, 4]); `defined` is False for a cell whose offsets are all
+    exactly 0, the value targets hold where the long-range target is undefined (overlaps, unlabelled).
     """
-    base, fx, fy = maps.long.corners(x, y)
-    base = base + (fx > 0.5) * maps.long.channels + (fy > 0.5) * maps.long.row
-    offsets = maps.long.flat[base[:, None] + np.arange(2 * config.NUM_KEYPOINTS)]
-    defined = (offsets != 0).any(axis=1)
-    offsets = offsets.reshape(len(x), config.NUM_KEYPOINTS, 2)
-    gx = x[:, None] + offsets[..., 0] - pos[..., 0]
-    gy = y[:, None] + offsets[..., 1] - pos[..., 1]
-    return (np.sqrt(gx * gx + gy * gy) * norm).sum(axis=1), defined
+    sampler = maps.long
+    base, _, _ = sampler.corners(x, y)
+    corner = np.stack([base, base + sampler.channels, base + sampler.row, base + sampler.row + sampler.channels], 1)
+    offsets = sampler.flat[corner[..., None] + np.arange(2 * config.NUM_KEYPOINTS)]  # [n, 4, 2K]
+    defined = (offsets != 0).any(axis=2)
+    offsets = offsets.reshape(len(x), 4, config.NUM_KEYPOINTS, 2)
+    cell = corner // sampler.channels
+    step = np.float32(1.0 / sampler.inverse)
+    gx = ((cell % sampler.width) * step).astype(np.float32)[..., None] + offsets[..., 0] - pos[:, None, :, 0]
+    gy = ((cell // sampler.width) * step).astype(np.float32)[..., None] + offsets[..., 1] - pos[:, None, :, 1]
+    return (np.sqrt(gx * gx + gy * gy) * norm[:, None, :]).sum(axis=2), defined
 
 
-def belongs(maps, x, y, pos, norm, seg_threshold, distance_threshold):
+def belongs(maps, x, y, pos, norm, seg_threshold, distance_threshold, strict=True):
     """bool [n]: False where a point lies on a body (p_S > threshold) whose embedding points away from the
-    point's person (D_j > t), i.e. on somebody else; points off every body or without an embedding pass."""
+    point's person (D_j > t): the point is on somebody else.  strict: judged by the nearest cell (for the
+    points whose offsets will be read); otherwise one agreeing cell of the four suffices (for keypoints on
+    a body's edge).  Cells without a defined embedding carry no evidence and pass."""
     on_body = maps.segmentation(x, y, 0) > seg_threshold
     distance, defined = embedding_distance(maps, x, y, pos, norm)
-    return ~(on_body & defined & (distance > distance_threshold))
+    if strict:
+        _, fx, fy = maps.long.corners(x, y)
+        nearest = ((fx > 0.5) + 2 * (fy > 0.5)).astype(np.int64)[:, None]
+        distance = np.take_along_axis(distance, nearest, axis=1)
+        defined = np.take_along_axis(defined, nearest, axis=1)
+    mine = (defined & (distance <= distance_threshold)).any(axis=1)
+    return ~on_body | mine | ~defined.any(axis=1)
 
 
 def embedding_weights(maps, pos, found, scales=None):
@@ -404,16 +424,17 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
     For every missing keypoint l of a person, candidates are y_k + L_l(y_k) for every found k (long-range
     offsets) and y_k + M_{k,l}(y_k) for every found tree neighbour k (mid-range offsets), each refined with
     S_l.  The candidate most others agree with (within r), then the best supported, wins if its support
-    reaches the threshold.  Offsets read on another person's body lead to that person, so both the sources
+    reaches the threshold and config.RESCUE_MIN_AGREEMENT candidates (itself included) agree on it: one
+    source alone may sit on somebody else.  Offsets read on another person's body lead to that person, so both the sources
     and the winner must belong to the person by its long-range embedding (belongs(), measured against the
     keypoints the walk found).  Two rounds, so a keypoint found in the first serves as a source in the second.
     Updates pos, found, support (and `rescued`, bool [B, K], if given) in place.
     """
     seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
     distance_threshold = config.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
+    min_agreement = config.RESCUE_MIN_AGREEMENT
     num = config.NUM_KEYPOINTS
     radius2 = maps.radius * maps.radius
-    batch = len(pos)
     norm = embedding_weights(maps, pos, found)  # the walk's keypoints are the reference of every check
     reference = pos.copy()
     people, kinds = np.nonzero(found)
@@ -429,9 +450,9 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
         src = pos[person]  # [n, K, 2]
         sx, sy = src[..., 0], src[..., 1]
         lkind = np.broadcast_to(kind[:, None], (n, num))
-        dx, dy = maps.offset(maps.long, sx.ravel(), sy.ravel(), lkind.ravel())
+        dx, dy = maps.offset(maps.long, sx.ravel(), sy.ravel(), lkind.ravel(), skip_zero=True)
         cx_long, cy_long = sx.ravel() + dx, sy.ravel() + dy
-        valid_long = source[person].ravel()
+        valid_long = source[person].ravel() & np.isfinite(dx)
         # Mid-range candidates from every tree neighbour that is a source: [n, D].
         edges = INCOMING[kind]  # [n, D], -1 padded
         has_edge = edges >= 0
@@ -439,10 +460,12 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
         nb = EDGE_SOURCE[safe_edges]
         mx = pos[person[:, None], nb, 0]
         my = pos[person[:, None], nb, 1]
-        dx, dy = maps.offset(maps.mid, mx.ravel(), my.ravel(), safe_edges.ravel())
+        dx, dy = maps.offset(maps.mid, mx.ravel(), my.ravel(), safe_edges.ravel(), skip_zero=True)
         cx_mid, cy_mid = mx.ravel() + dx, my.ravel() + dy
-        valid_mid = (has_edge & source[person[:, None], nb]).ravel()
+        valid_mid = (has_edge & source[person[:, None], nb]).ravel() & np.isfinite(dx)
         width = num + edges.shape[1]
+        cx_long, cy_long = np.where(valid_long, cx_long, 0), np.where(valid_long, cy_long, 0)
+        cx_mid, cy_mid = np.where(valid_mid, cx_mid, 0), np.where(valid_mid, cy_mid, 0)
         cx = np.concatenate([cx_long.reshape(n, num), cx_mid.reshape(n, -1)], axis=1)
         cy = np.concatenate([cy_long.reshape(n, num), cy_mid.reshape(n, -1)], axis=1)
         valid = np.concatenate([valid_long.reshape(n, num), valid_mid.reshape(n, -1)], axis=1)
@@ -452,7 +475,7 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
         cx, cy = cx.reshape(n, width), cy.reshape(n, width)
         near = ((cx[:, :, None] - cx[:, None, :]) ** 2 + (cy[:, :, None] - cy[:, None, :]) ** 2) <= radius2
         agree = (near & valid[:, None, :]).sum(axis=2)
-        good = valid & (csupport >= support_threshold)
+        good = valid & (csupport >= support_threshold) & (agree >= min_agreement)
         rank = np.where(good, agree + np.minimum(csupport, 1.0) * 0.5, -1.0)
         best = np.argmax(rank, axis=1)
         rows = np.arange(n)
@@ -580,6 +603,34 @@ def resolve_conflicts(pos, found, rescued, radius=None):
     priority = (~rescued) * 1000.0 + count[:, None] - np.arange(people)[:, None] * 1e-3  # [P, K], unique
     loses = (clash & (priority[:, None, :] < priority[None, :, :])).any(axis=1)
     found &= ~loses
+
+
+def hough_centroids(maps, pos, found):
+    """Final sub-pixel positions of found keypoints: the centroid of h_k over the 3x3 Hough cells around
+    each.  Bilinear splatting keeps the centroid of the votes, so this is the mean of every vote cast for
+    the keypoint (exact for exact offsets, averaging tens of noisy votes otherwise), where one landing reads
+    the offsets of 1-4 cells only.  Keypoints with no mass there keep their position.  Returns a new array.
+    """
+    pos = pos.copy()
+    person, kind = np.nonzero(found)
+    if not len(person):
+        return pos
+    hs = maps.hough_stride
+    hrows, hcols, num = maps.hough.shape
+    window = np.arange(-1, 2)
+    cu = np.rint(pos[person, kind, 0] / hs).astype(np.int64)[:, None, None] + window[None, None, :]
+    cv = np.rint(pos[person, kind, 1] / hs).astype(np.int64)[:, None, None] + window[None, :, None]
+    inside = (cu >= 0) & (cu < hcols) & (cv >= 0) & (cv < hrows)
+    values = maps.hough.ravel()[(np.clip(cv, 0, hrows - 1) * hcols + np.clip(cu, 0, hcols - 1)) * num
+                                + kind[:, None, None]]
+    values = np.where(inside, values, 0.0)
+    mass = values.sum(axis=(1, 2))
+    ok = mass > 0
+    cx = (values * cu).sum(axis=(1, 2)) * hs / np.where(ok, mass, 1.0)
+    cy = (values * cv).sum(axis=(1, 2)) * hs / np.where(ok, mass, 1.0)
+    pos[person[ok], kind[ok], 0] = cx[ok]
+    pos[person[ok], kind[ok], 1] = cy[ok]
+    return pos
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -814,6 +865,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     pos, found, support, rescued = greedy_decode(maps, seeds)
     pos, found, support, rescued = merge_duplicates(pos, found, support, rescued)
     resolve_conflicts(pos, found, rescued)
+    pos = hough_centroids(maps, pos, found)
     t3 = clock()
     scales = instance_scales(pos, found)
     keypoint_scores = expected_oks(maps, pos, scales, found)
