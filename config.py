@@ -95,6 +95,8 @@ MIN_KEYPOINTS_FOR_MID = 1  # mid-range targets need both endpoints labelled [R]
 PREFETCH_PER_WORKER = 4  # samples in flight per worker: keeps workers busy, bounds memory [C]
 DATA_START_METHOD = 'fork'  # multiprocessing start method of the workers ('forkserver'/'spawn' also work) [C]
 INCLUDE_IMAGES_WITHOUT_PEOPLE = True  # train on images without persons too (negatives) [C]
+WORKER_TIMEOUT = 300.0  # s without a sample before a data worker counts as stuck (error, not a silent hang) [C]
+WORKER_STOP_GRACE = 10.0  # s a data worker gets to finish its sample at shutdown before it is killed [C]
 
 # ----------------------------------------------------------------------------
 # Network (resnet.py, model.py)
