@@ -18,8 +18,10 @@ import ctypes
 import io
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import time
 import weakref
 
 import cv2
@@ -412,6 +414,27 @@ def _worker_sample(image_id, seed):
     return make_sample(_WORKER['dataset'], image_id, seed, _WORKER['input_size'], _WORKER['stride'])
 
 
+def stop_workers(executor, grace=None):
+    """Shuts a ProcessPoolExecutor down; workers still running after `grace` seconds are killed.
+
+    (shutdown(wait=True) alone would wait forever on a stuck worker.)
+    """
+    grace = config.WORKER_STOP_GRACE if grace is None else grace
+    processes = list((getattr(executor, '_processes', None) or {}).values())
+    manager = getattr(executor, '_executor_manager_thread', None)
+    executor.shutdown(wait=False, cancel_futures=True)
+    running = {process.sentinel: process for process in processes}
+    deadline = time.monotonic() + grace
+    while running and time.monotonic() < deadline:
+        for sentinel in multiprocessing.connection.wait(list(running), deadline - time.monotonic()):
+            running.pop(sentinel)
+    for process in running.values():
+        LOG.warning('data worker %d still busy %.0f s after shutdown: killed', process.pid, grace)
+        process.kill()
+    if manager is not None:
+        manager.join(grace)  # it reaps the workers
+
+
 def stack_samples(samples):
     """Batch of samples: dict of arrays with a leading batch axis."""
     return {name: np.stack([sample[name] for sample in samples]) for name in TARGET_NAMES}
@@ -441,10 +464,11 @@ class SampleGenerator(object):
       epochs: number of passes over the data; None for an endless stream.
       prefetch: samples in flight per worker (config.PREFETCH_PER_WORKER).
       start_method: multiprocessing start method (config.DATA_START_METHOD).
+      timeout: seconds to wait for one sample before declaring a worker stuck (config.WORKER_TIMEOUT).
     """
 
     def __init__(self, dataset, batch_size=None, input_size=None, stride=None, num_workers=None, seed=None,
-                 epochs=None, prefetch=None, start_method=None):
+                 epochs=None, prefetch=None, start_method=None, timeout=None):
         self.dataset = dataset
         self.batch_size = config.BATCH_SIZE if batch_size is None else int(batch_size)
         self.input_size = config.INPUT_SIZE if input_size is None else int(input_size)
@@ -454,6 +478,7 @@ class SampleGenerator(object):
         self.epochs = epochs
         self.prefetch = config.PREFETCH_PER_WORKER if prefetch is None else int(prefetch)
         self.start_method = config.DATA_START_METHOD if start_method is None else start_method
+        self.timeout = timeout
         if self.batch_size < 1:
             raise ValueError('batch_size must be >= 1, got %d' % self.batch_size)
         if not len(dataset.image_ids):
@@ -513,17 +538,21 @@ class SampleGenerator(object):
             for image_id, seed in tasks:
                 pending.append((image_id, executor.submit(_worker_sample, image_id, seed)))
                 # Recorded so that tests can check every worker is gone after shutdown.
-                self.worker_pids = sorted(set(self.worker_pids) | set(executor._processes))
+                self.worker_pids = sorted(set(self.worker_pids) | set(executor._processes or {}))
                 if len(pending) >= self.num_workers * max(self.prefetch, 1):
-                    image_id, future = pending.popleft()
-                    yield image_id, future.result()
+                    yield self._result(*pending.popleft())
             while pending:
-                image_id, future = pending.popleft()
-                yield image_id, future.result()
+                yield self._result(*pending.popleft())
         finally:
-            for _, future in pending:
-                future.cancel()
-            executor.shutdown(wait=True, cancel_futures=True)
+            stop_workers(executor)
+
+    def _result(self, image_id, future):
+        timeout = config.WORKER_TIMEOUT if self.timeout is None else self.timeout
+        try:
+            return image_id, future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError('no sample from the data workers in %.0f s (image %s): a worker is stuck' % (
+                timeout, self.dataset.file_name(image_id)))
 
     def _batches(self):
         results = self._results(self._tasks())

@@ -406,6 +406,25 @@ def test_workers_stop_when_the_consumer_stops_early(train):
     assert not multiprocessing.active_children()
 
 
+def _stuck_on_crowd_image(dataset, image_id, seed, input_size, stride):
+    if image_id == CROWD_IMAGE:
+        time.sleep(120)
+    return data_generator.augment_example(dataset.load_example(image_id), 0, input_size, stride)
+
+
+def test_a_stuck_worker_is_an_error_not_a_hang(train, monkeypatch):
+    # Forked workers inherit the patched function; the stuck one is killed at shutdown.
+    monkeypatch.setattr(data_generator, 'make_sample', _stuck_on_crowd_image)
+    monkeypatch.setattr(config, 'WORKER_STOP_GRACE', 0.5)
+    generator = data_generator.SampleGenerator(train, batch_size=2, input_size=65, stride=8, num_workers=2,
+                                               seed=0, start_method='fork', timeout=1.0)
+    start = time.time()
+    with pytest.raises(TimeoutError, match='000000034246.jpg'):
+        list(generator)
+    assert time.time() - start < 30
+    assert generator.worker_pids and not any(_alive(pid) for pid in generator.worker_pids)
+
+
 def test_workers_die_with_their_parent(coco_sample, tmp_path):
     """A trainer killed with SIGKILL leaves no orphan worker behind."""
     script = tmp_path / 'child.py'
