@@ -57,6 +57,7 @@ BLOCKS = {
 }
 ROOT_DEPTH = 64  # channels of conv1, TF-Slim's root block
 ROOT_STRIDE = 4  # conv1 (2) times pool1 (2)
+REACHABLE_OUTPUT_STRIDES = (4, 8, 16, 32)  # root stride times the strides of the first blocks
 UNIT_SCOPE = 'bottleneck_v2'  # TF-Slim's variable scope of a unit, inside 'unit_<i>'
 # TensorFlow's fused batch norm (what TF-Slim ran) raises any smaller epsilon to this cuDNN minimum.
 _FUSED_MIN_EPSILON = 1.001e-5
@@ -184,7 +185,8 @@ def _normalize(inputs, variables, is_training, epsilon, decay):
     if is_training is True:
         outputs, mean, variance = batch_statistics()
     else:
-        outputs, mean, variance = tf.cond(tf.convert_to_tensor(is_training, tf.bool), batch_statistics, frozen)
+        is_training = tf.convert_to_tensor(is_training, tf.bool)
+        outputs, mean, variance = tf.cond(is_training, batch_statistics, frozen)
     # Inference through the tensor branch gives back the moving values, so the update leaves them alone.
     for moving, batch in ((moving_mean, mean), (moving_variance, variance)):
         tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, tf.assign_sub(moving, (1.0 - decay) * (moving - batch)))
@@ -248,7 +250,8 @@ def conv2d_bn(inputs, num_outputs, kernel_size, stride, rate, is_training, freez
             scale, shift = _frozen_scale_shift(variables, epsilon)
             outputs = tf.nn.bias_add(_convolve(inputs, weights * scale, stride, rate), shift)
         else:
-            outputs = _normalize(_convolve(inputs, weights, stride, rate), variables, is_training, epsilon, decay)
+            outputs = _convolve(inputs, weights, stride, rate)
+            outputs = _normalize(outputs, variables, is_training, epsilon, decay)
     return tf.nn.relu(outputs)
 
 
@@ -314,8 +317,8 @@ def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_
       inputs: float32 [batch, height_in, width_in, 3], RGB scaled to [-1, 1] (model.preprocess).
       depth: 50, 101 or 152.
       is_training: Python bool or scalar bool tensor; matters only for unfrozen batch norm (see batch_norm).
-      output_stride: None (nominal stride 32) or a multiple of 4 up to 32 (8 and 16 in PersonLab): later
-        block strides become dilation rates. An input of side n * output_stride + 1 gives an output of side
+      output_stride: None (nominal stride 32), 4, 8, 16 or 32 (8 and 16 in PersonLab): the block strides
+        past it become dilation rates. An input of side n * output_stride + 1 gives an output of side
         n + 1 whose corners sit on the input's corners.
       freeze_batch_norm: None -> config.FREEZE_BATCH_NORM.
       reuse: variable reuse (None inherits the enclosing scope's).
@@ -335,15 +338,16 @@ def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_
     Raises:
       ValueError: bad depth, input shape or output stride.
     """
-    units = _units(depth)
+    _units(depth)  # checks the depth
     if inputs.dtype != tf.float32 or inputs.shape.ndims != 4:
         raise ValueError('resnet_v2: inputs must be float32 [batch, height, width, channels], got %s %s'
                          % (inputs.dtype.name, inputs.shape))
     target = None
     if output_stride is not None:
-        if output_stride % ROOT_STRIDE != 0 or not 0 < output_stride <= 32:
-            raise ValueError('output_stride must be None or a multiple of %d up to 32, got %r'
-                             % (ROOT_STRIDE, output_stride))
+        # The strides TF-Slim's stack_blocks_dense can reach (others raise there too).
+        if output_stride not in REACHABLE_OUTPUT_STRIDES:
+            raise ValueError('output_stride must be None or one of %s, got %r'
+                             % (REACHABLE_OUTPUT_STRIDES, output_stride))
         target = output_stride // ROOT_STRIDE  # stride wanted from the blocks after the root
     end_points = {}
     with tf.variable_scope(scope, 'resnet_v2_%d' % depth, [inputs], reuse=reuse) as sc:
@@ -353,19 +357,20 @@ def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_
         net = tf.nn.max_pool2d(net, 3, 2, 'SAME', name='pool1')
         # TF-Slim's stack_blocks_dense: strides multiply until the target, then rates do.
         current_stride, rate = 1, 1
-        for index, (block, unit, base, stride) in enumerate(units):
+        for block, base, num_units, block_stride in BLOCKS[depth]:
             with tf.variable_scope(block, values=[net]) as block_sc:
-                with tf.variable_scope('unit_%d' % unit, values=[net]):
-                    if target is not None and current_stride == target:
-                        net = bottleneck(net, 4 * base, base, 1, rate, is_training, end_points,
-                                         freeze_batch_norm)
-                        rate *= stride
-                    else:
-                        net = bottleneck(net, 4 * base, base, stride, 1, is_training, end_points,
-                                         freeze_batch_norm)
-                        current_stride *= stride
-                if index + 1 == len(units) or units[index + 1][0] != block:
-                    end_points[block_sc.name] = net
+                for unit in range(1, num_units + 1):
+                    stride = block_stride if unit == num_units else 1
+                    with tf.variable_scope('unit_%d' % unit, values=[net]):
+                        if target is not None and current_stride == target:
+                            net = bottleneck(net, 4 * base, base, 1, rate, is_training, end_points,
+                                             freeze_batch_norm)
+                            rate *= stride
+                        else:
+                            net = bottleneck(net, 4 * base, base, stride, 1, is_training, end_points,
+                                             freeze_batch_norm)
+                            current_stride *= stride
+                end_points[block_sc.name] = net
         # postnorm: [batch, height_out, width_out, 2048]
         net = batch_norm(net, is_training, freeze_batch_norm, scope='postnorm')
     return net, end_points
@@ -395,10 +400,12 @@ def backbone_variables(depth, scope=None, input_channels=3):
     Names are '<scope>/...' (scope None -> 'resnet_v2_<depth>'), exactly TF-Slim's checkpoint names.
     """
     scope = 'resnet_v2_%d' % depth if scope is None else scope
-    out = [(scope + '/conv1/weights', (7, 7, input_channels, ROOT_DEPTH)), (scope + '/conv1/biases', (ROOT_DEPTH,))]
+    out = [(scope + '/conv1/weights', (7, 7, input_channels, ROOT_DEPTH)),
+           (scope + '/conv1/biases', (ROOT_DEPTH,))]
 
     def bn(prefix, channels):
-        return [(prefix + '/' + leaf, (channels,)) for leaf in ('beta', 'gamma', 'moving_mean', 'moving_variance')]
+        return [(prefix + '/' + leaf, (channels,))
+                for leaf in ('beta', 'gamma', 'moving_mean', 'moving_variance')]
 
     depth_in = ROOT_DEPTH
     for block, unit, base, _ in _units(depth):
@@ -465,7 +472,7 @@ def _read_checkpoint(path):
 
 
 def _mismatches(prefix, expected, shapes, dtypes, what):
-    """Raises ValueError listing every expected variable that the checkpoint lacks or holds with another shape.
+    """Raises ValueError listing every expected variable the checkpoint lacks or holds with another shape.
 
     Args:
       prefix: checkpoint path, for the message.
@@ -510,7 +517,8 @@ def check_backbone_checkpoint(path=None, scope=None, depth=None):
     depth = _depth_of_scope(scope) if depth is None else depth
     prefix, shapes, dtypes = _read_checkpoint(path)
     expected = backbone_variables(depth, scope)
-    _mismatches(prefix, expected, shapes, dtypes, '%s (ResNet-v2-%d, %d variables)' % (scope, depth, len(expected)))
+    what = '%s (ResNet-v2-%d, %d variables)' % (scope, depth, len(expected))
+    _mismatches(prefix, expected, shapes, dtypes, what)
     return prefix
 
 

@@ -157,8 +157,8 @@ def test_trainable_variables_and_weight_decay_collection(networks):
 
 
 @pytest.mark.parametrize('stride', STRIDES)
-def test_end_points_on_the_output_grid(stride, networks):
-    network = networks(50)
+def test_end_points_on_the_output_grid(stride, resnet50):
+    network, sess, _ = resnet50
     end_points = network.end_points[stride]
     scope = network.scope
     blocks = [scope + '/block%d' % i for i in range(1, 5)]
@@ -166,14 +166,54 @@ def test_end_points_on_the_output_grid(stride, networks):
     assert sum(key.endswith('/bottleneck_v2') for key in end_points) == 16
     assert scope + '/block3/unit_6/bottleneck_v2/conv2' in end_points
     # An input of side n*s+1 has corners on every grid: 97 = 3*32+1 gives side (97-1)//s+1.
-    sess = tf.Session(graph=network.graph)
-    with sess:
-        sess.run(network.initializer)
-        shapes = sess.run({key: tf.shape(end_points[key]) for key in blocks},
-                          {network.images: np.zeros((1, 97, 97, 3), np.float32)})
+    values = sess.run({key: end_points[key] for key in blocks},
+                      {network.images: np.zeros((1, 97, 97, 3), np.float32)})
     for key, block_stride, channels in zip(blocks, (8, 16, 32, 32), (256, 512, 1024, 2048)):
         side = 96 // min(block_stride, stride) + 1
-        assert list(shapes[key]) == [1, side, side, channels], key
+        assert values[key].shape == (1, side, side, channels), key
+
+
+def _single_tap_conv(images, kernel_size, stride, rate, tap):
+    """resnet.conv2d of one-channel images with a kernel that is 1 at `tap` (row, col) and 0 elsewhere."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.constant(images[..., None])
+        y = resnet.conv2d(x, 1, kernel_size, stride, rate, scope='conv')
+        weights = np.zeros((kernel_size, kernel_size, 1, 1), np.float32)
+        weights[tap[0], tap[1]] = 1
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.assign(tf.global_variables()[0], weights))
+            return sess.run(y)[..., 0]
+
+
+@pytest.mark.parametrize('side', [8, 9])
+def test_strided_convolution_is_centred_on_every_stride_th_pixel(side):
+    # TF-Slim's conv2d_same: output cell i is centred on input pixel i * stride for any input size. 'SAME'
+    # padding would shift it by one pixel on even sizes (odd ones, as the reference's 97, cannot tell).
+    images = np.arange(2 * side * side, dtype=np.float32).reshape(2, side, side)
+    for kernel_size in (3, 7):
+        centre = kernel_size // 2
+        out = _single_tap_conv(images, kernel_size, 2, 1, (centre, centre))
+        np.testing.assert_array_equal(out, images[:, ::2, ::2], err_msg='kernel %d' % kernel_size)
+
+
+def test_atrous_convolution_samples_rate_apart_with_zero_padding():
+    images = np.arange(2 * 9 * 8, dtype=np.float32).reshape(2, 9, 8) + 1
+    out = _single_tap_conv(images, 3, 1, 2, (0, 0))  # top-left tap: the pixel 2 rows up, 2 columns left
+    expected = np.zeros_like(images)
+    expected[:, 2:, 2:] = images[:, :-2, :-2]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_unreachable_output_stride_is_refused():
+    with tf.Graph().as_default():
+        images = tf.placeholder(tf.float32, [1, 33, 33, 3])
+        for stride in (2, 12, 64):
+            with pytest.raises(ValueError, match='output_stride must be None or one of'):
+                resnet.resnet_v2_50(images, output_stride=stride)
+        with pytest.raises(ValueError, match='depth must be one of'):
+            resnet.resnet_v2(images, 34)
+        assert not tf.global_variables()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -236,7 +276,8 @@ def _normalized(data, mean, variance, values):
 def test_frozen_batch_norm_uses_and_keeps_moving_statistics():
     graph, x, y, variables, assign, values, data = _batch_norm_graph(is_training=True, freeze=True)
     assert not graph.get_collection(tf.GraphKeys.UPDATE_OPS)
-    assert {v.op.name for v in graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)} == {'bn/beta', 'bn/gamma'}
+    trainable = {v.op.name for v in graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)}
+    assert trainable == {'bn/beta', 'bn/gamma'}
     with tf.Session(graph=graph) as sess:
         sess.run(assign)
         out = sess.run(y, {x: data})
@@ -254,7 +295,8 @@ def test_training_batch_norm_uses_batch_statistics_and_updates_moving_averages()
         sess.run(updates, {x: data})
         moving = sess.run({k: variables[k] for k in ('moving_mean', 'moving_variance')})
     flat = data.reshape(-1, data.shape[-1])
-    np.testing.assert_allclose(out, _normalized(data, flat.mean(0), flat.var(0), values), rtol=1e-4, atol=1e-4)
+    expected = _normalized(data, flat.mean(0), flat.var(0), values)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
     decay = config.BATCH_NORM_DECAY
     # TF-Slim's moving variance receives the unbiased batch variance (TensorFlow's fused batch norm).
     for key, batch in (('moving_mean', flat.mean(0)), ('moving_variance', flat.var(0, ddof=1))):
@@ -275,7 +317,8 @@ def test_batch_norm_follows_a_training_tensor():
     np.testing.assert_allclose(inference, _normalized(data, values['moving_mean'], values['moving_variance'],
                                                       values), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(unchanged, values['moving_mean'], rtol=1e-6)
-    np.testing.assert_allclose(trained, _normalized(data, flat.mean(0), flat.var(0), values), rtol=1e-4, atol=1e-4)
+    expected = _normalized(data, flat.mean(0), flat.var(0), values)
+    np.testing.assert_allclose(trained, expected, rtol=1e-4, atol=1e-4)
     assert np.abs(changed - values['moving_mean']).max() > 1e-4
 
 
@@ -286,7 +329,8 @@ def test_conv_bn_folding_equals_separate_batch_norm():
         x = tf.placeholder(tf.float32, [2, 9, 9, 4])
         folded = resnet.conv2d_bn(x, 6, 3, 2, 1, is_training=False, freeze=True, scope='c')
         with tf.variable_scope(tf.get_variable_scope(), reuse=True):
-            separate = resnet.conv2d_bn(x, 6, 3, 2, 1, is_training=tf.constant(False), freeze=False, scope='c')
+            separate = resnet.conv2d_bn(x, 6, 3, 2, 1, is_training=tf.constant(False), freeze=False,
+                                        scope='c')
         assign = [tf.assign(v, rng.uniform(0.5, 1.5, v.shape.as_list()).astype(np.float32))
                   for v in tf.global_variables()]
     with tf.Session(graph=graph) as sess:
@@ -411,6 +455,7 @@ def test_load_under_an_outer_scope_and_without_backbone(make_slim_checkpoint):
             with pytest.raises(ValueError, match="no backbone variables under scope 'resnet_v2_50'"):
                 resnet.load_backbone_checkpoint(sess, checkpoint, 'resnet_v2_50')
             resnet.load_backbone_checkpoint(sess, checkpoint, 'tower/resnet_v2_50')
-            conv1 = sess.run([v for v in tf.global_variables() if v.op.name == 'tower/resnet_v2_50/conv1/weights'])
+            conv1 = sess.run([v for v in tf.global_variables()
+                              if v.op.name == 'tower/resnet_v2_50/conv1/weights'])
     expected = tf.train.NewCheckpointReader(checkpoint).get_tensor('resnet_v2_50/conv1/weights')
     np.testing.assert_array_equal(conv1[0], expected)
