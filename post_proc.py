@@ -557,7 +557,7 @@ def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None)
     A later person sharing at least `min_shared` found keypoints with an earlier one (same type within r),
     with no found keypoint of a common type elsewhere, is a fragment whose seed the earlier person missed
     (e.g. its rescue failed where masks overlap): the earlier person takes the keypoints it lacks, the later
-    one is dropped.  Returns (pos, found, support, rescued) without the merged people.
+    one is dropped.  (Allowing disagreements merges different people in crowds.)  Returns (pos, found, support, rescued) without the merged people.
     """
     min_shared = config.MERGE_MIN_SHARED if min_shared is None else min_shared
     radius = config.NMS_RADIUS if radius is None else radius
