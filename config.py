@@ -174,6 +174,20 @@ EVAL_LONGER_SIDE = 1401  # single-scale test size, longer side in px [R]
 EVAL_SCALES = (601, 1201, 1801)  # multi-scale test sizes, longer side in px [R]
 
 # ----------------------------------------------------------------------------
+# Inference (inference.py: demo.py, eval.py --checkpoint, export_model.py, serve_example.py, bench)
+# ----------------------------------------------------------------------------
+# demo.py's input size (longer side, px); None: the checkpoint's training INPUT_SIZE, the size training
+# normalised every image's longer side to before its random scale, so people appear as large as in training [C]
+DEMO_LONGER_SIDE = None
+MIN_INPUT_SIDE = 16  # source images with a shorter side (px) are refused: too small to hold a person [C]
+ALPHA_BACKGROUND = (255, 255, 255)  # RGBA inputs are composited over this RGB colour, as viewers show them [C]
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.jp2')  # [C]
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv')  # [C]
+DEMO_VIDEO_FOURCC = 'mp4v'  # codec of demo.py's annotated .mp4 videos (MJPG .avi if it is missing) [C]
+EXPORT_DIR = os.path.join(MODEL_DIR, 'export')  # export_model.py writes saved_model/ and frozen_graph.pb here [C]
+INFER_BENCH_SIDES = (401, 801, 1401)  # bench/infer_bench.py input sizes, longer side px (issue 6) [C]
+
+# ----------------------------------------------------------------------------
 # Synthetic dataset (synthetic.py): articulated figures written as COCO person_keypoints
 # Lengths are fractions of the image side or of the figure height H (head top to ankles); angles in degrees.
 # ----------------------------------------------------------------------------
