@@ -170,6 +170,9 @@ MIN_INSTANCE_SCALE = 16.0  # lower bound of lambda_j (px) when a person's keypoi
 MAX_SEEDS = 5000  # strongest Hough maxima kept in the queue (bounds work on saturated/noisy maps) [C]
 MAX_PEOPLE = 100  # stop the greedy decoder after this many people (COCO segm evaluates at most 100) [C]
 SEED_BATCH = 64  # first batch of seeds decoded at once; later batches double (vectorised greedy) [C]
+PLOT_KEYPOINT_THRESHOLD = 0.05  # plot.py draws keypoints whose score (or COCO v) exceeds this [C]
+PLOT_MASK_ALPHA = 0.45  # opacity of instance-mask colours in plot.py [C]
+PLOT_MAP_ALPHA = 0.6  # opacity of heatmap / Hough views at their maximum in plot.py [C]
 EVAL_LONGER_SIDE = 1401  # single-scale test size, longer side in px [R]
 EVAL_SCALES = (601, 1201, 1801)  # multi-scale test sizes, longer side in px [R]
 

@@ -1,0 +1,144 @@
+"""Pictures of PersonLab results with OpenCV: skeletons, instance masks, heatmap and Hough-map views.
+
+Every function takes an RGB uint8 image [H, W, 3] and returns a new RGB uint8 image of the same size (the
+input is never modified); save_image writes one to disk.  Keypoints are float32 [K, 3] (x, y, score) in
+input pixels, as post_proc.decode returns them, or COCO (x, y, v) ground truth: a keypoint is drawn only if
+its third value exceeds `threshold` and its position is finite, so missing keypoints (COCO stores them at
+(0, 0) with v = 0) never appear.
+"""
+import colorsys
+import os
+
+import cv2
+import numpy as np
+
+import config
+
+
+def _palette(count, saturation=0.9, value=1.0, hue_step=None):
+    """`count` distinct RGB colours, hues evenly spaced (or `hue_step` apart, modulo 1)."""
+    hue_step = 1.0 / max(count, 1) if hue_step is None else hue_step
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((i * hue_step) % 1.0, saturation, value))
+            for i in range(count)]
+
+
+LIMB_COLOURS = _palette(len(config.EDGES))  # one colour per limb (tree edge)
+PERSON_COLOURS = _palette(12, saturation=0.75, hue_step=0.618034)  # golden-ratio hues: neighbours differ
+
+
+def _check_image(image):
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError('image must be uint8 [H, W, 3] RGB, got %s %s' % (image.dtype, image.shape))
+    return image
+
+
+def _line_width(image):
+    return max(1, int(round(max(image.shape[:2]) / 300.0)))
+
+
+def draw_skeleton(image, keypoints, threshold=None, thickness=None):
+    """Limbs (one colour each) between existing keypoints and a dot on every existing keypoint.
+
+    keypoints: [K, 3] (x, y, score or v); threshold: default config.PLOT_KEYPOINT_THRESHOLD.
+    """
+    threshold = config.PLOT_KEYPOINT_THRESHOLD if threshold is None else threshold
+    canvas = _check_image(image).copy()
+    keypoints = np.asarray(keypoints, np.float64).reshape(config.NUM_KEYPOINTS, 3)
+    exists = (keypoints[:, 2] > threshold) & np.isfinite(keypoints).all(axis=1)
+    thickness = _line_width(canvas) if thickness is None else thickness
+    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    points = [tuple(int(round(v * (1 << shift))) for v in p[:2]) if ok else None
+              for p, ok in zip(keypoints, exists)]
+    for (a, b), colour in zip(config.EDGES, LIMB_COLOURS):
+        if exists[a] and exists[b]:
+            cv2.line(canvas, points[a], points[b], colour, thickness, cv2.LINE_AA, shift)
+    for k in np.flatnonzero(exists):
+        cv2.circle(canvas, points[k], (thickness + 1) << shift, (255, 255, 255), -1, cv2.LINE_AA, shift)
+        cv2.circle(canvas, points[k], (thickness + 1) << shift, (0, 0, 0), 1, cv2.LINE_AA, shift)
+    return canvas
+
+
+def overlay_masks(image, masks, alpha=None):
+    """Instance masks (bool [H, W] each, None skipped) blended in one colour per person."""
+    alpha = config.PLOT_MASK_ALPHA if alpha is None else alpha
+    canvas = _check_image(image).copy()
+    blend = canvas.astype(np.float32)
+    for n, mask in enumerate(masks):
+        if mask is None:
+            continue
+        mask = np.asarray(mask, bool)
+        if mask.shape != canvas.shape[:2]:
+            raise ValueError('mask %d has shape %s, the image %s' % (n, mask.shape, canvas.shape[:2]))
+        colour = np.array(PERSON_COLOURS[n % len(PERSON_COLOURS)], np.float32)
+        blend[mask] = (1 - alpha) * blend[mask] + alpha * colour
+    return np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+
+
+def draw_people(image, people, threshold=None, alpha=None):
+    """Masks and skeletons of decoded people (post_proc.decode's list), with each person's score."""
+    canvas = overlay_masks(image, [p.get('mask') for p in people], alpha)
+    for person in people:
+        canvas = draw_skeleton(canvas, person['keypoints'], threshold)
+    scale = max(canvas.shape[:2]) / 1000.0
+    threshold = config.PLOT_KEYPOINT_THRESHOLD if threshold is None else threshold
+    for person in people:
+        keypoints = np.asarray(person['keypoints'])
+        exists = (keypoints[:, 2] > threshold) & np.isfinite(keypoints).all(axis=1)
+        if exists.any() and 'score' in person:
+            x, y = keypoints[exists, :2].min(axis=0)
+            cv2.putText(canvas, '%.2f' % person['score'], (int(x), max(int(y) - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                        max(scale, 0.35), (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def _upsample(grid, step, shape):
+    """A [h, w] map whose cell (i, j) sits at input pixel (j*step, i*step), resampled to shape (H, W)."""
+    warp = np.float32([[1.0 / step, 0, 0], [0, 1.0 / step, 0]])
+    return cv2.warpAffine(np.asarray(grid, np.float32), warp, (shape[1], shape[0]),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+
+def map_view(image, values, step, alpha=None, normalise=False):
+    """A map [h, w] or [h, w, C] (maximum over channels) of grid `step` coloured (JET) over the image."""
+    alpha = config.PLOT_MAP_ALPHA if alpha is None else alpha
+    canvas = _check_image(image)
+    values = np.asarray(values, np.float32)
+    if values.ndim == 3:
+        values = values.max(axis=2)
+    if not np.isfinite(values).all():
+        raise ValueError('the map holds NaN or infinite values')
+    if normalise and values.max() > 0:
+        values = values / values.max()
+    up = np.clip(_upsample(values, step, canvas.shape[:2]), 0, 1)
+    colours = cv2.applyColorMap((up * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    weight = (alpha * up)[..., None]  # cold regions keep the image
+    return np.clip(canvas * (1 - weight) + colours * weight + 0.5, 0, 255).astype(np.uint8)
+
+
+def heatmap_view(image, heatmaps, stride, kinds=None, alpha=None):
+    """Keypoint heatmaps p_k [H', W', K] (probabilities) of the given types (default all) over the image."""
+    heatmaps = np.asarray(heatmaps, np.float32)
+    if kinds is not None:
+        heatmaps = heatmaps[..., list(np.atleast_1d(kinds))]
+    return map_view(image, heatmaps, stride, alpha)
+
+
+def hough_view(image, hough, hough_stride, kinds=None, alpha=None):
+    """Hough maps h_k [Hh, Wh, K] (post_proc.hough_voting), each type scaled to its maximum, over the image."""
+    hough = np.asarray(hough, np.float32)
+    if kinds is not None:
+        hough = hough[..., list(np.atleast_1d(kinds))]
+    peak = hough.reshape(-1, hough.shape[-1]).max(axis=0)
+    hough = hough / np.where(peak > 0, peak, 1.0)
+    return map_view(image, hough, hough_stride, alpha)
+
+
+def save_image(path, image):
+    """Writes an RGB uint8 image (format from the extension); creates the folder; raises IOError on failure."""
+    image = _check_image(image)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if not cv2.imwrite(path, image[..., ::-1]):
+        raise IOError('could not write %s (unknown extension or unwritable folder?)' % path)
+    return path
