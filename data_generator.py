@@ -23,6 +23,7 @@ import os
 import signal
 import time
 import weakref
+from multiprocessing import shared_memory
 
 import cv2
 import numpy as np
@@ -379,6 +380,60 @@ def make_sample(dataset, image_id, seed, input_size, stride):
     return augment_example(example, np.random.default_rng(seed), input_size, stride)
 
 
+def sample_layout(input_size, stride):
+    """[(name, shape, dtype)] of one sample of a square input: the image and the maps of TARGET_CHANNELS."""
+    rows, cols = transformer.grid_shape((input_size, input_size), stride)
+    layout = [('image', (input_size, input_size, 3), np.dtype(np.uint8))]
+    return layout + [(name, (rows, cols, channels), np.dtype(np.float32))
+                     for name, channels in TARGET_CHANNELS.items()]
+
+
+class SampleRing(object):
+    """Shared memory for `count` samples: workers write a sample into a slot, the parent copies it out.
+
+    This replaces pickling ~4 MB per sample through a pipe (several copies on both sides) by one copy in the
+    worker and one in the parent. Pickling a SampleRing (spawn, forkserver) attaches to the same memory by name;
+    a forked worker inherits the mapping. The parent that created it frees it with close().
+    """
+
+    def __init__(self, layout, count):
+        self.layout = layout
+        self.count = count
+        self.slot_bytes = sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in layout)
+        self.memory = shared_memory.SharedMemory(create=True, size=max(1, self.slot_bytes * count))
+        self._owner = True
+
+    def __getstate__(self):
+        return {'layout': self.layout, 'count': self.count, 'slot_bytes': self.slot_bytes,
+                'name': self.memory.name}
+
+    def __setstate__(self, state):
+        self.layout, self.count, self.slot_bytes = state['layout'], state['count'], state['slot_bytes']
+        self.memory = shared_memory.SharedMemory(name=state['name'])
+        self._owner = False
+
+    def views(self, slot):
+        """dict name -> numpy view of slot `slot` (drop the views before close())."""
+        views, offset = {}, slot * self.slot_bytes
+        for name, shape, dtype in self.layout:
+            views[name] = np.ndarray(shape, dtype, buffer=self.memory.buf, offset=offset)
+            offset += int(np.prod(shape)) * dtype.itemsize
+        return views
+
+    def write(self, slot, sample):
+        views = self.views(slot)
+        for name in views:
+            views[name][...] = sample[name]
+
+    def close(self):
+        if self._owner:
+            self.memory.unlink()
+        try:
+            self.memory.close()
+        except BufferError:  # a view still lives somewhere; the mapping goes away with it
+            pass
+
+
 _WORKER = {}
 
 
@@ -400,18 +455,23 @@ def config_values():
     return {name: value for name, value in vars(config).items() if name.isupper()}
 
 
-def _init_worker(dataset, input_size, stride, parent_pid, settings):
+def _init_worker(dataset, ring, input_size, stride, parent_pid, settings):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it shuts us down
     _die_with_parent(parent_pid)
+    # No cv2.setNumThreads here: in a forked child it deadlocks on the parent's copied thread pool.
     # A spawned or forkserver worker imports config.py afresh: give it the parent's run-time values.
     for name, value in settings.items():
         setattr(config, name, value)
-    # No cv2.setNumThreads here: in a forked child it deadlocks on the parent's copied thread pool.
-    _WORKER.update(dataset=dataset, input_size=input_size, stride=stride)
+    _WORKER.update(dataset=dataset, ring=ring, input_size=input_size, stride=stride)
 
 
-def _worker_sample(image_id, seed):
-    return make_sample(_WORKER['dataset'], image_id, seed, _WORKER['input_size'], _WORKER['stride'])
+def _worker_sample(image_id, seed, slot):
+    """Makes a sample into ring slot `slot`; returns None, or the skip tuple of make_sample."""
+    sample = make_sample(_WORKER['dataset'], image_id, seed, _WORKER['input_size'], _WORKER['stride'])
+    if isinstance(sample, tuple):
+        return sample
+    _WORKER['ring'].write(slot, sample)
+    return None
 
 
 def stop_workers(executor, grace=None):
@@ -435,24 +495,24 @@ def stop_workers(executor, grace=None):
         manager.join(grace)  # it reaps the workers
 
 
-def stack_samples(samples):
-    """Batch of samples: dict of arrays with a leading batch axis."""
-    return {name: np.stack([sample[name] for sample in samples]) for name in TARGET_NAMES}
-
-
 class SampleGenerator(object):
     """Batches of augmented samples, made by worker processes.
 
     Iterating starts `num_workers` processes (0: samples are made in the calling process, same results) and
-    yields dicts of stacked arrays (TARGET_NAMES, batch axis first). Images are shuffled each epoch; samples
-    flow across epoch boundaries, so every batch is full (with a finite `epochs` the last may be smaller).
-    Each sample is seeded by (seed, epoch, image id), and results come back in order, so the stream is the
-    same for any number of workers. An unreadable image is logged with its file name, skipped, counted in
-    `skipped` (its path in `skipped_files`) and not tried again. Workers stop when iteration ends, when the
-    consumer stops early (the iterator is closed or dropped), on an error, or if this process dies. Workers
-    see config.py's values as they are in this process when iteration starts. On Linux a worker also ends
-    when the thread that started it (the one that asked for the first batch) ends, so start iterating from
-    a thread that lives as long as the run (train.py uses the main thread).
+    yields dicts of stacked arrays (TARGET_NAMES, batch axis first; fresh arrays each batch). Workers write
+    their samples into a shared-memory ring (SampleRing), at most `prefetch` each in flight.
+
+    Images are shuffled each epoch; samples flow across epoch boundaries, so every batch is full (with a
+    finite `epochs` the last may be smaller). Each sample is seeded by (seed, epoch, image id) and results
+    come back in order, so the stream is the same for any number of workers. Workers see config.py's values
+    as they are in this process when iteration starts.
+
+    An unreadable image is logged with its file name, skipped, counted in `skipped` (its path in
+    `skipped_files`) and not tried again. A worker silent for `timeout` seconds raises TimeoutError rather
+    than hanging the run. Workers stop when iteration ends, when the consumer stops early (the iterator is
+    closed or dropped), on an error, or if this process dies. On Linux a worker also ends when the thread that
+    started it (the one that asked for the first batch) ends, so iterate from a thread that lives as long as
+    the run (train.py uses the main thread).
 
     Args:
       dataset: CocoPersons.
@@ -523,40 +583,50 @@ class SampleGenerator(object):
             epoch += 1
 
     def _results(self, tasks):
-        """Samples in task order, at most num_workers * prefetch in flight."""
+        """(image id, sample dict or skip tuple) in task order, at most num_workers * prefetch in flight.
+
+        With workers, a sample dict is a view of shared memory, valid until the next result is asked for.
+        """
         if self.num_workers <= 0:
             for image_id, seed in tasks:
                 yield image_id, make_sample(self.dataset, image_id, seed, self.input_size, self.stride)
             return
+        in_flight = self.num_workers * max(self.prefetch, 1)
+        ring = SampleRing(sample_layout(self.input_size, self.stride), in_flight)
         self.worker_pids = []
         context = multiprocessing.get_context(self.start_method)
         executor = concurrent.futures.ProcessPoolExecutor(
             self.num_workers, mp_context=context, initializer=_init_worker,
-            initargs=(self.dataset, self.input_size, self.stride, os.getpid(), config_values()))
+            initargs=(self.dataset, ring, self.input_size, self.stride, os.getpid(), config_values()))
         pending = collections.deque()
         try:
-            for image_id, seed in tasks:
-                pending.append((image_id, executor.submit(_worker_sample, image_id, seed)))
+            for number, (image_id, seed) in enumerate(tasks):
+                # Task `number` writes into slot number % in_flight, free once the oldest task is consumed.
+                if len(pending) >= in_flight:
+                    yield self._result(ring, *pending.popleft())
+                slot = number % in_flight
+                pending.append((image_id, slot, executor.submit(_worker_sample, image_id, seed, slot)))
                 # Recorded so that tests can check every worker is gone after shutdown.
                 self.worker_pids = sorted(set(self.worker_pids) | set(executor._processes or {}))
-                if len(pending) >= self.num_workers * max(self.prefetch, 1):
-                    yield self._result(*pending.popleft())
             while pending:
-                yield self._result(*pending.popleft())
+                yield self._result(ring, *pending.popleft())
         finally:
             stop_workers(executor)
+            ring.close()
 
-    def _result(self, image_id, future):
+    def _result(self, ring, image_id, slot, future):
         timeout = config.WORKER_TIMEOUT if self.timeout is None else self.timeout
         try:
-            return image_id, future.result(timeout=timeout)
+            skip = future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
             raise TimeoutError('no sample from the data workers in %.0f s (image %s): a worker is stuck' % (
                 timeout, self.dataset.file_name(image_id)))
+        return image_id, skip if skip is not None else ring.views(slot)
 
     def _batches(self):
         results = self._results(self._tasks())
-        batch = []
+        layout = sample_layout(self.input_size, self.stride)
+        batch, filled = None, 0
         try:
             for image_id, sample in results:
                 if isinstance(sample, tuple):
@@ -567,12 +637,17 @@ class SampleGenerator(object):
                     LOG.warning('skipping unreadable image %s (%s); %d skipped so far', file_name, reason,
                                 self.skipped)
                     continue
+                if batch is None:
+                    batch = {name: np.empty((self.batch_size,) + shape, dtype) for name, shape, dtype in layout}
+                for name in batch:
+                    batch[name][filled] = sample[name]
+                del sample  # may view shared memory that the next result reuses
                 self.samples += 1
-                batch.append(sample)
-                if len(batch) == self.batch_size:
-                    yield stack_samples(batch)
-                    batch = []
-            if batch:
-                yield stack_samples(batch)
+                filled += 1
+                if filled == self.batch_size:
+                    yield batch
+                    batch, filled = None, 0
+            if filled:
+                yield {name: array[:filled] for name, array in batch.items()}
         finally:
             results.close()

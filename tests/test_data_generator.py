@@ -390,7 +390,12 @@ def _alive(pid):
     return True
 
 
+def _shared_memory():
+    return set(os.listdir('/dev/shm')) if os.path.isdir('/dev/shm') else set()
+
+
 def test_workers_stop_when_the_consumer_stops_early(train):
+    shared_before = _shared_memory()
     generator = data_generator.SampleGenerator(train, batch_size=2, input_size=129, stride=8, num_workers=2, seed=0)
     iterator = iter(generator)
     next(iterator)
@@ -404,6 +409,7 @@ def test_workers_stop_when_the_consumer_stops_early(train):
     pids = list(generator.worker_pids)
     assert pids and not any(_alive(pid) for pid in pids)
     assert not multiprocessing.active_children()
+    assert _shared_memory() <= shared_before  # the sample ring is freed
 
 
 def _stuck_on_crowd_image(dataset, image_id, seed, input_size, stride):
