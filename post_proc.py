@@ -103,6 +103,9 @@ class Sampler(object):
         self.height, self.width, self.channels = self.array.shape
         self.inverse = np.float32(1.0 / step)
         self.row = self.width * self.channels  # flat distance between vertically adjacent cells
+        self.corner_offsets = np.array([0, self.channels, self.row, self.row + self.channels], np.int64)
+        self.corner_dx = np.array([0, step, 0, step], np.float32)  # corner cells relative to the top-left one
+        self.corner_dy = np.array([0, 0, step, step], np.float32)
 
     def corners(self, x, y):
         """(flat index [N] of channel 0 at the top-left corner cell, fx [N], fy [N]) of points (x, y)."""
@@ -142,24 +145,31 @@ class Sampler(object):
         """
         base, fx, fy = self.corners(x, y)
         step = np.float32(1.0 / self.inverse)
-        c, row = self.channels, self.row
-        corner = np.stack([base, base + c, base + row, base + row + c], axis=1) + (2 * field)[:, None]  # [N, 4]
+        corner = (base + 2 * field)[:, None] + self.corner_offsets  # [N, 4]
         values = self.flat[corner[..., None] + np.arange(2)]  # [N, 4, 2]
-        cell = base // c
-        cx = (cell % self.width).astype(np.float32) * step
-        cy = (cell // self.width).astype(np.float32) * step
-        land_x = values[..., 0] + (cx[:, None] + np.array([0, step, 0, step], np.float32))
-        land_y = values[..., 1] + (cy[:, None] + np.array([0, 0, step, step], np.float32))
-        weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1) + 1e-6
+        cell = base // self.channels
+        land_x = values[..., 0] + ((cell % self.width) * step).astype(np.float32)[:, None] + self.corner_dx
+        land_y = values[..., 1] + ((cell // self.width) * step).astype(np.float32)[:, None] + self.corner_dy
+        gx, gy = 1 - fx, 1 - fy
+        weight = np.empty((len(base), 4), np.float32)
+        weight[:, 0] = gx * gy
+        weight[:, 1] = fx * gy
+        weight[:, 2] = gx * fy
+        weight[:, 3] = fx * fy
+        weight += 1e-6
         if skip_zero:
-            weight = weight * (values != 0).any(axis=2)
-        anchor = np.argmax(weight, axis=1)[:, None]
-        ax = np.take_along_axis(land_x, anchor, axis=1)
-        ay = np.take_along_axis(land_y, anchor, axis=1)
-        weight = weight * (((land_x - ax) ** 2 + (land_y - ay) ** 2) <= tolerance * tolerance)
+            weight *= (values != 0).any(axis=2)
+        anchor = np.argmax(weight, axis=1)
+        rows = np.arange(len(anchor))
+        dx = land_x - land_x[rows, anchor][:, None]
+        dy = land_y - land_y[rows, anchor][:, None]
+        weight *= dx * dx + dy * dy <= tolerance * tolerance
         total = weight.sum(axis=1)
+        landing = np.empty((len(base), 2), np.float32)
         with np.errstate(invalid='ignore', divide='ignore'):  # no voting corner: nan, the caller's "undefined"
-            return np.stack([(weight * land_x).sum(axis=1) / total, (weight * land_y).sum(axis=1) / total], 1)
+            landing[:, 0] = (weight * land_x).sum(axis=1) / total
+            landing[:, 1] = (weight * land_y).sum(axis=1) / total
+        return landing
 
     def sample_all(self, corners):
         """Values [N, C] of every channel at the points of `corners`."""
@@ -358,7 +368,8 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
         dx, dy = maps.offset(maps.mid, sx, sy, edge, skip_zero=True)
         defined = np.isfinite(dx)
         lx, ly = maps.refine(sx + np.where(defined, dx, 0), sy + np.where(defined, dy, 0), target, refine_steps)
-        pos[person, target] = np.stack([lx, ly], axis=1)
+        pos[person, target, 0] = lx
+        pos[person, target, 1] = ly
         steps.append((person, source, target, defined))
     flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
     support = maps.support(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind).reshape(batch, -1)
@@ -369,21 +380,25 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
     return pos, found, support
 
 
-def embedding_distance(maps, x, y, pos, norm):
+def embedding_distance(maps, x, y, pos, norm, nearest_only=False):
     """Mask distance D_j of points to their people (Decoding 5): sum_k norm_jk |c + L_k(c) - y_jk|, for each
     of the four grid cells c around a point (interpolating between two people's cells would match neither).
 
     x, y: float32 [n] points; pos: [n, K, 2] the keypoints of each point's person; norm: [n, K] weights
     p_k(y_jk) / (lambda_j sum_k p_k(y_jk)), 0 for keypoints that do not count.
-    Returns (D float32 [n, 4], defined bool [n, 4]); `defined` is False for a cell whose offsets are all
-    exactly 0, the value targets hold where the long-range target is undefined (overlaps, unlabelled).
+    Returns (D float32 [n, 4], defined bool [n, 4]) ([n, 1] for the nearest cell only if `nearest_only`);
+    `defined` is False for a cell whose offsets are all exactly 0, the value targets hold where the
+    long-range target is undefined (overlaps, unlabelled).
     """
     sampler = maps.long
-    base, _, _ = sampler.corners(x, y)
-    corner = np.stack([base, base + sampler.channels, base + sampler.row, base + sampler.row + sampler.channels], 1)
+    base, fx, fy = sampler.corners(x, y)
+    if nearest_only:  # [n, 1]: the cell nearest to each point
+        corner = (base + (fx > 0.5) * sampler.channels + (fy > 0.5) * sampler.row)[:, None]
+    else:
+        corner = base[:, None] + sampler.corner_offsets
     offsets = sampler.flat[corner[..., None] + np.arange(2 * config.NUM_KEYPOINTS)]  # [n, 4, 2K]
     defined = (offsets != 0).any(axis=2)
-    offsets = offsets.reshape(len(x), 4, config.NUM_KEYPOINTS, 2)
+    offsets = offsets.reshape(len(x), corner.shape[1], config.NUM_KEYPOINTS, 2)
     cell = corner // sampler.channels
     step = np.float32(1.0 / sampler.inverse)
     gx = ((cell % sampler.width) * step).astype(np.float32)[..., None] + offsets[..., 0] - pos[:, None, :, 0]
@@ -397,12 +412,7 @@ def belongs(maps, x, y, pos, norm, seg_threshold, distance_threshold, strict=Tru
     points whose offsets will be read); otherwise one agreeing cell of the four suffices (for keypoints on
     a body's edge).  Cells without a defined embedding carry no evidence and pass."""
     on_body = maps.segmentation(x, y, 0) > seg_threshold
-    distance, defined = embedding_distance(maps, x, y, pos, norm)
-    if strict:
-        _, fx, fy = maps.long.corners(x, y)
-        nearest = ((fx > 0.5) + 2 * (fy > 0.5)).astype(np.int64)[:, None]
-        distance = np.take_along_axis(distance, nearest, axis=1)
-        defined = np.take_along_axis(defined, nearest, axis=1)
+    distance, defined = embedding_distance(maps, x, y, pos, norm, nearest_only=strict)
     mine = (defined & (distance <= distance_threshold)).any(axis=1)
     return ~on_body | mine | ~defined.any(axis=1)
 
@@ -519,30 +529,44 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
     radius2 = maps.radius * maps.radius
     people_pos, people_found, people_support, people_rescued = [], [], [], []
     start = 0
+    def accept(batch, pos, found, alive, limit):
+        """Accepts the batch's seeds in order; returns (rows accepted, alive after them)."""
+        alive = alive.copy()
+        rows = []
+        for b, n in enumerate(batch):
+            if not alive[n]:
+                continue
+            rows.append(b)
+            # Reject every remaining seed within r of this person's found keypoint of its type.
+            own = pos[b][kind]
+            alive &= ~(((sx - own[:, 0]) ** 2 + (sy - own[:, 1]) ** 2 <= radius2) & found[b][kind])
+            alive[n] = False
+            if len(rows) >= limit:
+                break
+        return rows, alive
+
     while start < len(kind) and len(people_pos) < max_people:
         batch = np.flatnonzero(alive[start:])[:batch_size] + start
         if not len(batch):
             break
+        last = batch[-1]
         pos, found, support = follow_tree(maps, kind[batch], sx[batch], sy[batch], support_threshold,
                                           refine_steps)
         rescued = np.zeros(found.shape, bool)
         if rescue:
+            # Rescue only the seeds the walk alone would accept: the rescue only adds found keypoints, so it
+            # can only reject more seeds, never revive one.
+            rows, _ = accept(batch, pos, found, alive, max_people - len(people_pos))
+            rows = np.asarray(rows, np.int64)
+            batch, pos, found, support, rescued = batch[rows], pos[rows], found[rows], support[rows], rescued[rows]
             rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rescued=rescued)
-        for b, n in enumerate(batch):
-            if not alive[n]:
-                continue
+        rows, alive = accept(batch, pos, found, alive, max_people - len(people_pos))
+        for b in rows:
             people_pos.append(pos[b])
             people_found.append(found[b])
             people_support.append(support[b])
             people_rescued.append(rescued[b])
-            # Reject every remaining seed within r of this person's found keypoint of its type.
-            own = pos[b][kind]
-            close = ((sx - own[:, 0]) ** 2 + (sy - own[:, 1]) ** 2 <= radius2) & found[b][kind]
-            alive &= ~close
-            alive[n] = False
-            if len(people_pos) >= max_people:
-                break
-        start = batch[-1] + 1
+        start = last + 1
         batch_size *= 2
     if not people_pos:
         num = config.NUM_KEYPOINTS
