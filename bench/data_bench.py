@@ -27,20 +27,23 @@ COCO_SAMPLE = os.path.join(SHARED_DIR, 'coco_sample')
 
 
 def stage_times(dataset, input_size, stride, count=40):
-    """Mean seconds per sample of each stage, in this process: read, warp, targets."""
+    """Mean CPU seconds per sample of each stage, in this process: read, warp, targets.
+
+    CPU time rather than wall-clock time, so other load on the machine does not inflate it.
+    """
     totals = np.zeros(3)
     ids = dataset.image_ids
     for n in range(count):
         rng = np.random.default_rng(n)
-        start = time.perf_counter()
+        start = time.process_time()
         example = dataset.load_example(ids[n % len(ids)])
-        read = time.perf_counter()
+        read = time.process_time()
         shape = (input_size, input_size)
         matrix, flip = transformer.random_affine(rng, example['image'].shape, shape)
         warped = transformer.apply_affine(example, matrix, flip, shape, stride)
-        warp = time.perf_counter()
+        warp = time.process_time()
         data_generator.make_targets(warped['keypoints'], warped['masks'], warped['crowd_mask'], shape, stride)
-        totals += [read - start, warp - read, time.perf_counter() - warp]
+        totals += [read - start, warp - read, time.process_time() - warp]
     return totals / count
 
 
@@ -95,7 +98,7 @@ def main(argv=None):
     print('data bench: %d images from %s, input %dx%d, stride %d (grid %dx%d), %d worker(s), %d CPU(s)' % (
         len(dataset), args.annotations, size, size, args.stride, grid[0], grid[1], args.workers, os.cpu_count()))
     read, warp, targets = stage_times(dataset, size, args.stride)
-    print('one sample in this process: read+decode %.1f ms, warp (image, masks, keypoints) %.1f ms, '
+    print('one sample in this process (CPU time): read+decode %.1f ms, warp (image, masks, keypoints) %.1f ms, '
           'targets %.1f ms, total %.1f ms' % (1e3 * read, 1e3 * warp, 1e3 * targets, 1e3 * (read + warp + targets)))
     sample = data_generator.augment_example(dataset.load_example(dataset.image_ids[0]), 0, size, args.stride)
     print('one sample holds %.2f MB of targets + %.2f MB of image' % (
