@@ -44,3 +44,14 @@ def coco_sample():
 def slim_reference():
     """Folder of the TF-Slim ResNet-v2 reference (manifests, make_checkpoint.py, reference outputs)."""
     return require_shared(SLIM_REFERENCE_DIR)
+
+
+@pytest.fixture(scope='session')
+def inference_checkpoint(tmp_path_factory):
+    """Train dir of a small checkpoint in train.py's layout (ResNet-v2-50, tamed random weights, Polyak
+    averages that differ from the raw weights, config.json), written once per session by
+    tests/checkpoint_maker.py for the inference tests (demo, eval --checkpoint, export)."""
+    import checkpoint_maker
+    train_dir = str(tmp_path_factory.mktemp('inference_checkpoint'))
+    checkpoint_maker.write_checkpoint(train_dir)
+    return train_dir

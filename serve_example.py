@@ -1,0 +1,73 @@
+"""Serving example: load export_model.py's SavedModel (or frozen graph), run it, decode with post_proc.py.
+
+    python export_model.py --output model/export               # once
+    python serve_example.py photo.jpg [--export model/export] [--longer-side 401] [--frozen] [--json out.json]
+
+Prints one line per person found (score, box of its keypoints in source-image pixels) and optionally writes
+them as JSON. The steps, each one call:
+
+    network = inference.SavedModelNetwork(export_dir)          # tf.compat.v1 loader, 'serving_default'
+    padded, geometry = inference.prepare(image, longer_side, network.stride)   # resize, pad to n*s+1
+    maps = network(padded)                                     # heads on the output grid, no batch axis
+    people = post_proc.decode(maps, network.stride, geometry.padded_shape)     # input pixels
+    people = inference.to_source(people, geometry)             # source-image pixels
+
+The graph also takes an unresized image of any size ([H, W, 3] or [1, H, W, 3] uint8): it pads inside, and
+the output grid is then that of the padded size (export_model.py). Without TensorFlow Serving at hand, this
+is how a Python service runs the export.
+"""
+import argparse
+import json
+import sys
+
+import config
+import inference
+import post_proc
+
+
+def load(export_dir, frozen=False):
+    """The exported network: SavedModelNetwork, or FrozenGraphNetwork with frozen=True."""
+    return inference.FrozenGraphNetwork(export_dir) if frozen else inference.SavedModelNetwork(export_dir)
+
+
+def detect(network, image, longer_side=None):
+    """People in an RGB uint8 image: list of post_proc's person dicts in source-image pixels."""
+    padded, geometry = inference.prepare(image, longer_side, network.stride)
+    maps = network(padded)
+    people = post_proc.decode(maps, network.stride, geometry.padded_shape)
+    return inference.to_source(people, geometry)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('image', help='an image file')
+    parser.add_argument('--export', default=config.EXPORT_DIR, help='export_model.py output folder')
+    parser.add_argument('--frozen', action='store_true', help='run frozen_graph.pb instead of the SavedModel')
+    parser.add_argument('--longer-side', type=int, help='input size, longer side px (default: the training '
+                                                       'input size in export_info.json)')
+    parser.add_argument('--json', help='write the people (keypoints [x, y, score] in source px) here')
+    args = parser.parse_args(argv)
+    try:
+        import export_model
+        info = export_model.read_info(args.export)
+        image = inference.read_image(args.image)
+    except (FileNotFoundError, IOError) as error:
+        print('serve_example.py: error: %s' % error, file=sys.stderr)
+        return 2
+    longer_side = args.longer_side or config.DEMO_LONGER_SIDE or info.get('training_input_size')
+    network = load(args.export, args.frozen)
+    people = detect(network, image, longer_side)
+    network.close()
+    print('%s: %d people (longer side %s px, stride %d)' % (args.image, len(people), longer_side, network.stride))
+    for n, person in enumerate(people):
+        x, y = person['keypoints'][:, 0], person['keypoints'][:, 1]
+        print('  person %d: score %.3f, keypoints within x %.0f..%.0f, y %.0f..%.0f'
+              % (n, person['score'], x.min(), x.max(), y.min(), y.max()))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump([{'score': p['score'], 'keypoints': p['keypoints'].tolist()} for p in people], f)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""export_model.py and serve_example.py: the SavedModel and the frozen graph compute what the checkpoint does.
+
+One export per session of the shared test checkpoint (conftest.inference_checkpoint); the outputs of the
+SavedModel, of the frozen graph and of inference.CheckpointNetwork are compared on a real COCO image, and the
+checkpoint network is checked against the Polyak averages read straight from the checkpoint file.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import config
+import export_model
+import inference
+import post_proc
+
+LONGER_SIDE = 129  # 16*8+1: small and on the stride-8 grid
+
+
+@pytest.fixture(scope='module')
+def exported(inference_checkpoint, tmp_path_factory):
+    output = str(tmp_path_factory.mktemp('export'))
+    paths = export_model.export(inference_checkpoint, output, log=lambda message: None)
+    return output, paths
+
+
+@pytest.fixture(scope='module')
+def checkpoint_network(inference_checkpoint):
+    network = inference.CheckpointNetwork(inference_checkpoint)
+    yield network
+    network.close()
+
+
+@pytest.fixture(scope='module')
+def real_image(coco_sample):
+    return inference.read_image(os.path.join(coco_sample['val_images'], '000000196141.jpg'))
+
+
+def _assert_same_maps(actual, expected, relative=0.0):
+    assert set(actual) == set(expected) == set(inference.OUTPUT_NAMES)
+    for name in expected:
+        assert actual[name].shape == expected[name].shape, name
+        tolerance = relative * float(np.abs(expected[name]).max()) + (1e-6 if relative else 0.0)
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=tolerance, err_msg=name)
+
+
+def test_export_writes_saved_model_frozen_graph_and_info(exported, inference_checkpoint):
+    output, paths = exported
+    assert os.path.isfile(os.path.join(paths['saved_model'], 'saved_model.pb'))
+    assert os.path.isdir(os.path.join(paths['saved_model'], 'variables'))
+    assert os.path.getsize(paths['frozen_graph']) > 1e6  # the weights are in it
+    info = export_model.read_info(output)
+    assert info['stride'] == config.EVAL_OUTPUT_STRIDE and info['depth'] == 50 and info['step'] == 2
+    assert info['checkpoint'] == inference.find_checkpoint(inference_checkpoint)
+    assert info['outputs'] == inference.output_tensor_names()
+    assert info['training_input_size'] == 65
+
+
+def test_saved_model_and_frozen_graph_equal_the_checkpoint(exported, checkpoint_network, real_image):
+    output, _ = exported
+    padded, geometry = inference.prepare(real_image, LONGER_SIDE, checkpoint_network.stride)
+    expected = checkpoint_network(padded)
+    rows, cols = post_proc.grid_shape(geometry.padded_shape, checkpoint_network.stride)
+    assert expected['heatmaps'].shape == (rows, cols, config.NUM_KEYPOINTS)
+
+    saved = inference.SavedModelNetwork(output)
+    _assert_same_maps(saved(padded), expected)  # same graph, same weights: identical
+    # Batched input and an unpadded input of any size: the graph pads itself with config.PAD_VALUE.
+    resized, _ = inference.resize_longer_side(real_image, LONGER_SIDE)
+    assert resized.shape[:2] != padded.shape[:2]
+    batched = saved.session.run(saved.outputs, {saved.image: resized[None]})
+    _assert_same_maps(batched, expected)
+    saved.close()
+
+    frozen = inference.FrozenGraphNetwork(output)
+    assert frozen.stride == checkpoint_network.stride
+    # Constant folding reorders float operations: equal to float tolerance.
+    _assert_same_maps(frozen(padded), expected, relative=1e-4)
+    frozen.close()
+
+
+def test_checkpoint_network_runs_the_polyak_averages(inference_checkpoint, checkpoint_network, real_image):
+    """Maps every variable to its average in the checkpoint file independently of inference.py and compares
+    outputs; the raw weights give different ones."""
+    import tensorflow.compat.v1 as tf
+    import train
+    padded, _ = inference.prepare(real_image, 97, checkpoint_network.stride)
+    expected = checkpoint_network(padded)
+    prefix = inference.find_checkpoint(inference_checkpoint)
+    reader = tf.train.load_checkpoint(prefix)
+    results = {}
+    for source in ('average', 'raw'):
+        with tf.Graph().as_default(), train.config_overrides(train.model_overrides(inference_checkpoint)):
+            image, outputs = inference.build_inference_graph()
+            mapping = {}
+            for variable in tf.global_variables():
+                name = variable.op.name
+                if source == 'average' and reader.has_tensor(name + inference.EMA_SUFFIX):
+                    name += inference.EMA_SUFFIX
+                mapping[name] = variable
+            with tf.Session() as sess:
+                tf.train.Saver(mapping).restore(sess, prefix)
+                results[source] = {k: v[0] for k, v in sess.run(outputs, {image: padded}).items()}
+    _assert_same_maps(results['average'], expected, relative=1e-5)
+    assert not np.allclose(results['raw']['heatmaps'], expected['heatmaps'], atol=1e-3)
+
+
+def test_serve_example_decodes_what_the_checkpoint_finds(exported, checkpoint_network, real_image, coco_sample,
+                                                          tmp_path, capsys):
+    import serve_example
+    output, _ = exported
+    path = os.path.join(coco_sample['val_images'], '000000196141.jpg')
+    result = str(tmp_path / 'people.json')
+    assert serve_example.main([path, '--export', output, '--longer-side', str(LONGER_SIDE), '--json', result]) == 0
+    printed = capsys.readouterr().out
+    with open(result) as f:
+        served = json.load(f)
+    assert '%d people' % len(served) in printed
+    expected = inference.Predictor(checkpoint_network, [LONGER_SIDE]).predict(real_image).people
+    assert len(served) == len(expected)
+    for person, reference in zip(served, expected):
+        np.testing.assert_allclose(np.array(person['keypoints']), reference['keypoints'], atol=1e-3)
+
+
+def test_export_without_checkpoint_says_how_to_train(tmp_path, capsys):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert export_model.main(['--checkpoint', str(empty), '--output', str(tmp_path / 'out')]) == 2
+    message = capsys.readouterr().err
+    assert 'no checkpoint in %s' % empty in message and 'python train.py' in message
+    assert not os.path.exists(str(tmp_path / 'out'))
+
+
+def test_exported_graph_rejects_a_non_rgb_input(exported):
+    import tensorflow.compat.v1 as tf
+    saved = inference.SavedModelNetwork(exported[0])
+    for bad in (np.zeros((33, 33), np.uint8), np.zeros((33, 33, 4), np.uint8), np.zeros((2, 33, 33, 3), np.uint8)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r'image must be uint8 \[H, W, 3\]'):
+            saved(bad)
+    saved.close()
