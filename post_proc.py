@@ -26,12 +26,14 @@ Units: positions and offsets in input pixels, (x, y), float32; maps on the outpu
 (cell (i, j) at input pixel (x=j*stride, y=i*stride)), see config.py.
 """
 import math
+import time
 
 import cv2
 import numpy as np
 
 import config
 
+CLOCK = time.perf_counter  # timer of decode()'s `timings` (bench/decode_bench.py measures CPU time with it)
 OUTPUT_CHANNELS = (  # name -> channels per output-grid cell, the network outputs decode() reads
     ('heatmaps', config.NUM_KEYPOINTS),
     ('short_offsets', 2 * config.NUM_KEYPOINTS),
@@ -367,11 +369,15 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
         sx, sy = pos[person, source, 0], pos[person, source, 1]
         dx, dy = maps.offset(maps.mid, sx, sy, edge, skip_zero=True)
         defined = np.isfinite(dx)
-        lx, ly = maps.refine(sx + np.where(defined, dx, 0), sy + np.where(defined, dy, 0), target, refine_steps)
-        pos[person, target, 0] = lx
-        pos[person, target, 1] = ly
+        pos[person, target, 0] = sx + np.where(defined, dx, 0)
+        pos[person, target, 1] = sy + np.where(defined, dy, 0)
         steps.append((person, source, target, defined))
+    # Refine every landing once at the end: a mid-range field points at its target from anywhere in the
+    # source's disk, so errors do not build up along the walk and refining each level would buy nothing.
     flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
+    x, y = maps.refine(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind, refine_steps)
+    pos[..., 0] = x.reshape(batch, -1)
+    pos[..., 1] = y.reshape(batch, -1)
     support = maps.support(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind).reshape(batch, -1)
     found = support >= support_threshold
     # Trust only landings whose source was found: sources are settled at earlier levels.
@@ -870,8 +876,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     Raises:
       ValueError: a missing or mis-shaped output, NaN/inf values, probabilities outside [0, 1], bad stride.
     """
-    import time
-    clock = time.perf_counter
+    clock = CLOCK
     t0 = clock()
     maps_dict, (height, width) = check_outputs(outputs, stride, image_shape)
     stride = int(stride)
