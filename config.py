@@ -187,6 +187,7 @@ ALPHA_BACKGROUND = (255, 255, 255)  # RGBA inputs are composited over this RGB c
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.jp2')  # [C]
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv')  # [C]
 DEMO_VIDEO_FOURCC = 'mp4v'  # codec of demo.py's annotated .mp4 videos (MJPG .avi if it is missing) [C]
+DEBUG_OFFSET_THRESHOLD = 0.5  # demo.py --debug offset picture: lines from cells whose strongest p_k exceeds this [C]
 EXPORT_DIR = os.path.join(MODEL_DIR, 'export')  # export_model.py writes saved_model/ and frozen_graph.pb here [C]
 INFER_BENCH_SIDES = (401, 801, 1401)  # bench/infer_bench.py input sizes, longer side px (issue 6) [C]
 

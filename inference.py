@@ -8,7 +8,7 @@ through `Predictor`, which does:
     -> padded bottom/right with config.PAD_VALUE to n*s + 1 px, so the output grid meets the input corners
     -> the network at output stride s = config.EVAL_OUTPUT_STRIDE, with the Polyak-averaged weights
     -> with several scales: the maps of each scale resampled onto the output grid of the largest one,
-       offsets rescaled to its pixels, then averaged
+       offsets rescaled to its pixels, then averaged (offsets weighted by their heatmap / segmentation)
     -> post_proc.decode on that grid
     -> keypoints and masks mapped back to source-image pixels.
 
@@ -400,24 +400,48 @@ def resample_maps(maps, geometry, target, stride):
     return resampled
 
 
-def merge_scales(maps_per_scale, geometries, stride):
-    """Averages the maps of several scales on the grid of the largest (config: multi-scale testing [R]).
+def offset_weights(maps):
+    """Confidence of each offset field of one scale, to weight it when scales merge: dict offset name ->
+    float32 [H', W', F]. A short-range field S_k counts where p_k is high, a mid-range field k -> l where p_k
+    is (its disk), a long-range field where p_S is (a person's pixels); elsewhere the field is unsupervised."""
+    weights = {}
+    if 'short_offsets' in maps:
+        weights['short_offsets'] = maps['heatmaps']
+    if 'mid_offsets' in maps:
+        weights['mid_offsets'] = maps['heatmaps'][..., [k for k, _ in config.DIRECTED_EDGES]]
+    if 'long_offsets' in maps:
+        weights['long_offsets'] = np.repeat(maps['segmentation'], maps['long_offsets'].shape[2] // 2, axis=2)
+    return weights
 
-    Returns (maps dict, Geometry of that grid). Heatmaps and segmentation average as probabilities, offsets
-    after rescaling to the reference pixels.
+
+def merge_scales(maps_per_scale, geometries, stride, epsilon=1e-6):
+    """Merges the maps of several scales on the grid of the largest (multi-scale testing [R]).
+
+    Heatmaps and segmentation are averaged as probabilities. Offsets, rescaled to the reference pixels, are
+    averaged with the weights of offset_weights [C]: each scale's field counts where that scale sees its
+    keypoint or person, not where it was never trained to point anywhere (a plain mean would pull the
+    offsets of a large person, inside the disk at one scale but outside at another, towards garbage).
+    Returns (maps dict, Geometry of that grid).
     """
     reference = int(np.argmax([g.input_shape[0] * g.input_shape[1] for g in geometries]))
     target = geometries[reference]
     if len(maps_per_scale) == 1:
         return maps_per_scale[0], target
-    total = {name: np.array(value, np.float32, copy=True) for name, value in maps_per_scale[reference].items()}
+    sums, weights = {}, {}
     for n, (maps, geometry) in enumerate(zip(maps_per_scale, geometries)):
-        if n == reference:
-            continue
-        for name, value in resample_maps(maps, geometry, target, stride).items():
-            total[name] += value
+        if n != reference:
+            maps = resample_maps(maps, geometry, target, stride)
+        fields = offset_weights(maps)
+        for name, value in maps.items():
+            if name in fields:
+                weight = np.repeat(fields[name], 2, axis=2) + epsilon  # one weight for dx and dy
+                value = value * weight
+                weights[name] = weights.get(name, 0.0) + weight
+            sums[name] = sums[name] + value if name in sums else np.array(value, np.float32, copy=True)
     count = float(len(maps_per_scale))
-    return {name: value / count for name, value in total.items()}, target
+    merged = {name: (value / weights[name] if name in weights else value / count).astype(np.float32)
+              for name, value in sums.items()}
+    return merged, target
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,398 @@
+"""PersonLab demo: people, their keypoints and instance masks in your images, folders and videos.
+
+    python demo.py photo.jpg                            # newest checkpoint under model/ -> demo_result/
+    python demo.py photos/ clip.mp4 --output out/       # every image and video of a folder, and a video
+    python demo.py photo.jpg --longer-side 801          # input size (default: the model's training size)
+    python demo.py photo.jpg --multi-scale              # config.EVAL_SCALES, merged before decoding
+    python demo.py photo.jpg --scales 401 801 --debug   # two scales; heatmap, Hough and offset pictures
+    python demo.py --preset quickstart                  # the quickstart model on synthetic validation images
+
+For each image `name.ext` it writes, in the output folder (config.DEMO_OUTPUT_DIR by default):
+  name_pose.jpg      the skeletons (plot.py)
+  name_masks.jpg     the instance masks, one colour per person
+  name.json          {"image", "width", "height", "checkpoint", "longer_sides", "people": [{"score",
+                     "mask_score", "keypoints": [[x, y, score] * 17] in source pixels, "mask": COCO RLE
+                     {"size": [H, W], "counts": str}, "box": [x, y, w, h]}], ...}
+  name_heatmaps.jpg, name_hough.jpg, name_offsets.jpg   with --debug
+and for a video `clip.ext`: clip_pose.mp4 (skeletons and instance masks) and clip_frames/<frame>.json.
+
+The network runs with the Polyak-averaged weights at config.EVAL_OUTPUT_STRIDE on the image resized so its
+longer side is --longer-side (inference.py holds the whole path, shared with eval.py and the export).
+Grey, RGBA, 16-bit and huge images are converted; a file that cannot be read, or an image too small to hold a
+person, is reported and skipped, and the run goes on.
+"""
+import argparse
+import colorsys
+import json
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+import config
+import data_generator
+import inference
+import plot
+import post_proc
+
+PICTURE_EXTENSION = '.jpg'
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------------
+def _extension(path):
+    return os.path.splitext(path)[1].lower()
+
+
+def is_video(path):
+    return _extension(path) in config.VIDEO_EXTENSIONS
+
+
+def list_inputs(paths, limit=None, log=inference.log):
+    """Files to process: each path as given if it is a file, the image and video files of a folder (sorted,
+    not recursive). Returns list of paths. Raises FileNotFoundError naming a path that does not exist."""
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError('input not found: %s' % ', '.join(missing))
+    files = []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        names = sorted(n for n in os.listdir(path) if not n.startswith('.')
+                       and os.path.isfile(os.path.join(path, n)))
+        known = [n for n in names if _extension(n) in config.IMAGE_EXTENSIONS + config.VIDEO_EXTENSIONS]
+        if len(known) < len(names):
+            log('demo: %s: ignoring %d files that are neither images nor videos (config.IMAGE_EXTENSIONS, '
+                'VIDEO_EXTENSIONS)' % (path, len(names) - len(known)))
+        files.extend(os.path.join(path, n) for n in known)
+    return files[:limit] if limit else files
+
+
+def output_stem(path, output_dir, taken):
+    """Output path prefix for an input: <output>/<name without extension>, made unique within the run."""
+    stem = os.path.splitext(os.path.basename(path))[0] or 'image'
+    candidate, n = stem, 1
+    while candidate in taken:
+        n += 1
+        candidate = '%s_%d' % (stem, n)
+    taken.add(candidate)
+    return os.path.join(output_dir, candidate)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------------------
+def people_json(people):
+    """JSON-ready list of people: keypoints [[x, y, score]] in source px, scores, mask as COCO RLE, box."""
+    records = []
+    for person in people:
+        record = {'score': round(float(person['score']), 5),
+                  'mask_score': round(float(person.get('mask_score', person['score'])), 5),
+                  'keypoints': [[round(float(x), 2), round(float(y), 2), round(float(s), 5)]
+                                for x, y, s in person['keypoints']]}
+        mask = person.get('mask')
+        if mask is not None:
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            record['mask'] = {'size': [int(v) for v in rle['size']], 'counts': rle['counts'].decode('ascii')}
+            record['box'] = [round(float(v), 1) for v in mask_utils.toBbox(rle)]
+        records.append(record)
+    return records
+
+
+def write_json(path, source, image_shape, prediction, predictor, network, extra=None):
+    record = {
+        'image': source,
+        'width': int(image_shape[1]),
+        'height': int(image_shape[0]),
+        'checkpoint': getattr(network, 'checkpoint', None),
+        'longer_sides': predictor.scales,
+        'stride': predictor.stride,
+        'keypoint_names': list(config.KEYPOINTS),
+        'people': people_json(prediction.people),
+    }
+    record.update(extra or {})
+    with open(path, 'w') as f:
+        json.dump(record, f)
+
+
+def pose_picture(image, people):
+    """Skeletons and scores of the people over the image (plot.py), without their masks."""
+    return plot.draw_people(image, [dict(person, mask=None) for person in people])
+
+
+def masks_picture(image, people):
+    """The instance masks of the people over the image, one colour per person (plot.py)."""
+    return plot.overlay_masks(image, [person.get('mask') for person in people])
+
+
+def offsets_picture(image, heatmaps, short_offsets, stride, threshold=None):
+    """Short-range offsets as lines from every grid cell whose strongest heatmap exceeds `threshold`
+    (config.DEBUG_OFFSET_THRESHOLD) to where its offset points, one colour per keypoint type."""
+    threshold = config.DEBUG_OFFSET_THRESHOLD if threshold is None else threshold
+    canvas = np.array(image, copy=True)
+    kinds = heatmaps.argmax(axis=2)
+    rows, cols = np.nonzero(heatmaps.max(axis=2) > threshold)
+    kind = kinds[rows, cols]
+    dx = short_offsets[rows, cols, 2 * kind]
+    dy = short_offsets[rows, cols, 2 * kind + 1]
+    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    start = np.stack([cols * stride, rows * stride], axis=1).astype(np.float64)
+    end = start + np.stack([dx, dy], axis=1)
+    lines = np.round(np.stack([start, end], axis=1) * (1 << shift)).astype(np.int32)
+    for k in np.unique(kind):
+        hue = k / float(config.NUM_KEYPOINTS)
+        colour = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.9, 1.0))
+        cv2.polylines(canvas, list(lines[kind == k]), False, colour, 1, cv2.LINE_AA, shift)
+    tips = np.round(end).astype(np.int64)
+    inside = (tips[:, 0] >= 0) & (tips[:, 1] >= 0) & (tips[:, 0] < canvas.shape[1]) & (tips[:, 1] < canvas.shape[0])
+    canvas[tips[inside, 1], tips[inside, 0]] = 255  # the landing points
+    return canvas
+
+
+def debug_pictures(image, prediction, stride):
+    """name -> RGB picture on the network's input at the decoding grid's scale: 'heatmaps' (maximum over the
+    keypoint types), 'hough' (Hough maps, post_proc.hough_voting) and 'offsets' (short-range offsets)."""
+    padded, _ = inference.prepare(image, max(prediction.geometry.input_shape), stride)
+    maps = prediction.maps
+    hough = post_proc.hough_voting(maps['heatmaps'], maps['short_offsets'], stride)
+    return {
+        'heatmaps': plot.heatmap_view(padded, maps['heatmaps'], stride),
+        'hough': plot.hough_view(padded, hough, config.HOUGH_STRIDE),
+        'offsets': offsets_picture(padded, maps['heatmaps'], maps['short_offsets'], stride),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------------------
+class Demo(object):
+    """One predictor, many inputs; counts what was done and skipped."""
+
+    def __init__(self, predictor, network, output_dir, debug=False, log=inference.log):
+        self.predictor = predictor
+        self.network = network
+        self.output_dir = output_dir
+        self.debug = debug
+        self.log = log
+        self.taken = set()
+        self.done, self.skipped = [], []
+        self.totals = {'network': 0.0, 'decode': 0.0, 'drawing': 0.0, 'images': 0}
+
+    def _account(self, prediction, drawing):
+        timings = prediction.timings
+        self.totals['network'] += timings['prepare'] + timings['network']
+        self.totals['decode'] += timings['merge'] + timings['decode'] + timings['to_source']
+        self.totals['drawing'] += drawing
+        self.totals['images'] += 1
+
+    def image(self, path, index, count):
+        """Processes one image file; returns the written paths. Raises ImageReadError for a bad file."""
+        image = inference.read_image(path)
+        prediction = self.predictor.predict(image, name=path)
+        stem = output_stem(path, self.output_dir, self.taken)
+        t0 = time.perf_counter()
+        written = {'pose': stem + '_pose' + PICTURE_EXTENSION, 'masks': stem + '_masks' + PICTURE_EXTENSION,
+                   'json': stem + '.json'}
+        plot.save_image(written['pose'], pose_picture(image, prediction.people))
+        plot.save_image(written['masks'], masks_picture(image, prediction.people))
+        if self.debug:
+            for name, picture in debug_pictures(image, prediction, self.predictor.stride).items():
+                written[name] = '%s_%s%s' % (stem, name, PICTURE_EXTENSION)
+                plot.save_image(written[name], picture)
+        drawing = time.perf_counter() - t0
+        write_json(written['json'], path, image.shape, prediction, self.predictor, self.network)
+        self._account(prediction, drawing)
+        timings = prediction.timings
+        self.log('[%d/%d] %s: %dx%d, %d people; network %.2f s, decoding %.0f ms, drawing %.0f ms -> %s'
+                 % (index, count, path, image.shape[1], image.shape[0], len(prediction.people),
+                    timings['prepare'] + timings['network'],
+                    1000 * (timings['merge'] + timings['decode'] + timings['to_source']), 1000 * drawing,
+                    written['pose']))
+        return written
+
+    def video(self, path, index, count, max_frames=None):
+        """Processes a video: annotated video + one JSON per frame. Returns the written paths."""
+        capture = cv2.VideoCapture(path)
+        if not capture.isOpened():
+            raise data_generator.ImageReadError('%s cannot be opened as a video by OpenCV' % path)
+        try:
+            return self._video_frames(capture, path, index, count, max_frames)
+        finally:
+            capture.release()
+
+    def _video_frames(self, capture, path, index, count, max_frames):
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if max_frames:
+            total = min(total, max_frames) if total > 0 else max_frames
+        stem = output_stem(path, self.output_dir, self.taken)
+        frames_dir = stem + '_frames'
+        os.makedirs(frames_dir, exist_ok=True)
+        writer, video_path = None, None
+        frame_index, start = 0, time.perf_counter()
+        try:
+            while not max_frames or frame_index < max_frames:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                prediction = self.predictor.predict(image, name='%s frame %d' % (path, frame_index))
+                t0 = time.perf_counter()
+                picture = plot.draw_people(image, prediction.people)
+                if writer is None:
+                    writer, video_path = open_video_writer(stem, fps, image.shape)
+                writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                drawing = time.perf_counter() - t0
+                write_json(os.path.join(frames_dir, '%06d.json' % frame_index), path, image.shape, prediction,
+                           self.predictor, self.network, {'frame': frame_index, 'time': frame_index / fps})
+                self._account(prediction, drawing)
+                frame_index += 1
+                elapsed = time.perf_counter() - start
+                rate = frame_index / elapsed
+                left = ', %.0f s left' % ((total - frame_index) / rate) if total > frame_index else ''
+                sys.stderr.write('\r[%d/%d] %s: frame %d%s, %d people, %.2f frames/s%s   ' % (
+                    index, count, path, frame_index, '/%d' % total if total > 0 else '', len(prediction.people),
+                    rate, left))
+                sys.stderr.flush()
+        finally:
+            if writer is not None:
+                writer.release()
+        sys.stderr.write('\n')
+        if frame_index == 0:
+            raise data_generator.ImageReadError('%s: no frame could be read' % path)
+        self.log('[%d/%d] %s: %d frames -> %s, %s/' % (index, count, path, frame_index, video_path, frames_dir))
+        return {'video': video_path, 'frames': frames_dir, 'count': frame_index}
+
+    def run(self, paths, max_frames=None):
+        """Processes every input; unreadable ones are reported and skipped. Returns list of written dicts."""
+        for n, path in enumerate(paths, 1):
+            try:
+                if is_video(path):
+                    self.done.append(self.video(path, n, len(paths), max_frames))
+                else:
+                    self.done.append(self.image(path, n, len(paths)))
+            except data_generator.ImageReadError as error:
+                self.skipped.append((path, str(error)))
+                self.log('[%d/%d] SKIPPED %s' % (n, len(paths), error))
+        return self.done
+
+
+def open_video_writer(stem, fps, shape):
+    """cv2.VideoWriter for an RGB frame shape: config.DEMO_VIDEO_FOURCC .mp4, else MJPG .avi."""
+    height, width = shape[:2]
+    for fourcc, extension in ((config.DEMO_VIDEO_FOURCC, '.mp4'), ('MJPG', '.avi')):
+        path = stem + '_pose' + extension
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        if writer.isOpened():
+            return writer, path
+        writer.release()
+    raise OSError('OpenCV cannot write a video (tried %s .mp4 and MJPG .avi) to %s' % (config.DEMO_VIDEO_FOURCC,
+                                                                                     stem))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='PersonLab demo: skeletons, instance masks and JSON for images, folders and videos.',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n')[1])
+    parser.add_argument('inputs', nargs='*', help='image files, folders of images and videos, video files')
+    parser.add_argument('--checkpoint', help='train dir or checkpoint prefix (default: the newest in %s, else '
+                                             'in the folders of %s)' % (config.TRAIN_DIR, config.MODEL_DIR))
+    parser.add_argument('--output', help='output folder (default %s)' % config.DEMO_OUTPUT_DIR)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--longer-side', type=int, help='input size, longer side in px (default '
+                                                       'config.DEMO_LONGER_SIDE, else the training INPUT_SIZE)')
+    size.add_argument('--scales', type=int, nargs='+', metavar='SIDE', help='several input sizes (multi-scale)')
+    size.add_argument('--multi-scale', action='store_true', help='the paper\'s scales, config.EVAL_SCALES %s'
+                                                                 % (config.EVAL_SCALES,))
+    parser.add_argument('--debug', action='store_true', help='also write heatmap, Hough-map and offset pictures')
+    parser.add_argument('--limit', type=int, help='process only the first N inputs')
+    parser.add_argument('--max-frames', type=int, help='process only the first N frames of each video')
+    parser.add_argument('--preset', choices=('quickstart',), help='quickstart: the model of `train.py --preset '
+                                                                 'quickstart` on 4 synthetic validation images')
+    args = parser.parse_args(argv)
+    for name in ('longer_side', 'limit', 'max_frames'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error('--%s must be positive' % name.replace('_', '-'))
+    return args
+
+
+PRESET_IMAGES = 4  # --preset quickstart: this many synthetic validation images
+
+
+def resolve(args):
+    """Inputs, checkpoint and limit after the preset: (inputs, checkpoint, limit)."""
+    inputs, checkpoint, limit = list(args.inputs), args.checkpoint, args.limit
+    if args.preset == 'quickstart':
+        import train
+        preset = train.preset_overrides('quickstart')
+        checkpoint = checkpoint or preset['TRAIN_DIR']
+        if not inputs:
+            inputs = [os.path.join(config.SYNTHETIC_DIR, 'val2017')]
+            limit = limit or PRESET_IMAGES
+    return inputs, checkpoint, limit
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    inputs, checkpoint, limit = resolve(args)
+    if not inputs:
+        print('demo.py: error: give an image, a folder or a video (or --preset quickstart); see --help',
+              file=sys.stderr)
+        return 2
+    try:
+        paths = list_inputs(inputs, limit)
+        prefix = inference.find_checkpoint(checkpoint)  # before TensorFlow: a missing model fails at once
+    except (FileNotFoundError, inference.NoCheckpointError) as error:
+        print('demo.py: %s' % error, file=sys.stderr)
+        return 2
+    if not paths:
+        print('demo.py: no image or video in %s' % ', '.join(inputs), file=sys.stderr)
+        return 2
+    output_dir = args.output or config.DEMO_OUTPUT_DIR
+    os.makedirs(output_dir, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        network = inference.CheckpointNetwork(prefix)
+    except ValueError as error:
+        print('demo.py: error: %s' % error, file=sys.stderr)
+        return 2
+    for warning in network.warnings:
+        inference.log('demo: WARNING: %s' % warning)
+    if args.multi_scale:
+        scales = list(config.EVAL_SCALES)
+    elif args.scales:
+        scales = args.scales
+    else:
+        scales = [inference.default_longer_side(network, args.longer_side)]
+    predictor = inference.Predictor(network, scales)
+    inference.log('demo: %s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, model ready in %.1f s'
+                  % (prefix, network.depth, network.settings['step'],
+                     '/'.join('source' if s is None else str(s) for s in scales), network.stride,
+                     time.perf_counter() - start))
+    demo = Demo(predictor, network, output_dir, debug=args.debug)
+    demo.run(paths, args.max_frames)
+    network.close()
+    totals = demo.totals
+    if totals['images']:
+        inference.log('demo: %d pictures in %.1f s; per picture: network %.2f s, decoding %.0f ms, drawing %.0f ms'
+                      % (totals['images'], time.perf_counter() - start, totals['network'] / totals['images'],
+                         1000 * totals['decode'] / totals['images'], 1000 * totals['drawing'] / totals['images']))
+    if demo.skipped:
+        inference.log('demo: skipped %d of %d inputs:\n%s' % (len(demo.skipped), len(paths), '\n'.join(
+            '  %s' % message for _, message in demo.skipped)))
+    print('demo: results for %d of %d inputs in %s' % (len(demo.done), len(paths), output_dir))
+    return 0 if demo.done else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

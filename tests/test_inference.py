@@ -1,0 +1,216 @@
+"""inference.py without TensorFlow: image conversion, resize geometry, multi-scale merging, checkpoint search,
+and the whole Predictor path on real COCO annotations through a ground-truth stand-in for the network."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+import config
+import data_generator
+import inference
+from oracle_network import OracleNetwork
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------------------------------------
+def test_to_rgb_uint8_converts_grey_rgba_16_bit_and_float():
+    rng = np.random.RandomState(0)
+    rgb = rng.randint(0, 256, (20, 30, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(inference.to_rgb_uint8(rgb), rgb)
+    grey = rgb[..., 0]
+    for g in (grey, grey[..., None]):
+        out = inference.to_rgb_uint8(g)
+        assert out.shape == (20, 30, 3) and (out == grey[..., None]).all()
+    np.testing.assert_array_equal(inference.to_rgb_uint8(rgb.astype(np.uint16) * 257), rgb)  # exact
+    np.testing.assert_array_equal(inference.to_rgb_uint8(rgb / 255.0), rgb)
+    rgba = np.concatenate([rgb, np.full((20, 30, 1), 255, np.uint8)], axis=2)
+    rgba[:5, :, 3] = 0  # transparent rows show the background colour
+    rgba[5:10, :, 3] = 128
+    out = inference.to_rgb_uint8(rgba)
+    np.testing.assert_array_equal(out[:5], np.broadcast_to(config.ALPHA_BACKGROUND, (5, 30, 3)))
+    np.testing.assert_array_equal(out[10:], rgb[10:])
+    expected = np.rint(rgb[5:10] * (128 / 255.0) + np.array(config.ALPHA_BACKGROUND) * (127 / 255.0))
+    assert np.abs(out[5:10].astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize('bad, message', [
+    (np.zeros((4, 5, 2), np.uint8), 'shape'),
+    (np.zeros((4, 5, 3), np.int32), 'pixel type int32'),
+    (np.full((4, 5, 3), np.nan, np.float32), 'NaN'),
+    (np.zeros((4,), np.uint8), 'shape'),
+])
+def test_to_rgb_uint8_names_what_is_wrong(bad, message):
+    with pytest.raises(inference.UnusableImageError, match=message):
+        inference.to_rgb_uint8(bad, 'frame 3')
+
+
+def test_read_image_files_of_every_kind(coco_sample, tmp_path):
+    source = os.path.join(coco_sample['val_images'], '000000000785.jpg')
+    rgb = inference.read_image(source)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    files = {'grey.png': cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 'deep.png': bgr.astype(np.uint16) * 257,
+             'opaque.png': cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), 'same.bmp': bgr}
+    for name, array in files.items():
+        assert cv2.imwrite(str(tmp_path / name), array)
+    np.testing.assert_array_equal(inference.read_image(str(tmp_path / 'deep.png')), rgb)
+    np.testing.assert_array_equal(inference.read_image(str(tmp_path / 'opaque.png')), rgb)
+    np.testing.assert_array_equal(inference.read_image(str(tmp_path / 'same.bmp')), rgb)
+    grey = inference.read_image(str(tmp_path / 'grey.png'))
+    assert grey.shape == rgb.shape and (grey == grey[..., :1]).all()
+
+    (tmp_path / 'broken.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+    (tmp_path / 'empty.png').write_bytes(b'')
+    for name in ('broken.jpg', 'empty.png', 'missing.jpg'):
+        with pytest.raises(data_generator.ImageReadError, match=name):
+            inference.read_image(str(tmp_path / name))
+    assert cv2.imwrite(str(tmp_path / 'tiny.png'), bgr[:5, :40])
+    with pytest.raises(inference.UnusableImageError, match=r'tiny.png is only 40x5 px'):
+        inference.read_image(str(tmp_path / 'tiny.png'))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Geometry
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('longer_side', [97, 401, 1401])
+def test_resize_and_map_back_is_exact_on_a_sub_pixel_blob(longer_side):
+    """A Gaussian blob at a sub-pixel source position: its centroid after cv2.resize, mapped back, lands on it."""
+    height, width, x, y, sigma = 240, 320, 121.3, 87.6, 6.0
+    rows, cols = np.mgrid[:height, :width]
+    blob = np.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * sigma ** 2))
+    image = np.repeat((blob * 255)[..., None], 3, axis=2).astype(np.float32) / 255.0
+    resized, scale = inference.resize_longer_side(image, longer_side)
+    assert max(resized.shape[:2]) == longer_side
+    assert scale == (resized.shape[1] / width, resized.shape[0] / height)
+    weights = resized[..., 0].astype(np.float64)
+    r, c = np.mgrid[:resized.shape[0], :resized.shape[1]]
+    centroid = np.array([(weights * c).sum(), (weights * r).sum()]) / weights.sum()
+    geometry = inference.Geometry((height, width), resized.shape[:2], None, scale)
+    back = inference.to_source_points(centroid, geometry)
+    np.testing.assert_allclose(back, [x, y], atol=0.05)
+
+
+def test_prepare_pads_bottom_right_to_the_grid():
+    image = np.full((100, 61, 3), 7, np.uint8)
+    padded, geometry = inference.prepare(image, 129, 8)
+    assert geometry.input_shape == (129, 79) and geometry.padded_shape == (129, 81) == padded.shape[:2]
+    assert (padded[:, 79:] == np.array(config.PAD_VALUE, np.uint8)).all() and (padded[:, :79] == 7).all()
+    same, geometry = inference.prepare(np.zeros((97, 33, 3), np.uint8), None, 8)
+    assert same.shape[:2] == (97, 33) and geometry.scale == (1.0, 1.0)
+
+
+def test_to_source_mask_resamples_inside_the_box():
+    source_shape = (300, 400)
+    yy, xx = np.mgrid[:source_shape[0], :source_shape[1]]
+    truth = (xx - 150) ** 2 / 60.0 ** 2 + (yy - 170) ** 2 / 90.0 ** 2 <= 1
+    small = cv2.resize(truth.astype(np.float32), (201, 151), interpolation=cv2.INTER_AREA)
+    padded = np.zeros((161, 209), bool)
+    padded[:151, :201] = small > 0.5
+    geometry = inference.Geometry(source_shape, (151, 201), (161, 209), (201 / 400.0, 151 / 300.0))
+    back = inference.to_source_mask(padded, geometry)
+    assert back.shape == source_shape
+    iou = (back & truth).sum() / float((back | truth).sum())
+    assert iou > 0.97
+    assert not inference.to_source_mask(np.zeros((161, 209), bool), geometry).any()
+
+
+def test_merge_scales_brings_offset_fields_to_one_grid():
+    """An offset field pointing at one source point, seen at two scales, merges into the field of the larger."""
+    stride, target = 8, np.array([50.3, 40.7])  # source px
+    source = np.zeros((120, 160, 3), np.uint8)
+    maps, geometries = [], []
+    for side in (161, 321):
+        _, geometry = inference.prepare(source, side, stride)
+        rows, cols = (np.array(geometry.padded_shape) - 1) // stride + 1
+        fx, fy = geometry.scale
+        tx, ty = (target[0] + 0.5) * fx - 0.5, (target[1] + 0.5) * fy - 0.5  # in this scale's input px
+        j, i = np.meshgrid(np.arange(cols) * stride, np.arange(rows) * stride)
+        field = np.stack([tx - j, ty - i], axis=-1).astype(np.float32)
+        maps.append({'short_offsets': field, 'heatmaps': np.full((rows, cols, 1), 0.2 + 0.4 * len(maps), np.float32)})
+        geometries.append(geometry)
+    merged, reference = inference.merge_scales(maps, geometries, stride)
+    assert reference == geometries[1]
+    # The outermost cells of the larger grid lie up to half a source pixel beyond the smaller input, whose
+    # border values they take (clamped): the linear field is exact inside.
+    np.testing.assert_allclose(merged['short_offsets'][1:-1, 1:-1], maps[1]['short_offsets'][1:-1, 1:-1],
+                               atol=1e-3)
+    assert np.abs(merged['short_offsets'] - maps[1]['short_offsets']).max() < 0.5
+    np.testing.assert_allclose(merged['heatmaps'], 0.4)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------------------
+def _fake_checkpoint(folder, step):
+    os.makedirs(folder, exist_ok=True)
+    prefix = os.path.join(folder, 'model.ckpt-%d' % step)
+    for suffix in ('.index', '.data-00000-of-00001'):
+        open(prefix + suffix, 'w').close()
+    return prefix
+
+
+def test_find_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, 'MODEL_DIR', str(tmp_path / 'model'))
+    monkeypatch.setattr(config, 'TRAIN_DIR', str(tmp_path / 'model' / 'personlab'))
+    with pytest.raises(inference.NoCheckpointError) as error:
+        inference.find_checkpoint()
+    message = str(error.value)
+    assert config.TRAIN_DIR in message and 'python train.py --preset quickstart' in message
+
+    quick = str(tmp_path / 'model' / 'quickstart')
+    for step in (100, 600, 50):
+        _fake_checkpoint(quick, step)
+    assert inference.find_checkpoint() == os.path.join(quick, 'model.ckpt-600')  # highest step
+    with open(os.path.join(quick, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "model.ckpt-100"\nall_model_checkpoint_paths: "model.ckpt-100"\n')
+    assert inference.find_checkpoint(quick) == os.path.join(quick, 'model.ckpt-100')  # the state file rules
+    own = _fake_checkpoint(config.TRAIN_DIR, 5)
+    assert inference.find_checkpoint() == own  # config.TRAIN_DIR first
+    assert inference.find_checkpoint(own + '.index') == own
+    with pytest.raises(inference.NoCheckpointError, match='checkpoint not found: .*nothing'):
+        inference.find_checkpoint(str(tmp_path / 'nothing'))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The whole path on real annotations
+# ----------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def crowded_example(coco_sample):
+    dataset = data_generator.CocoPersons(coco_sample['val_annotations'], coco_sample['val_images'])
+    return dataset.load_example(196141)  # 5 persons
+
+
+def _match_errors(people, example, min_labelled=8):
+    """Mean source-px distance of each well-labelled ground-truth person's labelled keypoints to the decoded
+    person closest to them."""
+    errors = []
+    for truth in example['keypoints']:
+        labelled = truth[:, 2] > 0
+        if labelled.sum() < min_labelled:
+            continue
+        distances = [np.linalg.norm(p['keypoints'][labelled, :2] - truth[labelled, :2], axis=1).mean()
+                     for p in people]
+        errors.append(min(distances))
+    return np.array(errors)
+
+
+@pytest.mark.parametrize('scales, tolerance', [
+    ([401], 0.05), ([801], 0.05),  # one scale: the oracle's keypoints come back exactly
+    ([257, 401, 545], 1.5),  # disks of R input px differ in size between scales: blurred borders
+])
+def test_predictor_maps_people_back_to_source_pixels(crowded_example, scales, tolerance):
+    network = OracleNetwork(crowded_example, scales)
+    prediction = inference.Predictor(network, scales).predict(crowded_example['image'])
+    assert len(network.calls) == len(scales)
+    assert prediction.geometry.input_shape[1] == max(scales)  # decoded on the largest scale's grid
+    height, width = crowded_example['image'].shape[:2]
+    errors = _match_errors(prediction.people, crowded_example)
+    assert len(errors) >= 3
+    assert errors.max() < tolerance, errors  # source px; the inputs are 0.4x to 1.25x the source
+    for person in prediction.people:
+        assert person['mask'].shape == (height, width)
+    ious = []
+    for truth in crowded_example['masks'][crowded_example['masks'].sum(axis=(1, 2)) > 5000]:
+        ious.append(max((p['mask'] & truth).sum() / float((p['mask'] | truth).sum()) for p in prediction.people))
+    assert len(ious) >= 2 and min(ious) > 0.6, ious
