@@ -95,9 +95,9 @@ def _conv_weights(inputs, num_outputs, kernel_size):
 def _convolve(inputs, weights, stride, rate):
     """SAME convolution, or TF-Slim's conv2d_same (explicit symmetric padding, then VALID) when strided.
 
-    A strided convolution with SAME padding would pad more at the bottom/right, depending on the input size;
-    conv2d_same pads (k_eff - 1) // 2 before and the rest after (k_eff = k + (k - 1) * (rate - 1)), so that
-    an input of side n * stride + 1 keeps its corners on the output grid.
+    A strided convolution with SAME padding would pad more at the bottom/right on even input sizes;
+    conv2d_same pads (k - 1) // 2 before and k // 2 after whatever the size, so output cell i is centred on
+    input pixel i * stride (and an input of side n * stride + 1 keeps its corners on the output grid).
 
     Args:
       inputs: float32 [batch, height, width, channels_in].
@@ -111,7 +111,7 @@ def _convolve(inputs, weights, stride, rate):
         if stride > 1:
             raise ValueError('%s: stride %d with rate %d (TF-Slim never combines them)'
                              % (tf.get_variable_scope().name, stride, rate))
-        # Space-to-batch, then a plain convolution: on CPU about twice as fast as Conv2D's dilations.
+        # Space-to-batch, then a plain convolution: measured faster on CPU than Conv2D with dilations.
         return tf.nn.atrous_conv2d(inputs, weights, rate, 'SAME')
     padding = 'SAME'
     if stride > 1 and kernel_size > 1:

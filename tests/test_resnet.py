@@ -436,6 +436,11 @@ def test_missing_checkpoint_files(tmp_path, make_slim_checkpoint, resnet50):
     (tmp_path / 'lonely.ckpt.index').write_bytes(open(index, 'rb').read())
     with pytest.raises(FileNotFoundError, match='no .*lonely.ckpt.data-\\* file'):
         resnet.check_backbone_checkpoint(str(lonely), 'resnet_v2_50')
+    # Not a checkpoint (an HTML error page saved under the checkpoint's name).
+    garbage = tmp_path / 'garbage.ckpt'
+    garbage.write_text('<html>404</html>')
+    with pytest.raises(ValueError, match='garbage.ckpt cannot be read'):
+        resnet.check_backbone_checkpoint(str(garbage), 'resnet_v2_50')
 
 def test_default_checkpoint_comes_from_config(tmp_path, monkeypatch):
     missing = str(tmp_path / 'elsewhere.ckpt')
