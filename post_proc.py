@@ -375,9 +375,10 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
     # Refine every landing once at the end: a mid-range field points at its target from anywhere in the
     # source's disk, so errors do not build up along the walk and refining each level would buy nothing.
     flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
-    x, y = maps.refine(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind, refine_steps)
-    pos[..., 0] = x.reshape(batch, -1)
-    pos[..., 1] = y.reshape(batch, -1)
+    # A precise pose rejects its own seeds: every landing moves to the centroid of the Hough votes around it
+    # (5x5 cells, then 3x3 once it is close).
+    pos = hough_centroids(maps, pos, np.ones(pos.shape[:2], bool), half=2)
+    pos = hough_centroids(maps, pos, np.ones(pos.shape[:2], bool))
     support = maps.support(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind).reshape(batch, -1)
     found = support >= support_threshold
     # Trust only landings whose source was found: sources are settled at earlier levels.
@@ -535,8 +536,9 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
     radius2 = maps.radius * maps.radius
     people_pos, people_found, people_support, people_rescued = [], [], [], []
     start = 0
-    def accept(batch, pos, found, alive, limit):
-        """Accepts the batch's seeds in order; returns (rows accepted, alive after them)."""
+    def accept(batch, pos, claims, alive, limit):
+        """Accepts the batch's seeds in order; returns (rows accepted, alive after them).  claims [B, K]: the
+        keypoints that reject seeds within r (all supported ones: a seed next to one is that keypoint)."""
         alive = alive.copy()
         rows = []
         for b, n in enumerate(batch):
@@ -545,7 +547,7 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
             rows.append(b)
             # Reject every remaining seed within r of this person's found keypoint of its type.
             own = pos[b][kind]
-            alive &= ~(((sx - own[:, 0]) ** 2 + (sy - own[:, 1]) ** 2 <= radius2) & found[b][kind])
+            alive &= ~(((sx - own[:, 0]) ** 2 + (sy - own[:, 1]) ** 2 <= radius2) & claims[b][kind])
             alive[n] = False
             if len(rows) >= limit:
                 break
@@ -562,11 +564,12 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
         if rescue:
             # Rescue only the seeds the walk alone would accept: the rescue only adds found keypoints, so it
             # can only reject more seeds, never revive one.
-            rows, _ = accept(batch, pos, found, alive, max_people - len(people_pos))
+            rows, _ = accept(batch, pos, found | (support >= support_threshold), alive, max_people - len(people_pos))
             rows = np.asarray(rows, np.int64)
             batch, pos, found, support, rescued = batch[rows], pos[rows], found[rows], support[rows], rescued[rows]
             rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rescued=rescued)
-        rows, alive = accept(batch, pos, found, alive, max_people - len(people_pos))
+        rows, alive = accept(batch, pos, found | (support >= support_threshold), alive,
+                             max_people - len(people_pos))
         for b in rows:
             people_pos.append(pos[b])
             people_found.append(found[b])
@@ -635,7 +638,7 @@ def resolve_conflicts(pos, found, rescued, radius=None):
     found &= ~loses
 
 
-def hough_centroids(maps, pos, found):
+def hough_centroids(maps, pos, found, half=1):
     """Final sub-pixel positions of found keypoints: the centroid of h_k over the 3x3 Hough cells around
     each.  Bilinear splatting keeps the centroid of the votes, so this is the mean of every vote cast for
     the keypoint (exact for exact offsets, averaging tens of noisy votes otherwise), where one landing reads
@@ -647,7 +650,7 @@ def hough_centroids(maps, pos, found):
         return pos
     hs = maps.hough_stride
     hrows, hcols, num = maps.hough.shape
-    window = np.arange(-1, 2)
+    window = np.arange(-half, half + 1)
     cu = np.rint(pos[person, kind, 0] / hs).astype(np.int64)[:, None, None] + window[None, None, :]
     cv = np.rint(pos[person, kind, 1] / hs).astype(np.int64)[:, None, None] + window[None, :, None]
     inside = (cu >= 0) & (cu < hcols) & (cv >= 0) & (cv < hrows)
