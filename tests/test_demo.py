@@ -1,0 +1,222 @@
+"""demo.py end to end on CPU: a real COCO image, a folder of every kind of file, a short video, no checkpoint.
+
+The network is the shared small test checkpoint (conftest.inference_checkpoint: random weights, so the people it
+finds are meaningless); what the JSON says about people is checked with a ground-truth stand-in for the
+network (tests/oracle_network.py) on real annotations.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+import config
+import data_generator
+import demo
+import inference
+from oracle_network import OracleNetwork
+
+SIDE = '129'  # longer side of the network input: small, fast
+
+
+@pytest.fixture(scope='module')
+def real_image_path(coco_sample):
+    return os.path.join(coco_sample['val_images'], '000000000785.jpg')
+
+
+def _run(argv, capsys):
+    code = demo.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _check_json(record, height, width):
+    assert (record['height'], record['width']) == (height, width)
+    assert record['keypoint_names'] == list(config.KEYPOINTS)
+    scores = [p['score'] for p in record['people']]
+    assert scores == sorted(scores, reverse=True)
+    for person in record['people']:
+        assert np.array(person['keypoints']).shape == (config.NUM_KEYPOINTS, 3)
+        mask = mask_utils.decode(person['mask'])
+        assert mask.shape == (height, width)
+        assert isinstance(person['mask']['counts'], str)
+        if mask.any():
+            rows, cols = np.nonzero(mask)
+            np.testing.assert_allclose(person['box'], [cols.min(), rows.min(), np.ptp(cols) + 1,
+                                                       np.ptp(rows) + 1], atol=0.6)
+
+
+def test_demo_on_a_real_image(real_image_path, inference_checkpoint, tmp_path, capsys):
+    out = str(tmp_path / 'out')
+    code, stdout, stderr = _run([real_image_path, '--checkpoint', inference_checkpoint, '--output', out,
+                                 '--longer-side', SIDE, '--debug'], capsys)
+    assert code == 0, stderr
+    assert '[1/1] %s: 640x425' % real_image_path in stderr and 'network' in stderr and 'decoding' in stderr
+    assert 'results for 1 of 1 inputs' in stdout
+    image = inference.read_image(real_image_path)
+    for name in ('pose', 'masks'):
+        picture = cv2.imread(os.path.join(out, '000000000785_%s.jpg' % name))
+        assert picture.shape == image.shape
+    for name in ('heatmaps', 'hough', 'offsets'):  # on the network's input: 129 x 89 padded
+        assert cv2.imread(os.path.join(out, '000000000785_%s.jpg' % name)).shape == (89, 129, 3)
+    record = _load(os.path.join(out, '000000000785.json'))
+    _check_json(record, 425, 640)
+    assert record['longer_sides'] == [129] and record['stride'] == config.EVAL_OUTPUT_STRIDE
+    assert record['checkpoint'] == inference.find_checkpoint(inference_checkpoint)
+    # The JSON holds what the shared inference path finds with the same checkpoint.
+    network = inference.CheckpointNetwork(inference_checkpoint)
+    people = inference.Predictor(network, [129]).predict(image).people
+    network.close()
+    assert len(record['people']) == len(people)
+    for written, person in zip(record['people'], people):
+        np.testing.assert_allclose(np.array(written['keypoints'])[:, :2], person['keypoints'][:, :2], atol=0.01)
+        np.testing.assert_array_equal(mask_utils.decode(written['mask']), person['mask'])
+
+
+def test_demo_json_and_pictures_show_the_people(coco_sample, tmp_path):
+    """With the ground truth standing in for the network: the JSON gives back the annotated keypoints and
+    masks in source pixels, and the pictures show them."""
+    dataset = data_generator.CocoPersons(coco_sample['val_annotations'], coco_sample['val_images'])
+    example = dataset.load_example(40083)
+    predictor = inference.Predictor(OracleNetwork(example, [401]), [401])
+    runner = demo.Demo(predictor, None, str(tmp_path), log=lambda message: None)
+    written = runner.image(example['file_name'], 1, 1)
+    record = _load(written['json'])
+    height, width = example['image'].shape[:2]
+    _check_json(record, height, width)
+    labelled = [(kp, mask) for kp, mask in zip(example['keypoints'], example['masks']) if (kp[:, 2] > 0).sum() >= 8]
+    assert len(labelled) >= 2
+    pose = cv2.cvtColor(cv2.imread(written['pose']), cv2.COLOR_BGR2RGB).astype(int)
+    for keypoints, mask in labelled:
+        ok = keypoints[:, 2] > 0
+        distances = [np.abs(np.array(p['keypoints'])[ok, :2] - keypoints[ok, :2]).max() for p in record['people']]
+        best = record['people'][int(np.argmin(distances))]
+        assert min(distances) < 0.05
+        decoded = mask_utils.decode(best['mask']).astype(bool)
+        assert (decoded & mask).sum() / float((decoded | mask).sum()) > 0.6
+        # The skeleton is drawn: pixels around the labelled keypoints changed.
+        x, y = np.round(keypoints[ok, :2]).astype(int).T
+        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        changed = np.abs(pose[y[inside], x[inside]] - example['image'][y[inside], x[inside]]).sum(axis=1) > 60
+        assert changed.mean() > 0.5
+
+
+def test_demo_on_a_folder_of_every_kind_of_file(real_image_path, inference_checkpoint, tmp_path, capsys):
+    folder = tmp_path / 'inputs'
+    folder.mkdir()
+    shutil.copy(real_image_path, str(folder / 'photo.jpg'))
+    bgr = cv2.imread(real_image_path)
+    assert cv2.imwrite(str(folder / 'grey.png'), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    rgba[:, :100, 3] = 0
+    assert cv2.imwrite(str(folder / 'transparent.png'), rgba)
+    assert cv2.imwrite(str(folder / 'deep.png'), bgr.astype(np.uint16) * 257)
+    assert cv2.imwrite(str(folder / 'huge.jpg'), cv2.resize(bgr, (4800, 3188)))
+    assert cv2.imwrite(str(folder / 'tiny.png'), bgr[:10, :10])
+    (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 truncated')
+    (folder / 'notes.txt').write_text('not an image')
+    out = str(tmp_path / 'out')
+    code, stdout, stderr = _run([str(folder), '--checkpoint', inference_checkpoint, '--output', out,
+                                 '--longer-side', SIDE], capsys)
+    assert code == 0, stderr
+    assert 'ignoring 1 files' in stderr
+    assert 'SKIPPED %s cannot be decoded' % (folder / 'broken.jpg') in stderr
+    assert 'SKIPPED %s is only 10x10 px' % (folder / 'tiny.png') in stderr
+    assert 'skipped 2 of 7 inputs' in stderr and 'results for 5 of 7 inputs' in stdout
+    for stem in ('photo', 'grey', 'transparent', 'deep', 'huge'):
+        for suffix in ('_pose.jpg', '_masks.jpg', '.json'):
+            assert os.path.isfile(os.path.join(out, stem + suffix)), stem + suffix
+    assert not any(name.startswith(('tiny', 'broken', 'notes')) for name in os.listdir(out))
+    photo, deep = _load(os.path.join(out, 'photo.json')), _load(os.path.join(out, 'deep.json'))
+    assert photo['people'] == deep['people']  # 16 bits / 257 gives back the 8-bit pixels exactly
+    huge = _load(os.path.join(out, 'huge.json'))
+    _check_json(huge, 3188, 4800)
+    assert cv2.imread(os.path.join(out, 'huge_pose.jpg')).shape == (3188, 4800, 3)
+
+
+def test_demo_on_a_video(real_image_path, inference_checkpoint, tmp_path, capsys):
+    frames, size = 6, (160, 106)
+    video = str(tmp_path / 'clip.mp4')
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 5.0, size)
+    assert writer.isOpened()
+    bgr = cv2.resize(cv2.imread(real_image_path), size)
+    for n in range(frames):
+        writer.write(np.roll(bgr, 8 * n, axis=1))
+    writer.release()
+    (tmp_path / 'bad.mp4').write_bytes(b'not a video')
+    out = str(tmp_path / 'out')
+    code, stdout, stderr = _run([video, str(tmp_path / 'bad.mp4'), '--checkpoint', inference_checkpoint,
+                                 '--output', out, '--longer-side', SIDE, '--max-frames', '5'], capsys)
+    assert code == 0, stderr
+    assert 'SKIPPED' in stderr and 'bad.mp4' in stderr
+    assert '5 frames -> %s' % os.path.join(out, 'clip_pose.mp4') in stderr
+    capture = cv2.VideoCapture(os.path.join(out, 'clip_pose.mp4'))
+    read = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        assert frame.shape == (size[1], size[0], 3)
+        read += 1
+    capture.release()
+    assert read == 5
+    names = sorted(os.listdir(os.path.join(out, 'clip_frames')))
+    assert names == ['%06d.json' % n for n in range(5)]
+    for n, name in enumerate(names):
+        record = _load(os.path.join(out, 'clip_frames', name))
+        assert record['frame'] == n and record['time'] == pytest.approx(n / 5.0)
+        _check_json(record, size[1], size[0])
+
+
+def test_demo_with_several_scales(real_image_path, inference_checkpoint, tmp_path, capsys):
+    out = str(tmp_path / 'out')
+    code, _, stderr = _run([real_image_path, '--checkpoint', inference_checkpoint, '--output', out,
+                            '--scales', '97', '161'], capsys)
+    assert code == 0, stderr
+    assert 'longer side 97/161 px' in stderr
+    record = _load(os.path.join(out, '000000000785.json'))
+    assert record['longer_sides'] == [97, 161]
+    _check_json(record, 425, 640)
+
+
+def test_demo_without_a_checkpoint_says_how_to_get_one(real_image_path, tmp_path, monkeypatch, capsys):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    # As a user runs it: a separate process that fails at once, before building anything.
+    result = subprocess.run([sys.executable, 'demo.py', real_image_path, '--checkpoint', str(empty),
+                             '--output', str(tmp_path / 'out')], cwd=config.ROOT_DIR, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert 'no checkpoint in %s' % empty in result.stderr
+    assert 'python train.py --preset quickstart' in result.stderr and '--checkpoint' in result.stderr
+    assert not os.path.exists(str(tmp_path / 'out'))
+    # Default search: config.TRAIN_DIR, then the folders of config.MODEL_DIR.
+    monkeypatch.setattr(config, 'MODEL_DIR', str(tmp_path / 'model'))
+    monkeypatch.setattr(config, 'TRAIN_DIR', str(tmp_path / 'model' / 'personlab'))
+    code, _, stderr = _run([real_image_path, '--output', str(tmp_path / 'out')], capsys)
+    assert code == 2 and config.TRAIN_DIR in stderr and 'python train.py' in stderr
+
+
+@pytest.mark.parametrize('argv, message', [
+    ([], 'give an image, a folder or a video'),
+    (['/nonexistent/photo.jpg'], 'input not found: /nonexistent/photo.jpg'),
+])
+def test_demo_bad_arguments(argv, message, capsys):
+    code, _, stderr = _run(argv, capsys)
+    assert code == 2 and message in stderr
+
+
+def test_demo_rejects_a_non_positive_size(real_image_path, capsys):
+    with pytest.raises(SystemExit):
+        demo.main([real_image_path, '--longer-side', '0'])
+    assert '--longer-side must be positive' in capsys.readouterr().err
