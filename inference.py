@@ -21,7 +21,8 @@ A network is anything with a `stride` attribute and `__call__(image)` -> dict na
   CheckpointNetwork  a train.py checkpoint in a tf.compat.v1 Session (Polyak averages restored)
   SavedModelNetwork  export_model.py's SavedModel (tf.compat.v1.saved_model loader)
   FrozenGraphNetwork export_model.py's frozen GraphDef
-All three run the graph `build_inference_graph` makes: input 'image' uint8 [H, W, 3] or [1, H, W, 3] of any
+  GroundTruthNetwork the annotations of a COCO example as maps (eval.py --oracle, tests, benchmark)
+The first three run the graph `build_inference_graph` makes: input 'image' uint8 [H, W, 3] or [1, H, W, 3] of any
 size, padding and preprocessing inside, outputs 'outputs/<name>' [1, H', W', C].
 
 Also here: finding the newest checkpoint without TensorFlow (`find_checkpoint`, `NoCheckpointError` says how
@@ -623,6 +624,54 @@ class FrozenGraphNetwork(_GraphNetwork):
             tf.import_graph_def(graph_def, name='')
             self.session = tf.Session(config=_session_config(threads))
         self._bind(INPUT_NAME + ':0', output_tensor_names())
+
+
+class GroundTruthNetwork(object):
+    """Stands in for the network with the ground truth of one COCO example, encoded as target maps
+    (data_generator.make_targets) at the geometry of the input it is given: what a perfect network outputs.
+
+    eval.py's oracle mode, the tests (resizing, multi-scale merging and mapping back checked against the
+    annotations) and bench/infer_bench.py (decoding as much as on a real result) run it through Predictor.
+    The geometry is recognised among `longer_sides` (None: the source size) by the padded shape it gives;
+    keypoints move with cv2.resize's pixel-centre mapping, masks are sampled onto the grid through the same map.
+
+    Args:
+      example: dict of data_generator.CocoPersons.load_example (replace with set_example for the next image).
+      longer_sides: the longer sides the Predictor uses.
+      stride: output stride (default config.EVAL_OUTPUT_STRIDE).
+    """
+
+    def __init__(self, example=None, longer_sides=(None,), stride=None):
+        self.example = example
+        self.stride = config.EVAL_OUTPUT_STRIDE if stride is None else int(stride)
+        self.longer_sides = list(longer_sides)
+        self.calls = []  # the Geometry of every call
+
+    def set_example(self, example):
+        self.example = example
+
+    def _geometry(self, padded):
+        for side in self.longer_sides:
+            _, geometry = prepare(self.example['image'], side, self.stride)
+            if geometry.padded_shape == padded.shape[:2]:
+                return geometry
+        raise ValueError('GroundTruthNetwork: no longer side of %s turns image %s into the padded shape %s'
+                         % (self.longer_sides, self.example.get('image_id'), padded.shape[:2]))
+
+    def __call__(self, padded):
+        import transformer
+        geometry = self._geometry(padded)
+        self.calls.append(geometry)
+        fx, fy = geometry.scale
+        matrix = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])  # source px -> input px
+        keypoints = np.array(self.example['keypoints'], np.float32, copy=True)
+        keypoints[..., 0] = keypoints[..., 0] * fx + matrix[0, 2]
+        keypoints[..., 1] = keypoints[..., 1] * fy + matrix[1, 2]
+        masks = transformer.warp_masks_to_grid(self.example['masks'], matrix, geometry.padded_shape, self.stride)
+        crowd = transformer.warp_masks_to_grid(self.example['crowd_mask'], matrix, geometry.padded_shape,
+                                               self.stride)
+        targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride)
+        return {name: targets[name] for name in OUTPUT_NAMES}
 
 
 # ----------------------------------------------------------------------------------------------------------

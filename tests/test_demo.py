@@ -2,7 +2,7 @@
 
 The network is the shared small test checkpoint (conftest.inference_checkpoint: random weights, so the people it
 finds are meaningless); what the JSON says about people is checked with a ground-truth stand-in for the
-network (tests/oracle_network.py) on real annotations.
+network (inference.GroundTruthNetwork) on real annotations.
 """
 import json
 import os
@@ -19,7 +19,6 @@ import config
 import data_generator
 import demo
 import inference
-from oracle_network import OracleNetwork
 
 SIDE = '129'  # longer side of the network input: small, fast
 
@@ -88,7 +87,7 @@ def test_demo_json_and_pictures_show_the_people(coco_sample, tmp_path):
     masks in source pixels, and the pictures show them."""
     dataset = data_generator.CocoPersons(coco_sample['val_annotations'], coco_sample['val_images'])
     example = dataset.load_example(40083)
-    predictor = inference.Predictor(OracleNetwork(example, [401]), [401])
+    predictor = inference.Predictor(inference.GroundTruthNetwork(example, [401]), [401])
     runner = demo.Demo(predictor, None, str(tmp_path), log=lambda message: None)
     written = runner.image(example['file_name'], 1, 1)
     record = _load(written['json'])

@@ -1,5 +1,5 @@
 """inference.py without TensorFlow: image conversion, resize geometry, multi-scale merging, checkpoint search,
-and the whole Predictor path on real COCO annotations through a ground-truth stand-in for the network."""
+and the whole Predictor path on real COCO annotations through the ground-truth stand-in for the network."""
 import os
 
 import cv2
@@ -9,7 +9,6 @@ import pytest
 import config
 import data_generator
 import inference
-from oracle_network import OracleNetwork
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -200,7 +199,7 @@ def _match_errors(people, example, min_labelled=8):
     ([257, 401, 545], 1.5),  # disks of R input px differ in size between scales: blurred borders
 ])
 def test_predictor_maps_people_back_to_source_pixels(crowded_example, scales, tolerance):
-    network = OracleNetwork(crowded_example, scales)
+    network = inference.GroundTruthNetwork(crowded_example, scales)
     prediction = inference.Predictor(network, scales).predict(crowded_example['image'])
     assert len(network.calls) == len(scales)
     assert prediction.geometry.input_shape[1] == max(scales)  # decoded on the largest scale's grid
