@@ -8,11 +8,11 @@ Follows ../shared/PAPER.md, "Decoding":
 3. Greedy decoding in queue order: a seed within r = config.NMS_RADIUS of the same-type keypoint of a person
    already decoded is rejected; otherwise it starts a person, whose other keypoints are reached breadth-first
    over the kinematic tree with the (refined) mid-range offsets, y_l = y_k + M_{k,l}(y_k), each landing
-   refined to sub-pixel precision with the short-range offsets.  A keypoint the tree walk misses (the walk
-   crossed an unlabelled or occluded keypoint) is searched again from every keypoint that was found, through
-   the long-range offsets (y_l = y_k + L_l(y_k)) and the mid-range offsets of found neighbours; candidates
-   that agree win (config.LONG_RANGE_RESCUE).  Without it a person whose tree is cut by a missing keypoint
-   splits into fragments.
+   settled on its Hough votes.  A keypoint the tree walk misses (the walk crossed an unlabelled or occluded
+   keypoint) is searched again from every keypoint that was found, through the long-range offsets
+   (y_l = y_k + L_l(y_k)) and the mid-range offsets of found neighbours; candidates that agree win
+   (config.LONG_RANGE_RESCUE).  Without it a person whose tree is cut by a missing keypoint splits into
+   fragments; fragments that still appear merge into their person, and no keypoint is claimed twice.
 4. Keypoint scores: Expected-OKS, instance score: mean keypoint score then keypoint-level soft-NMS (or hard
    OKS-NMS, config.INSTANCE_SCORING).
 5. Instance masks: pixels with p_S > t_S join the person j that minimises the p_k-weighted,
@@ -130,11 +130,6 @@ class Sampler(object):
         base, fx, fy = corners
         return self._blend(base + channel, fx, fy)
 
-    def sample_pair(self, corners, channel):
-        """Values [N, 2] of channels `channel` and `channel + 1` (an offset's dx, dy)."""
-        base, fx, fy = corners
-        return self._blend((base + channel)[:, None] + np.arange(2), fx[:, None], fy[:, None])
-
     def land(self, x, y, field, tolerance, skip_zero=False):
         """Where the offsets of `field` (int array [N]) around points (x, y) send them: float32 [N, 2].
 
@@ -173,11 +168,6 @@ class Sampler(object):
             landing[:, 1] = (weight * land_y).sum(axis=1) / total
         return landing
 
-    def sample_all(self, corners):
-        """Values [N, C] of every channel at the points of `corners`."""
-        base, fx, fy = corners
-        return self._blend(base[:, None] + np.arange(self.channels), fx[:, None], fy[:, None])
-
     def __call__(self, x, y, channel):
         return self.sample(self.corners(x, y), channel)
 
@@ -197,8 +187,19 @@ class Maps(object):
         # Hough mass within ~support_radius of each cell: how much of a keypoint's vote lands at a point.
         support_radius = config.KEYPOINT_SUPPORT_RADIUS if support_radius is None else support_radius
         half = max(int(round(support_radius / hough_stride)), 1)
-        self.hough_mass = Sampler(cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
-                                                borderType=cv2.BORDER_CONSTANT), hough_stride)
+        # 3x3 sums of h, h * column and h * row: the centroid of the votes around any cell in three lookups.
+        rows, cols = hough.shape[:2]
+        box = dict(ddepth=-1, ksize=(3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        box_mass = cv2.boxFilter(hough, **box).reshape(hough.shape)
+        if half > 1:
+            box_mass_support = cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
+                                             borderType=cv2.BORDER_CONSTANT).reshape(hough.shape)
+        else:
+            box_mass_support = box_mass
+        self.hough_mass = Sampler(box_mass_support, hough_stride)
+        self.box_mass = box_mass.reshape(-1)
+        self.box_col = cv2.boxFilter(hough * np.arange(cols, dtype=np.float32)[None, :, None], **box).reshape(-1)
+        self.box_row = cv2.boxFilter(hough * np.arange(rows, dtype=np.float32)[:, None, None], **box).reshape(-1)
         self.radius = radius
         self.landing_tolerance = config.LANDING_TOLERANCE
         self.refine_max_shift = config.REFINE_MAX_SHIFT
@@ -375,10 +376,8 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
     # Refine every landing once at the end: a mid-range field points at its target from anywhere in the
     # source's disk, so errors do not build up along the walk and refining each level would buy nothing.
     flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
-    # A precise pose rejects its own seeds: every landing moves to the centroid of the Hough votes around it
-    # (5x5 cells, then 3x3 once it is close).
-    pos = hough_centroids(maps, pos, np.ones(pos.shape[:2], bool), half=2)
-    pos = hough_centroids(maps, pos, np.ones(pos.shape[:2], bool))
+    # A precise pose rejects its own seeds: every landing moves to the centroid of the Hough votes around it.
+    pos = hough_centroids(maps, pos, np.ones(pos.shape[:2], bool), passes=2)
     support = maps.support(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind).reshape(batch, -1)
     found = support >= support_threshold
     # Trust only landings whose source was found: sources are settled at earlier levels.
@@ -598,7 +597,11 @@ def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None)
     if people < 2:
         return pos, found, support, rescued
     keep = np.ones(people, bool)
-    for n in range(1, people):  # people, not pixels: at most MAX_PEOPLE iterations
+    # Only later people sharing enough with an earlier one need the exact, sequential check below.
+    both = found[:, None, :] & found[None, :, :]  # [earlier, later, K]
+    close = ((pos[:, None] - pos[None, :]) ** 2).sum(axis=-1) <= radius * radius
+    maybe = np.triu(((both & close).sum(axis=-1) >= min_shared), k=1).any(axis=0)
+    for n in np.flatnonzero(maybe):  # people, not pixels: at most MAX_PEOPLE iterations
         both = found[:n] & found[n][None, :] & keep[:n, None]  # [n, K]
         close = ((pos[:n] - pos[n][None]) ** 2).sum(axis=-1) <= radius * radius
         shared = (both & close).sum(axis=1)
@@ -638,31 +641,30 @@ def resolve_conflicts(pos, found, rescued, radius=None):
     found &= ~loses
 
 
-def hough_centroids(maps, pos, found, half=1):
-    """Final sub-pixel positions of found keypoints: the centroid of h_k over the 3x3 Hough cells around
-    each.  Bilinear splatting keeps the centroid of the votes, so this is the mean of every vote cast for
-    the keypoint (exact for exact offsets, averaging tens of noisy votes otherwise), where one landing reads
-    the offsets of 1-4 cells only.  Keypoints with no mass there keep their position.  Returns a new array.
+def hough_centroids(maps, pos, found, passes=1):
+    """Sub-pixel positions of found keypoints: the centroid of h_k over the 3x3 Hough cells around each,
+    `passes` times (each pass re-centres the window).  Bilinear splatting keeps the centroid of the votes, so
+    this is the mean of every vote cast for the keypoint (exact for exact offsets, averaging tens of noisy
+    votes otherwise), where one landing reads the offsets of 1-4 cells only.  Keypoints with no mass there
+    keep their position.  Returns a new array.
     """
     pos = pos.copy()
     person, kind = np.nonzero(found)
     if not len(person):
         return pos
-    hs = maps.hough_stride
+    hs = np.float32(maps.hough_stride)
     hrows, hcols, num = maps.hough.shape
-    window = np.arange(-half, half + 1)
-    cu = np.rint(pos[person, kind, 0] / hs).astype(np.int64)[:, None, None] + window[None, None, :]
-    cv = np.rint(pos[person, kind, 1] / hs).astype(np.int64)[:, None, None] + window[None, :, None]
-    inside = (cu >= 0) & (cu < hcols) & (cv >= 0) & (cv < hrows)
-    values = maps.hough.ravel()[(np.clip(cv, 0, hrows - 1) * hcols + np.clip(cu, 0, hcols - 1)) * num
-                                + kind[:, None, None]]
-    values = np.where(inside, values, 0.0)
-    mass = values.sum(axis=(1, 2))
-    ok = mass > 0
-    cx = (values * cu).sum(axis=(1, 2)) * hs / np.where(ok, mass, 1.0)
-    cy = (values * cv).sum(axis=(1, 2)) * hs / np.where(ok, mass, 1.0)
-    pos[person[ok], kind[ok], 0] = cx[ok]
-    pos[person[ok], kind[ok], 1] = cy[ok]
+    x, y = pos[person, kind, 0], pos[person, kind, 1]
+    for _ in range(passes):
+        index = ((np.clip(np.rint(y / hs), 0, hrows - 1).astype(np.int64) * hcols
+                  + np.clip(np.rint(x / hs), 0, hcols - 1).astype(np.int64)) * num + kind)
+        mass = maps.box_mass[index]
+        ok = mass > 0
+        safe = np.where(ok, mass, 1.0)
+        x = np.where(ok, maps.box_col[index] / safe * hs, x)
+        y = np.where(ok, maps.box_row[index] / safe * hs, y)
+    pos[person, kind, 0] = x
+    pos[person, kind, 1] = y
     return pos
 
 
