@@ -187,19 +187,14 @@ class Maps(object):
         # Hough mass within ~support_radius of each cell: how much of a keypoint's vote lands at a point.
         support_radius = config.KEYPOINT_SUPPORT_RADIUS if support_radius is None else support_radius
         half = max(int(round(support_radius / hough_stride)), 1)
-        # 3x3 sums of h, h * column and h * row: the centroid of the votes around any cell in three lookups.
-        rows, cols = hough.shape[:2]
-        box = dict(ddepth=-1, ksize=(3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-        box_mass = cv2.boxFilter(hough, **box).reshape(hough.shape)
-        if half > 1:
-            box_mass_support = cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
-                                             borderType=cv2.BORDER_CONSTANT).reshape(hough.shape)
-        else:
-            box_mass_support = box_mass
-        self.hough_mass = Sampler(box_mass_support, hough_stride)
-        self.box_mass = box_mass.reshape(-1)
-        self.box_col = cv2.boxFilter(hough * np.arange(cols, dtype=np.float32)[None, :, None], **box).reshape(-1)
-        self.box_row = cv2.boxFilter(hough * np.arange(rows, dtype=np.float32)[:, None, None], **box).reshape(-1)
+        self.hough_mass = Sampler(cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
+                                                borderType=cv2.BORDER_CONSTANT).reshape(hough.shape), hough_stride)
+        # Flat offsets of the 3x3 Hough cells around a cell (one padded border keeps them in range).
+        self.hough_padded = np.pad(hough, ((1, 1), (1, 1), (0, 0))).reshape(-1)
+        padded_row = (hough.shape[1] + 2) * hough.shape[2]
+        self.window_rows = np.repeat(np.arange(-1, 2), 3)
+        self.window_cols = np.tile(np.arange(-1, 2), 3)
+        self.window = (self.window_rows * padded_row + self.window_cols * hough.shape[2]).astype(np.int64)
         self.radius = radius
         self.landing_tolerance = config.LANDING_TOLERANCE
         self.refine_max_shift = config.REFINE_MAX_SHIFT
@@ -656,13 +651,15 @@ def hough_centroids(maps, pos, found, passes=1):
     hrows, hcols, num = maps.hough.shape
     x, y = pos[person, kind, 0], pos[person, kind, 1]
     for _ in range(passes):
-        index = ((np.clip(np.rint(y / hs), 0, hrows - 1).astype(np.int64) * hcols
-                  + np.clip(np.rint(x / hs), 0, hcols - 1).astype(np.int64)) * num + kind)
-        mass = maps.box_mass[index]
+        cu = np.clip(np.rint(x / hs), 0, hcols - 1).astype(np.int64)
+        cv = np.clip(np.rint(y / hs), 0, hrows - 1).astype(np.int64)
+        centre = ((cv + 1) * (hcols + 2) + cu + 1) * num + kind
+        values = maps.hough_padded[centre[:, None] + maps.window]  # [n, 9]
+        mass = values.sum(axis=1)
         ok = mass > 0
         safe = np.where(ok, mass, 1.0)
-        x = np.where(ok, maps.box_col[index] / safe * hs, x)
-        y = np.where(ok, maps.box_row[index] / safe * hs, y)
+        x = np.where(ok, (cu + (values @ maps.window_cols) / safe) * hs, x).astype(np.float32)
+        y = np.where(ok, (cv + (values @ maps.window_rows) / safe) * hs, y).astype(np.float32)
     pos[person, kind, 0] = x
     pos[person, kind, 1] = y
     return pos
