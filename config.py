@@ -188,6 +188,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv')  # [C]
 DEMO_VIDEO_FOURCC = 'mp4v'  # codec of demo.py's annotated .mp4 videos (MJPG .avi if it is missing) [C]
 DEBUG_OFFSET_THRESHOLD = 0.5  # demo.py --debug offset picture: lines from cells whose strongest p_k exceeds this [C]
+DEMO_PICTURE_MIN_SCORE = 0.1  # people scoring below this are left out of demo.py's pictures (JSON keeps all) [C]
 EXPORT_DIR = os.path.join(MODEL_DIR, 'export')  # export_model.py writes saved_model/ and frozen_graph.pb here [C]
 INFER_BENCH_SIDES = (401, 801, 1401)  # bench/infer_bench.py input sizes, longer side px (issue 6) [C]
 

@@ -8,8 +8,8 @@
     python demo.py --preset quickstart                  # the quickstart model on synthetic validation images
 
 For each image `name.ext` it writes, in the output folder (config.DEMO_OUTPUT_DIR by default):
-  name_pose.jpg      the skeletons (plot.py)
-  name_masks.jpg     the instance masks, one colour per person
+  name_pose.jpg      the skeletons (plot.py) of the people scoring at least config.DEMO_PICTURE_MIN_SCORE
+  name_masks.jpg     their instance masks, one colour per person
   name.json          {"image", "width", "height", "checkpoint", "longer_sides", "people": [{"score",
                      "mask_score", "keypoints": [[x, y, score] * 17] in source pixels, "mask": COCO RLE
                      {"size": [H, W], "counts": str}, "box": [x, y, w, h]}], ...}
@@ -120,14 +120,20 @@ def write_json(path, source, image_shape, prediction, predictor, network, extra=
         json.dump(record, f)
 
 
+def shown(people, min_score=None):
+    """The people pictures show: score at least config.DEMO_PICTURE_MIN_SCORE (the JSON keeps everyone)."""
+    min_score = config.DEMO_PICTURE_MIN_SCORE if min_score is None else min_score
+    return [person for person in people if person['score'] >= min_score]
+
+
 def pose_picture(image, people):
-    """Skeletons and scores of the people over the image (plot.py), without their masks."""
-    return plot.draw_people(image, [dict(person, mask=None) for person in people])
+    """Skeletons and scores of the people shown over the image (plot.py), without their masks."""
+    return plot.draw_people(image, [dict(person, mask=None) for person in shown(people)])
 
 
 def masks_picture(image, people):
-    """The instance masks of the people over the image, one colour per person (plot.py)."""
-    return plot.overlay_masks(image, [person.get('mask') for person in people])
+    """The instance masks of the people shown over the image, one colour per person (plot.py)."""
+    return plot.overlay_masks(image, [person.get('mask') for person in shown(people)])
 
 
 def offsets_picture(image, heatmaps, short_offsets, stride, threshold=None):
@@ -244,7 +250,7 @@ class Demo(object):
                 image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 prediction = self.predictor.predict(image, name='%s frame %d' % (path, frame_index))
                 t0 = time.perf_counter()
-                picture = plot.draw_people(image, prediction.people)
+                picture = plot.draw_people(image, shown(prediction.people))
                 if writer is None:
                     writer, video_path = open_video_writer(stem, fps, image.shape)
                 writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
