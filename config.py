@@ -190,6 +190,7 @@ DEMO_VIDEO_FOURCC = 'mp4v'  # codec of demo.py's annotated .mp4 videos (MJPG .av
 DEBUG_OFFSET_THRESHOLD = 0.5  # demo.py --debug offset picture: lines from cells whose strongest p_k exceeds this [C]
 DEMO_PICTURE_MIN_SCORE = 0.1  # people scoring below this are left out of demo.py's pictures (JSON keeps all) [C]
 EXPORT_DIR = os.path.join(MODEL_DIR, 'export')  # export_model.py writes saved_model/ and frozen_graph.pb here [C]
+EVAL_RESULTS_DIR = os.path.join(ROOT_DIR, 'eval_result')  # eval.py --checkpoint writes its COCO results here [C]
 INFER_BENCH_SIDES = (401, 801, 1401)  # bench/infer_bench.py input sizes, longer side px (issue 6) [C]
 
 # ----------------------------------------------------------------------------

@@ -1,21 +1,28 @@
 """Evaluates PersonLab on COCO person_keypoints: keypoint AP and person instance-segmentation AP.
 
-Laid out like TF DeepLab's eval.py: a predictor turns one image into the network's outputs, and one shared
-path decodes them (post_proc.decode), writes COCO results (keypoints, segm as RLE, scores) and runs
-pycocotools' COCOeval for 'keypoints' and 'segm'.
+Laid out like TF DeepLab's eval.py: a predictor turns one image into people, and one shared path writes COCO
+results (keypoints, segm as RLE, scores) and runs pycocotools' COCOeval for 'keypoints' and 'segm'. The
+predictor is inference.Predictor, the project's single inference path (resize, pad, network, multi-scale
+merge, post_proc.decode, mapping back to the original image's pixels); the modes differ only in the network
+that hands it maps:
 
-Modes:
-  --oracle      the ground truth, encoded into target maps by data_generator.encode_example at
-                config.EVAL_OUTPUT_STRIDE without augmentation, stands in for the network: the upper bound of
+  --checkpoint  the trained network (inference.CheckpointNetwork: Polyak-averaged weights, output stride
+                config.EVAL_OUTPUT_STRIDE), each image resized so its longer side is --scales (default
+                config.EVAL_LONGER_SIDE, the paper's 1401; several values: multi-scale, config.EVAL_SCALES).
+  --oracle      the ground truth, encoded into target maps (inference.GroundTruthNetwork, i.e.
+                data_generator.make_targets) at the source size without augmentation: the upper bound of
                 target encoding plus decoding (README, "Evaluation").
-  --checkpoint  (a later issue) a predictor that runs the trained network; it only has to implement
-                `Predictor.predict` below, everything after the outputs is shared.
 
 Usage:
+  python eval.py --checkpoint CKPT [--annotations FILE] [--images DIR] [--scales 1401 | 601 1201 1801]
+                 [--output results.json] [--max-images N]
   python eval.py --oracle --annotations FILE --images DIR [--output results.json] [--max-images N]
 
-The last line printed is
-  oracle: keypoints AP <a> segm AP <b> segm AP (keypoint persons) <c>
+A progress bar gives the network and decoding time per image. With --checkpoint the results are always
+written (default: config.EVAL_RESULTS_DIR/person_keypoints_<split>_personlab_results.json for keypoints and
+detections_<split>_personlab_results.json for segm, the names and format COCO's test-dev server takes). An
+annotation file without annotations (test-dev's image_info) gives the results files only. The last line is
+  <mode>: keypoints AP <a> segm AP <b> segm AP (keypoint persons) <c>
 where <c> is segm AP with the ground-truth persons that have no labelled keypoint marked ignore (a
 keypoint-seeded decoder cannot find them, so <b> is capped by their share).
 """
@@ -27,7 +34,6 @@ import os
 import sys
 import time
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -35,59 +41,61 @@ from pycocotools.cocoeval import COCOeval
 
 import config
 import data_generator
+import inference
 import post_proc
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Predictors: one image -> network outputs
+# Predictors: one image -> people
 # ----------------------------------------------------------------------------------------------------------
-class Predictor(object):
-    """Turns one example (CocoPersons.load_example) into decodable outputs.
+class OraclePredictor(inference.Predictor):
+    """The ground truth's target maps as the network's outputs (no augmentation, source resolution)."""
 
-    `predict(example)` returns (outputs, input_shape, scale): outputs as post_proc.decode reads them (no batch
-    axis), the (H, W) of the input they belong to, and the factor from source-image pixels to input pixels
-    (the input may be resized and padded bottom/right; the source image is its top-left part after scaling).
-    """
+    def __init__(self, stride=None):
+        super(OraclePredictor, self).__init__(inference.GroundTruthNetwork(stride=stride), scales=[None])
+
+
+def checkpoint_predictor(checkpoint=None, scales=None, stride=None):
+    """inference.Predictor of a train.py checkpoint at the longer sides `scales` (default
+    [config.EVAL_LONGER_SIDE]). Raises inference.NoCheckpointError, ValueError (see CheckpointNetwork)."""
+    network = inference.CheckpointNetwork(checkpoint, stride=stride)
+    return inference.Predictor(network, [config.EVAL_LONGER_SIDE] if scales is None else scales)
+
+
+class Predictor(object):
+    """Earlier interface, kept for callers written against it (bench/quickstart_ap.py): `predict(example)`
+    returns (outputs, input_shape, scale): maps as post_proc.decode reads them, the (H, W) of the padded input
+    they belong to, and the factor from source pixels to input pixels of an image resized with cv2.resize and
+    padded bottom/right. New code passes an inference.Predictor to run() instead."""
     stride = config.EVAL_OUTPUT_STRIDE
 
     def predict(self, example):
         raise NotImplementedError
 
 
-class OraclePredictor(Predictor):
-    """The ground truth's target maps as the network's outputs (no augmentation, source resolution)."""
-
-    def __init__(self, stride=None):
-        self.stride = config.EVAL_OUTPUT_STRIDE if stride is None else stride
-
-    def predict(self, example):
-        targets = data_generator.encode_example(example, self.stride)
-        outputs = {name: targets[name] for name, _ in post_proc.OUTPUT_CHANNELS}
-        return outputs, targets['image'].shape[:2], 1.0
+def predict_people(predictor, example):
+    """People of one example in source-image px, and the seconds of 'network' and 'decoding'."""
+    if isinstance(predictor, inference.Predictor):
+        if hasattr(predictor.network, 'set_example'):  # the oracle's maps come from the annotations
+            predictor.network.set_example(example)
+        prediction = predictor.predict(example['image'], name=example['file_name'])
+        timings = prediction.timings
+        return prediction.people, {'network': timings['prepare'] + timings['network'],
+                                   'decoding': timings['merge'] + timings['decode'] + timings['to_source']}
+    t0 = time.perf_counter()
+    outputs, input_shape, scale = predictor.predict(example)
+    t1 = time.perf_counter()
+    height, width = example['image'].shape[:2]
+    resized = (int(round(height * scale)), int(round(width * scale)))
+    geometry = inference.Geometry((height, width), resized, tuple(input_shape[:2]),
+                                  (resized[1] / float(width), resized[0] / float(height)))
+    people = inference.to_source(post_proc.decode(outputs, predictor.stride, input_shape), geometry)
+    return people, {'network': t1 - t0, 'decoding': time.perf_counter() - t1}
 
 
 # ----------------------------------------------------------------------------------------------------------
 # People -> COCO results
 # ----------------------------------------------------------------------------------------------------------
-def to_source_image(people, scale, image_shape):
-    """Maps decoded people from input pixels back to the source image: keypoints / scale, masks cropped
-    (scale 1) or resized (nearest) to `image_shape` (H, W).  Returns new dicts."""
-    height, width = image_shape
-    converted = []
-    for person in people:
-        keypoints = person['keypoints'].copy()
-        keypoints[:, :2] /= scale
-        mask = person['mask']
-        if mask is not None:
-            if scale == 1.0:
-                mask = mask[:height, :width]
-            else:
-                crop = mask[:int(round(height * scale)), :int(round(width * scale))]
-                mask = cv2.resize(crop.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
-        converted.append(dict(person, keypoints=keypoints, mask=mask))
-    return converted
-
-
 def coco_results(people, image_id):
     """COCO result dicts of one image: keypoints [x, y, score] * K, 'score', and segm RLE with 'mask_score'
     (the score segm results are ranked by, post_proc.mask_quality)."""
@@ -153,57 +161,82 @@ def evaluate(coco_gt, results, image_ids, iou_type, keypoint_persons_only=False,
 # The shared path
 # ----------------------------------------------------------------------------------------------------------
 def predict_and_decode(predictor, dataset, image_ids, progress=True):
-    """Runs predictor + decoder on every image; returns (COCO results, seconds spent decoding)."""
+    """Runs the predictor on every image; returns (COCO results, dict of total seconds 'network',
+    'decoding'). The progress bar shows both per image."""
     results = []
-    decode_seconds = 0.0
+    totals = {'network': 0.0, 'decoding': 0.0}
     start = time.time()
     for n, image_id in enumerate(image_ids):
         example = dataset.load_example(image_id)
-        outputs, input_shape, scale = predictor.predict(example)
-        t0 = time.perf_counter()
-        people = post_proc.decode(outputs, predictor.stride, input_shape)
-        decode_seconds += time.perf_counter() - t0
-        people = to_source_image(people, scale, example['image'].shape[:2])
+        people, timings = predict_people(predictor, example)
+        for name in totals:
+            totals[name] += timings[name]
         results.extend(coco_results(people, image_id))
         if progress:
             elapsed = time.time() - start
-            sys.stderr.write('\r[%d/%d] %d people so far, %.1f s elapsed, %.1f s left   ' % (
-                n + 1, len(image_ids), len(results), elapsed, elapsed / (n + 1) * (len(image_ids) - n - 1)))
+            sys.stderr.write('\r[%d/%d] %d people so far; per image: network %.2f s, decoding %.0f ms; '
+                             '%.0f s elapsed, %.0f s left   ' % (
+                                 n + 1, len(image_ids), len(results), totals['network'] / (n + 1),
+                                 1000.0 * totals['decoding'] / (n + 1), elapsed,
+                                 elapsed / (n + 1) * (len(image_ids) - n - 1)))
             sys.stderr.flush()
     if progress and image_ids:
         sys.stderr.write('\n')
-    return results, decode_seconds
+    return results, totals
 
 
 def segm_output_path(output):
-    """results.json -> results_segm.json: segm results go beside the keypoint results (pycocotools' loadRes
-    reads one result type per file)."""
+    """Where the segm results go beside the keypoint results (pycocotools' loadRes reads one result type per
+    file): COCO's server names person_keypoints_<split>_<alg>_results.json -> detections_<split>_<alg>_results
+    .json; any other results.json -> results_segm.json."""
+    folder, name = os.path.split(output)
+    if name.startswith('person_keypoints_'):
+        return os.path.join(folder, 'detections_' + name[len('person_keypoints_'):])
     root, extension = os.path.splitext(output)
     return root + '_segm' + (extension or '.json')
 
 
-def run(predictor, annotation_file, image_dir, output=None, max_images=None, progress=True, verbose=True):
-    """Evaluates `predictor` on a COCO annotation file.
+def default_output(annotation_file):
+    """config.EVAL_RESULTS_DIR/person_keypoints_<split>_personlab_results.json, <split> from the annotation
+    file's name (person_keypoints_val2017.json -> val2017, image_info_test-dev2017.json -> test-dev2017)."""
+    split = os.path.splitext(os.path.basename(annotation_file))[0]
+    for prefix in ('person_keypoints_', 'image_info_'):
+        if split.startswith(prefix):
+            split = split[len(prefix):]
+    return os.path.join(config.EVAL_RESULTS_DIR, 'person_keypoints_%s_personlab_results.json' % split)
 
-    Returns dict 'keypoints_ap', 'segm_ap', 'segm_ap_keypoint_persons', 'keypoints_stats', 'segm_stats',
-    'segm_keypoint_persons_stats', 'results' (COCO result dicts), 'image_ids', 'decode_seconds'.
+
+def run(predictor, annotation_file, image_dir, output=None, max_images=None, progress=True, verbose=True):
+    """Evaluates `predictor` (inference.Predictor, or the earlier eval.Predictor) on a COCO annotation file.
+
+    Returns dict 'keypoints_ap', 'segm_ap', 'segm_ap_keypoint_persons' (None without ground-truth
+    annotations), 'keypoints_stats', 'segm_stats', 'segm_keypoint_persons_stats', 'results' (COCO result dicts
+    with both tasks' fields), 'image_ids', 'network_seconds', 'decode_seconds'.
     Raises FileNotFoundError naming a missing annotation file or image folder.
     """
     dataset = data_generator.CocoPersons(annotation_file, image_dir, include_empty=True)
     image_ids = list(dataset.image_ids)
     if max_images is not None:
         image_ids = image_ids[:max_images]
-    results, decode_seconds = predict_and_decode(predictor, dataset, image_ids, progress)
+    results, seconds = predict_and_decode(predictor, dataset, image_ids, progress)
     keypoint_results = [{k: v for k, v in r.items() if k not in ('segmentation', 'mask_score')} for r in results]
     segm_results = [dict({k: v for k, v in r.items() if k not in ('keypoints', 'mask_score')}, score=r['mask_score'])
                     for r in results if 'segmentation' in r]
     if output:
         for path, entries in ((output, keypoint_results), (segm_output_path(output), segm_results)):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path, 'w') as f:
                 json.dump(entries, f)
             if verbose:
                 print('wrote %d results to %s' % (len(entries), path))
+    summary = {'keypoints_ap': None, 'segm_ap': None, 'segm_ap_keypoint_persons': None, 'keypoints_stats': None,
+               'segm_stats': None, 'segm_keypoint_persons_stats': None, 'results': results,
+               'image_ids': image_ids, 'network_seconds': seconds['network'], 'decode_seconds': seconds['decoding']}
     coco_gt = load_ground_truth(annotation_file)
+    if 'annotations' not in coco_gt.dataset:
+        if verbose:
+            print('no ground-truth annotations in %s (COCO test-dev?): results only, no AP' % annotation_file)
+        return summary
     if verbose:
         print('keypoints (%d images, %d people found):' % (len(image_ids), len(results)))
     keypoint_stats = evaluate(coco_gt, keypoint_results, image_ids, 'keypoints', verbose=verbose)
@@ -214,10 +247,10 @@ def run(predictor, annotation_file, image_dir, output=None, max_images=None, pro
         print('segm, ground-truth persons without labelled keypoints ignored:')
     segm_kp_stats = evaluate(coco_gt, segm_results, image_ids, 'segm', keypoint_persons_only=True,
                              verbose=verbose)
-    return {'keypoints_ap': float(keypoint_stats[0]), 'segm_ap': float(segm_stats[0]),
-            'segm_ap_keypoint_persons': float(segm_kp_stats[0]), 'keypoints_stats': keypoint_stats,
-            'segm_stats': segm_stats, 'segm_keypoint_persons_stats': segm_kp_stats, 'results': results,
-            'image_ids': image_ids, 'decode_seconds': decode_seconds}
+    summary.update(keypoints_ap=float(keypoint_stats[0]), segm_ap=float(segm_stats[0]),
+                   segm_ap_keypoint_persons=float(segm_kp_stats[0]), keypoints_stats=keypoint_stats,
+                   segm_stats=segm_stats, segm_keypoint_persons_stats=segm_kp_stats)
+    return summary
 
 
 def parse_args(argv=None):
@@ -225,31 +258,82 @@ def parse_args(argv=None):
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument('--oracle', action='store_true',
                       help='decode the ground truth\'s target maps instead of network outputs')
+    mode.add_argument('--checkpoint', help='evaluate a trained network: train dir or checkpoint prefix')
     parser.add_argument('--annotations', default=config.VAL_ANNOTATIONS, help='COCO person_keypoints json')
     parser.add_argument('--images', default=config.VAL_IMAGES, help='folder of the images it names')
     parser.add_argument('--output', help='write the keypoint results to this json file and the segm results '
-                                         'beside it (results.json -> results_segm.json)')
+                                         'beside it (person_keypoints_X.json -> detections_X.json, else '
+                                         'results.json -> results_segm.json); --checkpoint default: %s'
+                                         % default_output('person_keypoints_<split>.json'))
     parser.add_argument('--max-images', type=int, help='evaluate only the first N images')
+    scales = parser.add_mutually_exclusive_group()
+    scales.add_argument('--scales', type=int, nargs='+', metavar='SIDE',
+                        help='--checkpoint: longer side(s) of the network input in px; several: multi-scale '
+                             '(default: config.EVAL_LONGER_SIDE = %d)' % config.EVAL_LONGER_SIDE)
+    scales.add_argument('--multi-scale', action='store_true',
+                        help='--checkpoint: the paper\'s scales, config.EVAL_SCALES %s' % (config.EVAL_SCALES,))
     parser.add_argument('--stride', type=int, default=config.EVAL_OUTPUT_STRIDE, help='output stride')
     parser.add_argument('--quiet', action='store_true', help='no progress line')
     args = parser.parse_args(argv)
     if args.max_images is not None and args.max_images < 1:
         parser.error('--max-images must be at least 1')
+    if args.oracle and (args.scales or args.multi_scale):
+        parser.error('--scales and --multi-scale apply to --checkpoint (the oracle works at the source size)')
+    if args.scales and min(args.scales) < 2:
+        parser.error('--scales must be longer sides in px, got %s' % args.scales)
     return args
+
+
+def _missing_data(annotations, images):
+    """Message naming the missing annotation file and image folder, or None: checked before any model."""
+    missing = [what % path for what, path, exists in (
+        ('annotation file %s', annotations, os.path.isfile(annotations)),
+        ('image folder %s', images, os.path.isdir(images))) if not exists]
+    return 'COCO data not found: %s is missing' % ' and '.join(missing) if missing else None
 
 
 def main(argv=None):
     args = parse_args(argv)
-    predictor = OraclePredictor(args.stride)
+    output = args.output
+    if args.oracle:
+        predictor, mode = OraclePredictor(args.stride), 'oracle'
+    else:
+        mode = 'checkpoint'
+        problem = _missing_data(args.annotations, args.images)
+        if problem:
+            sys.stderr.write('eval.py: error: %s\n' % problem)
+            return 2
+        scales = list(config.EVAL_SCALES) if args.multi_scale else args.scales
+        try:
+            inference.find_checkpoint(args.checkpoint)  # before TensorFlow: a missing model fails at once
+            predictor = checkpoint_predictor(args.checkpoint, scales, args.stride)
+        except inference.NoCheckpointError as error:
+            sys.stderr.write('eval.py: %s\n' % error)
+            return 2
+        except ValueError as error:
+            sys.stderr.write('eval.py: error: %s\n' % error)
+            return 2
+        network = predictor.network
+        for warning in network.warnings:
+            sys.stderr.write('eval.py: WARNING: %s\n' % warning)
+        print('%s (ResNet-v2-%d, step %d), longer side %s px, output stride %d'
+              % (network.checkpoint, network.depth, network.settings['step'],
+                 '/'.join(str(s) for s in predictor.scales), network.stride))
+        output = output or default_output(args.annotations)
     try:
-        summary = run(predictor, args.annotations, args.images, args.output, args.max_images,
+        summary = run(predictor, args.annotations, args.images, output, args.max_images,
                       progress=not args.quiet)
     except (FileNotFoundError, data_generator.ImageReadError) as error:
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
-    print('decoding: %.1f ms per image' % (1000.0 * summary['decode_seconds'] / max(len(summary['image_ids']), 1)))
-    print('oracle: keypoints AP %.3f segm AP %.3f segm AP (keypoint persons) %.3f' % (
-        summary['keypoints_ap'], summary['segm_ap'], summary['segm_ap_keypoint_persons']))
+    count = max(len(summary['image_ids']), 1)
+    print('per image: network %.2f s, decoding %.1f ms' % (summary['network_seconds'] / count,
+                                                          1000.0 * summary['decode_seconds'] / count))
+    if summary['keypoints_ap'] is None:
+        print('%s: no AP (no ground truth); results in %s and %s' % (mode, output, segm_output_path(output)))
+    else:
+        print('%s: keypoints AP %.3f segm AP %.3f segm AP (keypoint persons) %.3f' % (
+            mode, summary['keypoints_ap'], summary['segm_ap'], summary['segm_ap_keypoint_persons']))
     return 0
 
 

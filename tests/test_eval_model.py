@@ -1,0 +1,109 @@
+"""eval.py --checkpoint: COCO evaluation of a network through the same path as the oracle mode.
+
+The network is the shared small test checkpoint (conftest.inference_checkpoint, random weights: its AP means
+nothing, the run, the summaries and the files do). That results come back in original-image pixels is checked
+with the ground truth standing in for the network at a resized scale, where AP must stay that of the oracle.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+import config
+import eval as evaluation
+import inference
+
+KEYPOINTS_SUMMARY = 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets= 20 ]'
+SEGM_SUMMARY = 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]'
+
+
+def _args(coco_sample, *extra):
+    return ['--annotations', coco_sample['val_annotations'], '--images', coco_sample['val_images']] + list(extra)
+
+
+def test_eval_with_a_checkpoint_on_the_val_sample(coco_sample, inference_checkpoint, tmp_path, capsys):
+    output = str(tmp_path / 'results.json')
+    code = evaluation.main(_args(coco_sample, '--checkpoint', inference_checkpoint, '--scales', '161',
+                                 '--output', output))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.count(KEYPOINTS_SUMMARY) == 1 and out.count(SEGM_SUMMARY) == 2  # keypoints, segm (both ways)
+    assert out.strip().splitlines()[-1].startswith('checkpoint: keypoints AP ')
+    assert '[4/4]' in err and 'network' in err and 'decoding' in err  # the progress bar
+    # Results in the COCO format the test-dev server accepts, one file per task, loadable by pycocotools.
+    with open(output) as f:
+        keypoints = json.load(f)
+    segm_path = evaluation.segm_output_path(output)
+    with open(segm_path) as f:
+        segm = json.load(f)
+    assert keypoints and len(segm) == len(keypoints)
+    image_ids = {image['id'] for image in json.load(open(coco_sample['val_annotations']))['images']}
+    for result in keypoints:
+        assert set(result) == {'image_id', 'category_id', 'keypoints', 'score'}
+        assert result['category_id'] == 1 and result['image_id'] in image_ids
+        assert len(result['keypoints']) == 3 * config.NUM_KEYPOINTS
+    for result in segm:
+        assert set(result) == {'image_id', 'category_id', 'segmentation', 'score'}
+        assert isinstance(result['segmentation']['counts'], str)
+    ground_truth = COCO(coco_sample['val_annotations'])
+    ground_truth.loadRes(output)
+    loaded = ground_truth.loadRes(segm_path)
+    for annotation in loaded.anns.values():  # masks at the original image size
+        image = ground_truth.imgs[annotation['image_id']]
+        assert annotation['segmentation']['size'] == [image['height'], image['width']]
+
+
+def test_eval_maps_results_back_to_the_original_pixels(coco_sample):
+    """The same path with the ground truth in place of the network, at a resized scale (the val images are
+    about 640 px wide): keypoint AP stays the oracle's; only the masks lose resolution."""
+    for scales in ([401], [257, 401]):
+        predictor = inference.Predictor(inference.GroundTruthNetwork(longer_sides=scales), scales)
+        summary = evaluation.run(predictor, coco_sample['val_annotations'], coco_sample['val_images'],
+                                 progress=False, verbose=False)
+        assert summary['keypoints_ap'] >= 0.95, (scales, summary['keypoints_ap'])
+        assert summary['segm_ap_keypoint_persons'] >= 0.5, (scales, summary['segm_ap_keypoint_persons'])
+
+
+def test_eval_on_an_annotation_file_without_annotations_writes_results_only(coco_sample, inference_checkpoint,
+                                                                             tmp_path, capsys):
+    """COCO test-dev's image_info file has images but no annotations: results for the server, no AP."""
+    with open(coco_sample['val_annotations']) as f:
+        info = json.load(f)
+    del info['annotations']
+    image_info = str(tmp_path / 'image_info_test-dev2017.json')
+    with open(image_info, 'w') as f:
+        json.dump(info, f)
+    output = str(tmp_path / 'person_keypoints_test-dev2017_personlab_results.json')
+    code = evaluation.main(['--checkpoint', inference_checkpoint, '--annotations', image_info, '--images',
+                            coco_sample['val_images'], '--scales', '97', '--max-images', '2', '--output', output])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert 'no ground-truth annotations' in out and KEYPOINTS_SUMMARY not in out
+    with open(output) as f:
+        assert {r['image_id'] for r in json.load(f)} <= {image['id'] for image in info['images'][:2]}
+    assert os.path.isfile(evaluation.segm_output_path(output))
+
+
+def test_eval_without_a_checkpoint_says_how_to_train(coco_sample, tmp_path, capsys):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert evaluation.main(_args(coco_sample, '--checkpoint', str(empty))) == 2
+    err = capsys.readouterr().err
+    assert 'no checkpoint in %s' % empty in err and 'python train.py' in err
+
+
+def test_eval_names_missing_data_before_building_the_network(inference_checkpoint, tmp_path, capsys):
+    missing = str(tmp_path / 'missing.json')
+    assert evaluation.main(['--checkpoint', inference_checkpoint, '--annotations', missing,
+                            '--images', str(tmp_path)]) == 2
+    assert missing in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('argv', [['--oracle', '--checkpoint', 'x'], ['--checkpoint', 'x', '--scales', '0'],
+                                  ['--oracle', '--scales', '401']])
+def test_eval_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit):
+        evaluation.main(argv)
+    assert capsys.readouterr().err
