@@ -299,12 +299,6 @@ def prepare(image, longer_side, stride):
     return padded, Geometry(tuple(image.shape[:2]), tuple(resized.shape[:2]), tuple(padded.shape[:2]), scale)
 
 
-def identity_geometry(image_shape, stride):
-    """Geometry of a source image fed at its own size (eval.py's oracle mode)."""
-    shape = tuple(int(s) for s in image_shape[:2])
-    return Geometry(shape, shape, padded_shape(shape, stride), (1.0, 1.0))
-
-
 def to_source_points(points, geometry):
     """float [..., 2] (x, y) input px -> source px (the inverse of cv2.resize's pixel-centre mapping)."""
     points = np.array(points, np.float32, copy=True)
