@@ -183,6 +183,7 @@ EVAL_SCALES = (601, 1201, 1801)  # multi-scale test sizes, longer side in px [R]
 # normalised every image's longer side to before its random scale, so people appear as large as in training [C]
 DEMO_LONGER_SIDE = None
 MIN_INPUT_SIDE = 16  # source images with a shorter side (px) are refused: too small to hold a person [C]
+MAX_INPUT_PIXELS = 2 ** 27  # larger source images are refused from their header: ~400 MB decoded as RGB [C]
 ALPHA_BACKGROUND = (255, 255, 255)  # RGBA inputs are composited over this RGB colour, as viewers show them [C]
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.jp2')  # [C]
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv')  # [C]

@@ -227,15 +227,39 @@ def check_size(image, name='image', min_side=None):
     return image
 
 
+def header_size(path):
+    """(width, height) from the file's header without decoding it (Pillow, which scikit-image installs), or
+    None if Pillow is missing or does not read the file (OpenCV may still)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we judge the size ourselves
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # noqa: BLE001  any file Pillow cannot parse: OpenCV decides
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def read_image(path):
     """uint8 [H, W, 3] RGB of an image file of any common kind (grey, RGBA, 16-bit, float TIFF).
 
-    JPEG orientation (EXIF) is applied, as viewers show the picture.
+    JPEG orientation (EXIF) is applied, as viewers show the picture. An image above config.MAX_INPUT_PIXELS
+    is refused from its header, before decoding could exhaust the memory.
     Raises data_generator.ImageReadError naming the file if it is missing or cannot be decoded, and
-    UnusableImageError if it is too small (check_size) or of an unsupported pixel type.
+    UnusableImageError if it is too small (check_size), too large or of an unsupported pixel type.
     """
     if not os.path.isfile(path):
         raise data_generator.ImageReadError('%s does not exist' % path)
+    size = header_size(path)
+    if size and size[0] * size[1] > config.MAX_INPUT_PIXELS:
+        raise UnusableImageError(
+            '%s is %dx%d px (%.0f megapixels), above config.MAX_INPUT_PIXELS (%.0f): shrink it first; the '
+            'network sees it resized anyway' % (path, size[0], size[1], size[0] * size[1] / 1e6,
+                                                config.MAX_INPUT_PIXELS / 1e6))
     data = np.fromfile(path, np.uint8)
     # IMREAD_COLOR | ANYDEPTH keeps 16 bits and applies EXIF orientation; only IMREAD_UNCHANGED keeps alpha.
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None

@@ -19,6 +19,7 @@ import config
 import data_generator
 import demo
 import inference
+from test_inference import huge_png_header
 
 SIDE = '129'  # longer side of the network input: small, fast
 
@@ -123,6 +124,7 @@ def test_demo_on_a_folder_of_every_kind_of_file(real_image_path, inference_check
     assert cv2.imwrite(str(folder / 'huge.jpg'), cv2.resize(bgr, (4800, 3188)))
     assert cv2.imwrite(str(folder / 'tiny.png'), bgr[:10, :10])
     (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 truncated')
+    (folder / 'panorama.png').write_bytes(huge_png_header(60000, 50000))  # refused before decoding
     (folder / 'notes.txt').write_text('not an image')
     out = str(tmp_path / 'out')
     code, stdout, stderr = _run([str(folder), '--checkpoint', inference_checkpoint, '--output', out,
@@ -131,11 +133,12 @@ def test_demo_on_a_folder_of_every_kind_of_file(real_image_path, inference_check
     assert 'ignoring 1 files' in stderr
     assert 'SKIPPED %s cannot be decoded' % (folder / 'broken.jpg') in stderr
     assert 'SKIPPED %s is only 10x10 px' % (folder / 'tiny.png') in stderr
-    assert 'skipped 2 of 7 inputs' in stderr and 'results for 5 of 7 inputs' in stdout
+    assert 'SKIPPED %s is 60000x50000 px (3000 megapixels)' % (folder / 'panorama.png') in stderr
+    assert 'skipped 3 of 8 inputs' in stderr and 'results for 5 of 8 inputs' in stdout
     for stem in ('photo', 'grey', 'transparent', 'deep', 'huge'):
         for suffix in ('_pose.jpg', '_masks.jpg', '.json'):
             assert os.path.isfile(os.path.join(out, stem + suffix)), stem + suffix
-    assert not any(name.startswith(('tiny', 'broken', 'notes')) for name in os.listdir(out))
+    assert not any(name.startswith(('tiny', 'broken', 'notes', 'panorama')) for name in os.listdir(out))
     photo, deep = _load(os.path.join(out, 'photo.json')), _load(os.path.join(out, 'deep.json'))
     assert photo['people'] == deep['people']  # 16 bits / 257 gives back the 8-bit pixels exactly
     huge = _load(os.path.join(out, 'huge.json'))

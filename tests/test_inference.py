@@ -1,6 +1,8 @@
 """inference.py without TensorFlow: image conversion, resize geometry, multi-scale merging, checkpoint search,
 and the whole Predictor path on real COCO annotations through the ground-truth stand-in for the network."""
 import os
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -67,6 +69,17 @@ def test_read_image_files_of_every_kind(coco_sample, tmp_path):
     assert cv2.imwrite(str(tmp_path / 'tiny.png'), bgr[:5, :40])
     with pytest.raises(inference.UnusableImageError, match=r'tiny.png is only 40x5 px'):
         inference.read_image(str(tmp_path / 'tiny.png'))
+    (tmp_path / 'panorama.png').write_bytes(huge_png_header(60000, 50000))
+    with pytest.raises(inference.UnusableImageError, match=r'panorama.png is 60000x50000 px \(3000 megapixels\)'):
+        inference.read_image(str(tmp_path / 'panorama.png'))
+
+
+def huge_png_header(width, height):
+    """The start of a PNG claiming width x height RGB pixels: what a huge image's header says, in 100 bytes."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'\x00' * 64))
 
 
 # ----------------------------------------------------------------------------------------------------------
