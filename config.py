@@ -131,6 +131,8 @@ WEIGHT_DECAY = 1e-4  # L2 weight decay, TF-Slim resnet_arg_scope default [I]
 BATCH_SIZE = 8  # images per step over all GPUs [R: 8 over 8 GPUs]
 NUM_GPUS = 1  # synchronous towers, each with BATCH_SIZE // NUM_GPUS images [R: 8]
 LEARNING_RATE = 1e-3  # SGD learning rate [R]
+OPTIMIZER = 'momentum'  # 'momentum' (SGD with MOMENTUM) [R] or 'adam' (ADAM_BETAS) [C]
+ADAM_BETAS = (0.9, 0.999)  # Adam's moment decays, if OPTIMIZER is 'adam' (TF defaults) [C]
 MOMENTUM = 0.9  # SGD momentum [R]
 NUM_STEPS = 1000000  # training steps [R]
 MOVING_AVERAGE_DECAY = 0.9999  # Polyak averaging of the weights [R/I]
@@ -278,4 +280,28 @@ SYNTHETIC_BAR_THICKNESS = 0.15  # a bar-shaped clutter or occluder is this thick
 SYNTHETIC_NOISE_STD = (2.0, 8.0)  # range of the per-image std of Gaussian pixel noise, 0..255 scale [C]
 COCO_SKELETON = (  # COCO person category 'skeleton': 1-based keypoint pairs, as in the official files [C]
     (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
+
+# ----------------------------------------------------------------------------
+# Presets: `train.py --preset NAME` applies one of these dicts over the values above (flags win)
+# ----------------------------------------------------------------------------
+QUICKSTART = {  # a small model learns the synthetic set on a 2-core CPU in ~10 minutes (README) [C]
+    # the synthetic set written by synthetic.py (README, "Synthetic data")
+    'TRAIN_ANNOTATIONS': os.path.join(SYNTHETIC_DIR, 'annotations', 'person_keypoints_train2017.json'),
+    'TRAIN_IMAGES': os.path.join(SYNTHETIC_DIR, 'train2017'),
+    'TRAIN_DIR': os.path.join(MODEL_DIR, 'quickstart'),  # where demo.py / eval.py find the checkpoint
+    'BACKBONE_DEPTH': 50,  # the smallest ResNet-v2 TF-Slim defines
+    'TRAIN_FROM_SCRATCH': True,  # no ImageNet download: everything learnt from the synthetic set
+    'FREEZE_BATCH_NORM': False,  # a random network needs batch norm's batch statistics
+    'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
+    'INPUT_SIZE': 129,  # 8*16+1: small crops keep a step under a second on 2 cores
+    'BATCH_SIZE': 8,  # images per step
+    'NUM_STEPS': 600,  # about 10 minutes on 2 cores
+    'LEARNING_RATE': 0.02,  # from scratch with batch norm: a larger rate than the paper's fine-tuning 1e-3
+    'LEARNING_RATE_SCHEDULE': 'cosine',  # anneal to 0 at NUM_STEPS
+    'LEARNING_RATE_WARMUP_STEPS': 50,  # ramp up while batch norm statistics settle
+    'MOVING_AVERAGE_DECAY': 0.99,  # Polyak averaging over the last ~100 steps of a short run
+    'CHECKPOINT_EVERY': 100,  # steps between checkpoints
+    'LOG_EVERY': 10,  # steps between progress lines
+    'SUMMARY_EVERY': 50,  # steps between TensorBoard summaries
+}
     (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))

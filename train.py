@@ -285,6 +285,17 @@ def learning_rate_schedule(global_step, num_steps=None):
     return tf.identity(rate, name='learning_rate')
 
 
+def make_optimizer(learning_rate):
+    """config.OPTIMIZER: 'momentum' (SGD with config.MOMENTUM, the paper's) or 'adam' (config.ADAM_BETAS)."""
+    tf = _tf()
+    if config.OPTIMIZER == 'momentum':
+        return tf.train.MomentumOptimizer(learning_rate, config.MOMENTUM)
+    if config.OPTIMIZER == 'adam':
+        beta1, beta2 = config.ADAM_BETAS
+        return tf.train.AdamOptimizer(learning_rate, beta1, beta2)
+    raise ValueError("OPTIMIZER must be 'momentum' or 'adam', got %r" % config.OPTIMIZER)
+
+
 def _placement(variable_device, compute_device):
     """Device function: variables on `variable_device`, every other op on `compute_device`."""
     def place(op):
@@ -375,7 +386,7 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
         split = {name: tf.split(tensor, num_towers, axis=0) for name, tensor in inputs.items()}
         global_step = tf.train.get_or_create_global_step()
         learning_rate = learning_rate_schedule(global_step, num_steps)
-        optimizer = tf.train.MomentumOptimizer(learning_rate, config.MOMENTUM)
+        optimizer = make_optimizer(learning_rate)
 
     tower_losses, tower_grads, first = [], [], None
     for i, device in enumerate(devices):
@@ -846,7 +857,8 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, help='images per step over all GPUs (config.BATCH_SIZE)')
     parser.add_argument('--num-gpus', type=int, help='synchronous towers (config.NUM_GPUS)')
     parser.add_argument('--input-size', type=int, help='square training crop, n*16+1 (config.INPUT_SIZE)')
-    parser.add_argument('--depth', type=int, choices=(50, 101, 152), help='ResNet-v2 depth (config.BACKBONE_DEPTH)')
+    parser.add_argument('--depth', type=int, choices=(50, 101, 152),
+                        help='ResNet-v2 depth (config.BACKBONE_DEPTH)')
     parser.add_argument('--learning-rate', type=float, help='config.LEARNING_RATE')
     parser.add_argument('--workers', type=int, help='input worker processes (config.NUM_WORKERS)')
     parser.add_argument('--checkpoint-every', type=int, help='steps between checkpoints (config.CHECKPOINT_EVERY)')

@@ -1,0 +1,361 @@
+"""train.py end to end on the CPU at small sizes (ResNet-v2-50, 65x65 inputs) on synthetic people.
+
+One short training run (module fixture) is shared: it must lower the loss and leave a checkpoint with its
+config; copies of its train dir are then resumed (same step, same momentum and moving averages), poisoned
+(NaN guard), stopped by SIGTERM, and read back as averaged weights the way eval.py and demo.py do.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import config
+import train
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 40  # steps of the shared run
+SMALL = {  # a small model on the synthetic set: the quickstart's code path at test sizes
+    'BACKBONE_DEPTH': 50,
+    'INPUT_SIZE': 65,
+    'BATCH_SIZE': 2,
+    'NUM_GPUS': 1,
+    'NUM_WORKERS': 1,
+    'TRAIN_FROM_SCRATCH': True,
+    'FREEZE_BATCH_NORM': False,
+    'BATCH_NORM_DECAY': 0.9,
+    'LEARNING_RATE': 0.003,
+    'LEARNING_RATE_WARMUP_STEPS': 5,
+    # No augmentation: the same few samples every epoch, so a few dozen steps visibly fit them.
+    'SCALE_RANGE': (1.0, 1.0),
+    'MAX_TRANSLATION': 0.0,
+    'FLIP_PROBABILITY': 0.0,
+    'NUM_STEPS': STEPS,
+    'CHECKPOINT_EVERY': 25,
+    'LOG_EVERY': 10,
+    'SUMMARY_EVERY': 20,
+}
+
+
+def quiet(message, error=False):
+    if error:
+        print(message, file=sys.stderr)
+
+
+@pytest.fixture(scope='module')
+def synthetic_data(tmp_path_factory):
+    """A tiny synthetic COCO-format set: 6 training images the small model can fit in a few dozen steps."""
+    import synthetic
+    return synthetic.make_dataset(str(tmp_path_factory.mktemp('synthetic')), num_train=6, num_val=2,
+                                  image_size=97, seed=3, log=None)
+
+
+@pytest.fixture(scope='module')
+def small(synthetic_data):
+    return dict(SMALL, TRAIN_ANNOTATIONS=synthetic_data['train_annotations'],
+                TRAIN_IMAGES=synthetic_data['train_images'])
+
+
+@pytest.fixture(scope='module')
+def trained(small, tmp_path_factory):
+    """The shared run: STEPS steps from scratch; returns its train dir, result and per-step losses."""
+    train_dir = str(tmp_path_factory.mktemp('run'))
+    steps = []
+    with train.config_overrides(small):
+        result = train.train(train_dir, log=quiet, on_step=steps.append)
+    return {'dir': train_dir, 'result': result, 'steps': steps}
+
+
+def copy_run(trained, tmp_path):
+    """A copy of the shared train dir, so a test can change it freely."""
+    target = str(tmp_path / 'run')
+    shutil.copytree(trained['dir'], target)
+    return target
+
+
+def checkpoint_values(prefix):
+    """dict variable name -> numpy value of every variable of a checkpoint."""
+    import tensorflow.compat.v1 as tf
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def test_training_lowers_the_loss_and_checkpoints(trained):
+    steps, result = trained['steps'], trained['result']
+    assert [s['step'] for s in steps] == list(range(1, STEPS + 1))
+    assert result['start_step'] == 0 and result['step'] == STEPS and result['stopped_by'] == 'done'
+    for s in steps:
+        assert all(np.isfinite(v) for v in s['losses'].values())
+        assert set(s['losses']) >= {'total', 'heatmap', 'segmentation', 'short', 'mid', 'long', 'intermediate',
+                                    'weight_decay'}
+    # The data terms (total minus weight decay) of the last steps against the first ones.
+    data_loss = [s['losses']['total'] - s['losses']['weight_decay'] for s in steps]
+    first, last = np.mean(data_loss[:5]), np.mean(data_loss[-10:])
+    assert last < 0.75 * first, (first, last)
+    heatmap = [s['losses']['heatmap'] for s in steps]
+    assert np.mean(heatmap[-10:]) < 0.85 * np.mean(heatmap[:5])
+    # Checkpoints at CHECKPOINT_EVERY and at the end, and the config they were trained with.
+    assert result['checkpoint'] == os.path.join(trained['dir'], 'model.ckpt-%d' % STEPS)
+    for step in (25, STEPS):
+        assert os.path.isfile(os.path.join(trained['dir'], 'model.ckpt-%d.index' % step))
+    run_config = train.load_run_config(trained['dir'])
+    assert run_config['BACKBONE_DEPTH'] == 50 and run_config['INPUT_SIZE'] == 65
+    assert run_config['LEARNING_RATE'] == SMALL['LEARNING_RATE']
+    assert any(name.startswith('events.out.tfevents') for name in os.listdir(trained['dir']))
+
+
+def test_checkpoint_holds_momentum_and_averages(trained):
+    values = checkpoint_values(trained['result']['checkpoint'])
+    assert int(values['global_step']) == STEPS
+    kernel = 'resnet_v2_50/conv1/weights'
+    momentum = values[kernel + '/Momentum']
+    average = values[kernel + '/ExponentialMovingAverage']
+    assert momentum.shape == average.shape == values[kernel].shape
+    assert np.abs(momentum).max() > 0  # the optimiser state is really saved, not left at its zero init
+    assert not np.array_equal(average, values[kernel])  # the average lags the weights
+    heads = [n for n in values if n.startswith('personlab_heads/') and n.endswith('ExponentialMovingAverage')]
+    assert heads
+
+
+def test_resume_restores_step_and_optimiser_state(trained, small, tmp_path):
+    import tensorflow.compat.v1 as tf
+    train_dir = copy_run(trained, tmp_path)
+    saved = checkpoint_values(os.path.join(train_dir, 'model.ckpt-%d' % STEPS))
+    with train.config_overrides(small):
+        with tf.Graph().as_default():
+            graph = train.build_training_graph()
+            with tf.Session() as sess:
+                step, how = train.restore_or_initialise(sess, graph, train_dir)
+                assert step == STEPS and 'resumed' in how
+                variables = tf.global_variables()
+                restored = dict(zip([v.op.name for v in variables], sess.run(variables)))
+        slots = [n for n in restored if n.endswith('/Momentum')]
+        averages = [n for n in restored if n.endswith('/ExponentialMovingAverage')]
+        assert len(slots) > 100 and len(averages) == len(slots)
+        assert set(restored) == set(saved)
+        for name in restored:
+            np.testing.assert_array_equal(restored[name], saved[name], err_msg=name)
+
+        # The same command continues where the run stopped.
+        steps = []
+        with train.config_overrides({'NUM_STEPS': STEPS + 3}):
+            result = train.train(train_dir, log=quiet, on_step=steps.append)
+    assert result['start_step'] == STEPS and 'resumed' in result['how']
+    assert [s['step'] for s in steps] == [STEPS + 1, STEPS + 2, STEPS + 3]
+    assert int(checkpoint_values(result['checkpoint'])['global_step']) == STEPS + 3
+
+
+def test_averaged_weights_restore_into_an_inference_graph(trained, small):
+    import tensorflow.compat.v1 as tf
+    import model
+    saved = checkpoint_values(trained['result']['checkpoint'])
+    run_config = train.load_run_config(trained['dir'])
+    with train.config_overrides(small), tf.Graph().as_default():
+        images = tf.placeholder(tf.uint8, [1, 65, 65, 3])
+        outputs = model.build_model(images, is_training=False, depth=run_config['BACKBONE_DEPTH'])
+        with tf.Session() as sess:
+            restored = train.restore_averaged_weights(sess, trained['dir'])
+            assert restored == trained['result']['checkpoint']
+            variables = tf.global_variables()
+            values = dict(zip([v.op.name for v in variables], sess.run(variables)))
+            heatmaps = sess.run(outputs['heatmaps'], {images: np.zeros([1, 65, 65, 3], np.uint8)})
+    assert np.isfinite(heatmaps).all()
+    for name, value in values.items():
+        if name + '/ExponentialMovingAverage' in saved:
+            np.testing.assert_array_equal(value, saved[name + '/ExponentialMovingAverage'], err_msg=name)
+        else:  # batch-norm moving statistics are not averaged: restored as trained
+            np.testing.assert_array_equal(value, saved[name], err_msg=name)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, small, tmp_path):
+    train_dir = copy_run(trained, tmp_path)
+    before = checkpoint_values(os.path.join(train_dir, 'model.ckpt-%d' % STEPS))
+    # An infinite learning rate turns the weights into inf/NaN at the first update; the next loss is NaN.
+    poisoned = dict(small, LEARNING_RATE=float('inf'), NUM_STEPS=STEPS + 10, CHECKPOINT_EVERY=1000)
+    with train.config_overrides(poisoned):
+        with pytest.raises(train.NonFiniteError) as error:
+            train.train(train_dir, log=quiet)
+    assert error.value.step == STEPS + 2
+    message = str(error.value)
+    assert 'step %d' % (STEPS + 2) in message and 'total=nan' in message
+    import tensorflow.compat.v1 as tf
+    assert tf.train.latest_checkpoint(train_dir).endswith('model.ckpt-%d' % STEPS)
+    after = checkpoint_values(os.path.join(train_dir, 'model.ckpt-%d' % STEPS))
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+
+
+def test_loss_check_names_the_step_and_the_loss():
+    with pytest.raises(train.NonFiniteError, match='step 7: non-finite loss mid'):
+        train._check_finite(7, {'total': 1.0, 'mid': float('inf'), 'heatmap': 0.5})
+    train._check_finite(7, {'total': 1.0, 'mid': 0.0})
+
+
+def test_two_towers_match_one_tower(synthetic_data, small, tmp_path):
+    """Synchronous towers average the towers' losses and gradients: with halves whose loss normalisers are
+    equal (a sample and its mirror image), that is exactly one tower's loss and gradient on the whole batch."""
+    import tensorflow.compat.v1 as tf
+    import data_generator
+    settings = dict(small, FREEZE_BATCH_NORM=True, BATCH_SIZE=2)  # batch statistics would differ per tower
+    with train.config_overrides(settings):
+        dataset = data_generator.CocoPersons(settings['TRAIN_ANNOTATIONS'], settings['TRAIN_IMAGES'])
+        rng = np.random.default_rng(0)
+        sample = data_generator.augment_example(dataset.load_example(dataset.image_ids[0]), rng, 65, 16)
+        assert sample['heatmaps'].any() and sample['long_valid'].any()
+        mirrored = {name: np.ascontiguousarray(value[:, ::-1]) for name, value in sample.items()}
+        batch = {name: np.stack([sample[name], mirrored[name]]) for name in sample}
+        weights = str(tmp_path / 'init')
+
+        def run(devices, session_config=None):
+            with tf.Graph().as_default():
+                tf.set_random_seed(0)
+                graph = train.build_training_graph(devices=devices)
+                saver = tf.train.Saver()
+                with tf.Session(config=session_config) as sess:
+                    if devices == ['/cpu:0']:
+                        sess.run(tf.global_variables_initializer())
+                        saver.save(sess, weights)
+                    else:
+                        saver.restore(sess, weights)
+                    feed = {graph['inputs'][name]: batch[name] for name in graph['inputs']}
+                    losses, grads = sess.run(
+                        [graph['losses'], [g for g, _ in graph['grads_and_vars']]], feed)
+                    names = [v.op.name for _, v in graph['grads_and_vars']]
+                    devices_used = {op.device for op in tf.get_default_graph().get_operations()
+                                    if op.name.startswith('tower_1/') and op.type == 'Conv2D'}
+                    variable_devices = {v.device for v in tf.global_variables()}
+            return losses, dict(zip(names, grads)), devices_used, variable_devices
+
+        one_loss, one_grads, _, _ = run(['/cpu:0'])
+        two_loss, two_grads, tower1_devices, variable_devices = run(
+            ['/cpu:0', '/cpu:1'], tf.ConfigProto(device_count={'CPU': 2}))
+    assert tower1_devices and all(d.lower().endswith('cpu:1') for d in tower1_devices), tower1_devices
+    assert all(d.lower().endswith('cpu:0') for d in variable_devices), variable_devices
+    assert set(one_loss) == set(two_loss)
+    for name in one_loss:
+        np.testing.assert_allclose(two_loss[name], one_loss[name], rtol=1e-4, err_msg=name)
+    assert set(one_grads) == set(two_grads) and len(one_grads) > 100
+    for name, grad in one_grads.items():
+        scale = np.abs(grad).max() + 1e-12
+        np.testing.assert_allclose(two_grads[name], grad, rtol=1e-3, atol=1e-4 * scale, err_msg=name)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(trained, small, tmp_path):
+    train_dir = copy_run(trained, tmp_path)
+    command = [sys.executable, os.path.join(REPO_DIR, 'train.py'), '--train-dir', train_dir,
+               '--annotations', small['TRAIN_ANNOTATIONS'], '--images', small['TRAIN_IMAGES'],
+               '--steps', '100000', '--checkpoint-every', '100000']
+    for name in ('BACKBONE_DEPTH', 'INPUT_SIZE', 'BATCH_SIZE', 'NUM_WORKERS', 'TRAIN_FROM_SCRATCH',
+                 'FREEZE_BATCH_NORM', 'BATCH_NORM_DECAY', 'LEARNING_RATE', 'LEARNING_RATE_WARMUP_STEPS',
+                 'SCALE_RANGE', 'MAX_TRANSLATION', 'FLIP_PROBABILITY'):
+        command += ['--set', '%s=%r' % (name, small[name])]
+    command += ['--set', 'LOG_EVERY=1']
+    process = subprocess.Popen(command, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith('step %d/' % (STEPS + 2)):
+                process.send_signal(signal.SIGTERM)
+                break
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines += output.splitlines(True)
+    text = ''.join(lines)
+    assert process.returncode == 130, text
+    stopped = [l for l in lines if 'stopped by SIGTERM at step' in l]
+    assert stopped, text
+    step = int(stopped[0].split('at step')[1].split(';')[0])
+    assert step >= STEPS + 2
+    assert checkpoint_values(os.path.join(train_dir, 'model.ckpt-%d' % step))['global_step'] == step
+    assert 'resumed from %s' % os.path.join(train_dir, 'model.ckpt-%d' % STEPS) in text
+
+
+def run_cli(args, tmp_path):
+    """train.main(args) in a fresh interpreter; also reports whether TensorFlow got imported."""
+    code = ('import sys, train\n'
+            'code = train.main(sys.argv[1:])\n'
+            'print("TENSORFLOW_IMPORTED=%s" % ("tensorflow" in sys.modules))\n'
+            'sys.exit(code)\n')
+    return subprocess.run([sys.executable, '-c', code] + args, cwd=REPO_DIR, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_bad_paths_fail_before_tensorflow_is_imported(tmp_path):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    result = run_cli(['--annotations', str(tmp_path / 'missing.json'), '--images', str(tmp_path / 'no_images'),
+                      '--train-dir', str(blocker / 'run')], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert 'TENSORFLOW_IMPORTED=False' in result.stdout
+    for text in ('missing.json', 'no_images', str(blocker / 'run'), 'not writable'):
+        assert text in result.stderr, result.stderr
+
+
+def test_missing_backbone_checkpoint_says_where_to_get_it(synthetic_data, tmp_path):
+    args = ['--annotations', synthetic_data['train_annotations'], '--images', synthetic_data['train_images'],
+            '--train-dir', str(tmp_path / 'run'), '--depth', '50',
+            '--backbone-checkpoint', str(tmp_path / 'resnet_v2_50.ckpt')]
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert 'TENSORFLOW_IMPORTED=False' in result.stdout
+    assert 'resnet_v2_50_2017_04_14' in result.stderr and '--from-scratch' in result.stderr
+    assert str(tmp_path / 'resnet_v2_50.ckpt') in result.stderr
+    # A train dir that already holds a checkpoint resumes from it and needs no backbone checkpoint.
+    os.makedirs(str(tmp_path / 'run'), exist_ok=True)
+    (tmp_path / 'run' / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-1"\n')
+    with train.config_overrides({'BACKBONE_CHECKPOINT': str(tmp_path / 'nothing.ckpt'),
+                                 'TRAIN_ANNOTATIONS': synthetic_data['train_annotations'],
+                                 'TRAIN_IMAGES': synthetic_data['train_images']}):
+        train.check_settings(str(tmp_path / 'run'))
+
+
+def test_a_backbone_checkpoint_of_the_wrong_network_fails_before_the_graph(small, tmp_path):
+    import tensorflow.compat.v1 as tf
+    prefix = str(tmp_path / 'wrong' / 'resnet_v2_50.ckpt')
+    with tf.Graph().as_default():
+        tf.get_variable('resnet_v2_50/conv1/weights', [3, 3, 3, 8])
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, prefix, write_meta_graph=False)
+    train_dir = str(tmp_path / 'run')
+    with train.config_overrides(dict(small, TRAIN_FROM_SCRATCH=False, BACKBONE_CHECKPOINT=prefix)):
+        with pytest.raises(ValueError, match='resnet_v2_50/conv1/weights'):
+            train.train(train_dir, log=quiet)
+    assert not os.path.exists(os.path.join(train_dir, train.CONFIG_SNAPSHOT))  # stopped before the session
+
+
+def test_config_overrides_are_checked_and_restored():
+    before = config.LEARNING_RATE
+    with train.config_overrides({'LEARNING_RATE': 0.5}):
+        assert config.LEARNING_RATE == 0.5
+    assert config.LEARNING_RATE == before
+    with pytest.raises(ValueError, match='LEARNIN_RATE'):
+        with train.config_overrides({'LEARNIN_RATE': 0.5}):
+            pass
+    args = train.parse_args(['--preset', 'quickstart', '--steps', '7', '--set', 'LEARNING_RATE=2e-3',
+                             '--set', 'TRAIN_DIR=/tmp/x y'])
+    overrides = train.overrides_from_args(args)
+    assert overrides['NUM_STEPS'] == 7 and overrides['LEARNING_RATE'] == 2e-3
+    assert overrides['TRAIN_DIR'] == '/tmp/x y'
+    for name, value in config.QUICKSTART.items():
+        if name not in ('NUM_STEPS', 'LEARNING_RATE', 'TRAIN_DIR'):
+            assert overrides[name] == value
+
+
+def test_input_size_and_batch_split_are_checked_first(tmp_path):
+    with train.config_overrides({'INPUT_SIZE': 400}):
+        with pytest.raises(ValueError, match='INPUT_SIZE must be n\\*16\\+1'):
+            train.check_settings(str(tmp_path))
+    with train.config_overrides({'BATCH_SIZE': 3, 'NUM_GPUS': 2}):
+        with pytest.raises(ValueError, match='multiple of NUM_GPUS'):
+            train.check_settings(str(tmp_path))
