@@ -7,7 +7,6 @@ with the ground truth standing in for the network at a resized scale, where AP m
 import json
 import os
 
-import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
