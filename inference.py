@@ -1,6 +1,6 @@
 """PersonLab inference: one image in, people out. The project's single inference path.
 
-demo.py, eval.py --checkpoint, export_model.py, serve_example.py and bench/infer_bench.py all run images
+demo.py, eval.py (both modes), export_model.py, serve_example.py and bench/infer_bench.py all run images
 through `Predictor`, which does:
 
   source image, H x W RGB uint8, any size

@@ -38,7 +38,8 @@ def test_eval_with_a_checkpoint_on_the_val_sample(coco_sample, inference_checkpo
     with open(segm_path) as f:
         segm = json.load(f)
     assert keypoints and len(segm) == len(keypoints)
-    image_ids = {image['id'] for image in json.load(open(coco_sample['val_annotations']))['images']}
+    with open(coco_sample['val_annotations']) as f:
+        image_ids = {image['id'] for image in json.load(f)['images']}
     for result in keypoints:
         assert set(result) == {'image_id', 'category_id', 'keypoints', 'score'}
         assert result['category_id'] == 1 and result['image_id'] in image_ids
