@@ -507,12 +507,14 @@ class SampleGenerator(object):
     come back in order, so the stream is the same for any number of workers. Workers see config.py's values
     as they are in this process when iteration starts.
 
-    An unreadable image is logged with its file name, skipped, counted in `skipped` (its path in
-    `skipped_files`) and not tried again. A worker silent for `timeout` seconds raises TimeoutError rather
-    than hanging the run. Workers stop when iteration ends, when the consumer stops early (the iterator is
-    closed or dropped), on an error, or if this process dies. On Linux a worker also ends when the thread that
-    started it (the one that asked for the first batch) ends, so iterate from a thread that lives as long as
-    the run (train.py uses the main thread).
+    An unreadable image is logged once with its file name, skipped and counted: `skipped` counts FILES (each
+    unreadable image once, however many epochs meet it), `skipped_files` lists their paths. Once its failure
+    is known it is not read again (with workers, tasks already in flight may read it once more); its place
+    in the shuffles stays, so the batches do not depend on the number of workers. A worker silent for
+    `timeout` seconds raises TimeoutError rather than hanging the run. Workers stop when iteration ends, when
+    the consumer stops early (the iterator is closed or dropped), on an error, or if this process dies. On
+    Linux a worker also ends when the thread that started it (the one that asked for the first batch) ends,
+    so iterate from a thread that lives as long as the run (train.py uses the main thread).
 
     Args:
       dataset: CocoPersons.
@@ -572,15 +574,34 @@ class SampleGenerator(object):
         self.close()
 
     def _tasks(self):
+        """(image id, seed) of every sample to make, epoch after epoch.
+
+        Each epoch permutes ALL image ids, known-bad ones included, so the order never depends on when a
+        failure became known (with workers, tasks are drawn up to num_workers * prefetch ahead of the results).
+        Ids already known bad are not handed out again; that changes no result, since they give no sample.
+        """
         epoch = 0
         while self.epochs is None or epoch < self.epochs:
-            ids = [i for i in self.dataset.image_ids if i not in self._bad_ids]
-            if not ids:
-                raise RuntimeError('every image of %s is unreadable (%d skipped)' % (
-                    getattr(self.dataset, 'image_dir', self.dataset), self.skipped))
-            for image_id in epoch_order(ids, self.seed, epoch):
-                yield image_id, sample_seed(self.seed, epoch, image_id)
+            self._check_some_readable()
+            for image_id in epoch_order(self.dataset.image_ids, self.seed, epoch):
+                if image_id not in self._bad_ids:
+                    yield image_id, sample_seed(self.seed, epoch, image_id)
             epoch += 1
+
+    def _check_some_readable(self):
+        if len(self._bad_ids) >= len(self.dataset.image_ids):
+            raise RuntimeError('every image of %s is unreadable (%d skipped)' % (
+                getattr(self.dataset, 'image_dir', self.dataset), self.skipped))
+
+    def _skip(self, image_id, file_name, reason):
+        """Records an unreadable image once, however many of its tasks were in flight."""
+        if image_id in self._bad_ids:
+            return
+        self._bad_ids.add(image_id)
+        self.skipped += 1
+        self.skipped_files.append(file_name)
+        LOG.warning('skipping unreadable image %s (%s); %d skipped so far', file_name, reason, self.skipped)
+        self._check_some_readable()
 
     def _results(self, tasks):
         """(image id, sample dict or skip tuple) in task order, at most num_workers * prefetch in flight.
@@ -630,12 +651,7 @@ class SampleGenerator(object):
         try:
             for image_id, sample in results:
                 if isinstance(sample, tuple):
-                    _, file_name, reason = sample
-                    self.skipped += 1
-                    self.skipped_files.append(file_name)
-                    self._bad_ids.add(image_id)
-                    LOG.warning('skipping unreadable image %s (%s); %d skipped so far', file_name, reason,
-                                self.skipped)
+                    self._skip(image_id, *sample[1:])
                     continue
                 if batch is None:
                     batch = {name: np.empty((self.batch_size,) + shape, dtype) for name, shape, dtype in layout}
