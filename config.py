@@ -177,6 +177,27 @@ PLOT_MASK_ALPHA = 0.45  # opacity of instance-mask colours in plot.py [C]
 PLOT_MAP_ALPHA = 0.6  # opacity of heatmap / Hough views at their maximum in plot.py [C]
 EVAL_LONGER_SIDE = 1401  # single-scale test size, longer side in px [R]
 EVAL_SCALES = (601, 1201, 1801)  # multi-scale test sizes, longer side in px [R]
+# Decoder test scenes (scenes.py: tests/test_post_proc.py, bench/decode_bench.py): random standing figures [C]
+SCENE_POSES = {
+    'fill': (0.6, 1.2),  # default height range, x the side of an equal share of the image per person
+    'jitter': 0.06,  # each keypoint moves by up to this fraction of the height, uniform
+    'lean_degrees': 15.0,  # whole-figure tilt, uniform in +-this
+    'limb_width': 0.08,  # body mask: limb thickness, fraction of the height
+    'head_radius': 0.08,  # body mask: head disk radius, fraction of the height
+}
+# How scenes.network_like makes target maps look like a network's outputs (x its `noise` factor) [C]
+SCENE_NOISE = {
+    'heatmap_edge': 0.15,  # heatmap disks blurred by a Gaussian of this std x R: a soft edge, not a step
+    'heatmap_background': 0.01,  # mean of the exponential background added to the heatmaps
+    'heatmap_noise': 0.05,  # std of the Gaussian noise on the heatmaps
+    'short_noise': 2.0,  # std (px) of the noise on short-range offsets where the target is defined
+    'mid_noise': 4.0,  # std (px) of the noise on mid-range offsets where defined
+    'long_noise': 4.0,  # std (px) of the noise on long-range offsets where defined
+    'junk_offsets': 20.0,  # std (px) of the random offsets where no target is defined
+    'segmentation_blur': 0.7,  # std (grid cells) of the blur of the segmentation map
+    'segmentation_noise': 0.05,  # std of the Gaussian noise on the segmentation
+}
+
 
 # ----------------------------------------------------------------------------
 # Inference (inference.py: demo.py, eval.py --checkpoint, export_model.py, serve_example.py, bench)

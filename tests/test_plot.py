@@ -6,7 +6,7 @@ import pytest
 import config
 import plot
 import post_proc
-from bench import decode_bench as synthetic
+import scenes
 
 STRIDE = 8
 
@@ -15,9 +15,9 @@ STRIDE = 8
 def scene():
     rng = np.random.RandomState(0)
     shape = (193, 257)
-    people = synthetic.random_people(2, shape, rng, height_range=(120, 150), unlabelled=0.2)
-    masks = synthetic.body_masks(people, shape, STRIDE)
-    outputs = synthetic.synthetic_outputs(people, masks, shape, STRIDE)
+    people = scenes.random_people(2, shape, rng, height_range=(120, 150), unlabelled=0.2)
+    masks = scenes.body_masks(people, shape, STRIDE)
+    outputs = scenes.target_maps(people, masks, shape, STRIDE)
     image = np.full(shape + (3,), 40, np.uint8)
     return image, people, outputs, post_proc.decode(outputs, STRIDE, shape)
 

@@ -5,19 +5,16 @@ import pytest
 
 import config
 import post_proc
-from bench import decode_bench as synthetic
+import scenes
 
 STRIDE = 8
 K = config.NUM_KEYPOINTS
 
 
-def make_scene(seed, num, size, unlabelled=0.0, noise=0.0, height_range=None, margin=0.0):
-    rng = np.random.RandomState(seed)
+def make_scene(seed, num, size, unlabelled=0.0, noise=0.0, height_range=None):
     shape = (size, size)
-    people = synthetic.random_people(num, shape, rng, height_range=height_range, unlabelled=unlabelled,
-                                     margin=margin)
-    masks = synthetic.body_masks(people, shape, STRIDE)
-    outputs = synthetic.synthetic_outputs(people, masks, shape, STRIDE, rng, noise=noise)
+    people, masks, outputs = scenes.scene(seed, num, shape, STRIDE, unlabelled=unlabelled, noise=noise,
+                                          height_range=height_range)
     return people, masks, outputs, shape
 
 
@@ -28,14 +25,15 @@ def grid_scene(seed, columns, rows, cell, unlabelled=0.0, noise=0.0):
     people = []
     for r in range(rows):
         for c in range(columns):
-            person = synthetic.random_people(1, cell, rng, height_range=(0.7 * cell[0], 0.85 * cell[0]),
+            person = scenes.random_people(1, cell, rng, height_range=(0.7 * cell[0], 0.85 * cell[0]),
                                              unlabelled=unlabelled)
             person[..., 0] += c * cell[1]
             person[..., 1] += r * cell[0]
             people.append(person)
     people = np.concatenate(people)
-    masks = synthetic.body_masks(people, shape, STRIDE)
-    return people, masks, synthetic.synthetic_outputs(people, masks, shape, STRIDE, rng, noise=noise), shape
+    masks = scenes.body_masks(people, shape, STRIDE)
+    maps = scenes.target_maps(people, masks, shape, STRIDE)
+    return people, masks, scenes.network_like(maps, STRIDE, rng, noise) if noise else maps, shape
 
 
 def match(people, decoded):
@@ -92,13 +90,13 @@ def test_overlapping_people_with_unlabelled_keypoints_decode_within_one_pixel():
 def test_partly_overlapping_people_decode_exactly():
     rng = np.random.RandomState(12)
     shape = (257, 361)
-    people = synthetic.random_people(3, (257, 200), rng, height_range=(200, 220), unlabelled=0.15)
+    people = scenes.random_people(3, (257, 200), rng, height_range=(200, 220), unlabelled=0.15)
     people[:, :, 0] += np.array([0.0, 80.0, 160.0])[:, None]  # side by side, overlapping arms and legs
-    masks = synthetic.body_masks(people, shape, STRIDE)
+    masks = scenes.body_masks(people, shape, STRIDE)
     assert (masks.sum(axis=0) > 1).sum() > 50
     same_type = np.linalg.norm(people[:, None, :, :2] - people[None, :, :, :2], axis=-1)[~np.eye(3, dtype=bool)]
     assert same_type.min() >= 2 * config.NMS_RADIUS  # not ambiguous
-    decoded = post_proc.decode(synthetic.synthetic_outputs(people, masks, shape, STRIDE), STRIDE, shape)
+    decoded = post_proc.decode(scenes.target_maps(people, masks, shape, STRIDE), STRIDE, shape)
     best, errors = match(people, decoded)
     assert len(set(best)) == 3 and np.nanmax(errors) <= 1.0
 
@@ -106,11 +104,11 @@ def test_partly_overlapping_people_decode_exactly():
 def test_missing_keypoint_does_not_cut_off_the_branch_behind_it():
     rng = np.random.RandomState(3)
     shape = (257, 257)
-    people = synthetic.random_people(1, shape, rng, height_range=(180, 200))
+    people = scenes.random_people(1, shape, rng, height_range=(180, 200))
     left_shoulder, nose, left_hip = config.KEYPOINTS.index('left_shoulder'), 0, config.KEYPOINTS.index('left_hip')
     people[0, [nose, left_shoulder, left_hip], 2] = 0  # the left arm and left leg hang off missing joints
-    masks = synthetic.body_masks(people, shape, STRIDE)
-    outputs = synthetic.synthetic_outputs(people, masks, shape, STRIDE)
+    masks = scenes.body_masks(people, shape, STRIDE)
+    outputs = scenes.target_maps(people, masks, shape, STRIDE)
     decoded = post_proc.decode(outputs, STRIDE, shape)
     assert len(decoded) == 1, 'the fragments of one person must not become several people'
     labelled = people[0, :, 2] > 0
@@ -121,13 +119,13 @@ def test_missing_keypoint_does_not_cut_off_the_branch_behind_it():
 def test_sub_pixel_positions_and_output_format():
     rng = np.random.RandomState(4)
     shape = (241, 401)
-    left = synthetic.random_people(1, (241, 200), rng, height_range=(150, 170))
-    right = synthetic.random_people(1, (241, 200), rng, height_range=(150, 170))
+    left = scenes.random_people(1, (241, 200), rng, height_range=(150, 170))
+    right = scenes.random_people(1, (241, 200), rng, height_range=(150, 170))
     right[..., 0] += 200
     people = np.concatenate([left, right])
     people[..., :2] += 0.37  # off the pixel grid
-    masks = synthetic.body_masks(people, shape, STRIDE)
-    decoded = post_proc.decode(synthetic.synthetic_outputs(people, masks, shape, STRIDE), STRIDE, shape)
+    masks = scenes.body_masks(people, shape, STRIDE)
+    decoded = post_proc.decode(scenes.target_maps(people, masks, shape, STRIDE), STRIDE, shape)
     _, errors = match(people, decoded)
     assert np.nanmax(errors) < 0.05
     assert len(decoded) == 2
@@ -253,7 +251,7 @@ def test_tiny_image_with_a_person():
     people[0, :, :2] = 4.0
     people[0, :, 2] = 2
     masks = np.ones((1, 2, 2), bool)
-    decoded = post_proc.decode(synthetic.synthetic_outputs(people, masks, shape, STRIDE), STRIDE, shape)
+    decoded = post_proc.decode(scenes.target_maps(people, masks, shape, STRIDE), STRIDE, shape)
     assert len(decoded) == 1
     assert np.allclose(decoded[0]['keypoints'][:, :2], 4.0, atol=1e-3)
     assert decoded[0]['mask'].all()
