@@ -19,6 +19,7 @@ import io
 import logging
 import multiprocessing
 import multiprocessing.connection
+import numbers
 import os
 import pickle
 import signal
@@ -239,16 +240,26 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
       radius: disk radius R in input px (config.RADIUS).
     Returns:
       dict of float32 [H', W', C] maps named as TARGET_CHANNELS.
+    Raises:
+      ValueError naming the argument whose shape disagrees with the others or is not a positive integer.
     """
     radius = config.RADIUS if radius is None else radius
+    stride = positive_int('stride', stride)
+    if len(input_shape) < 2 or min(input_shape[:2]) < 1:
+        raise ValueError('make_targets: input_shape must be (H, W[, C]) with H, W >= 1, got %s' % (input_shape,))
     rows, cols = transformer.grid_shape(input_shape, stride)
-    keypoints = np.asarray(keypoints, np.float32).reshape(-1, config.NUM_KEYPOINTS, 3)
+    keypoints, masks_grid, crowd_grid = check_target_inputs(keypoints, masks_grid, crowd_grid, (rows, cols),
+                                                            input_shape, stride)
     num_persons = keypoints.shape[0]
-    masks_grid = np.asarray(masks_grid, bool).reshape(num_persons, rows, cols)
-    crowd_grid = np.asarray(crowd_grid, bool).reshape(rows, cols)
     is_labelled = transformer.labelled(keypoints)  # [N, K]
     points = np.where(is_labelled[..., None], keypoints[..., :2], 0.0).astype(np.float32)  # [N, K, 2]
-    annotated = is_labelled.any(axis=1) if annotated is None else np.asarray(annotated, bool).reshape(num_persons)
+    if annotated is None:
+        annotated = is_labelled.any(axis=1)
+    else:
+        annotated = np.asarray(annotated, bool).ravel()
+        if annotated.shape != (num_persons,):
+            raise ValueError('make_targets: annotated has %d entries but keypoints has %d persons'
+                             % (annotated.size, num_persons))
     grid_x = (np.arange(cols, dtype=np.float32) * stride)[None, :]  # [1, W']
     grid_y = (np.arange(rows, dtype=np.float32) * stride)[:, None]  # [H', 1]
     targets = {name: np.zeros((rows, cols, channels), np.float32) for name, channels in TARGET_CHANNELS.items()}
@@ -299,6 +310,57 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
     return targets
 
 
+def positive_int(name, value):
+    """`value` as an int if it is a positive integer (numpy integers too; not bool or float), else a
+    ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError('%s must be a positive integer, got %r' % (name, value))
+    return int(value)
+
+
+def check_input_size(input_size, stride):
+    """ValueError unless input_size = n*stride + 1 with n >= 1.
+
+    Only such inputs put the network's output cell j at input pixel j*stride, where the targets put it
+    (config.py's convention): on other sizes the backbone's SAME-padded max pool shifts the features against
+    the targets by a fraction of a stride. A silent misalignment would cost a whole training run; train.py
+    refuses such an INPUT_SIZE for the same reason.
+    """
+    if input_size < stride + 1 or (input_size - 1) % stride:
+        below = (input_size - 1) // stride * stride + 1
+        sizes = ('%d or %d' % (below, below + stride)) if below > stride else str(stride + 1)
+        raise ValueError('input_size must be n*stride+1 (n >= 1) so the output grid meets the input pixels as the '
+                         'targets assume; got %d at stride %d: use %s' % (input_size, stride, sizes))
+
+
+def check_target_inputs(keypoints, masks_grid, crowd_grid, grid, input_shape, stride):
+    """make_targets' arrays, their shapes checked against each other and against the grid (H', W').
+
+    Returns:
+      (keypoints float32 [N, K, 3], masks_grid bool [N, H', W'], crowd_grid bool [H', W']).
+    Raises:
+      ValueError naming the argument that disagrees.
+    """
+    keypoints = np.asarray(keypoints, np.float32)
+    masks_grid = np.asarray(masks_grid, bool)
+    crowd_grid = np.asarray(crowd_grid, bool)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (config.NUM_KEYPOINTS, 3):
+        raise ValueError('make_targets: keypoints must be [N, %d, 3] (x, y, v), got shape %s'
+                         % (config.NUM_KEYPOINTS, keypoints.shape))
+    if masks_grid.ndim != 3:
+        raise ValueError("make_targets: masks_grid must be [N, H', W'], got shape %s" % (masks_grid.shape,))
+    if masks_grid.shape[0] != keypoints.shape[0]:
+        raise ValueError('make_targets: masks_grid has %d persons but keypoints has %d'
+                         % (masks_grid.shape[0], keypoints.shape[0]))
+    grid_text = 'input_shape %s at stride %d gives a %dx%d grid' % (tuple(input_shape[:2]), stride, grid[0],
+                                                                     grid[1])
+    if masks_grid.shape[1:] != tuple(grid):
+        raise ValueError('make_targets: masks_grid is %s but %s' % (masks_grid.shape, grid_text))
+    if crowd_grid.shape != tuple(grid):
+        raise ValueError('make_targets: crowd_grid is %s but %s' % (crowd_grid.shape, grid_text))
+    return keypoints, masks_grid, crowd_grid
+
+
 def padded_shape(image_shape, stride):
     """Smallest (n_h*s + 1, n_w*s + 1) that holds an (H, W) image."""
     return tuple(((side - 1 + stride - 1) // stride) * stride + 1 for side in image_shape[:2])
@@ -339,7 +401,8 @@ def augment_example(example, rng, input_size=None, stride=None):
     Args:
       example: dict from CocoPersons.load_example.
       rng: numpy Generator or int seed; the same seed gives the same sample.
-      input_size: side of the square input (config.INPUT_SIZE), ideally n*stride + 1.
+      input_size: side of the square input (config.INPUT_SIZE), ideally n*stride + 1 (SampleGenerator
+        requires it: check_input_size).
       stride: output stride (config.TRAIN_OUTPUT_STRIDE).
     Returns:
       dict 'image' uint8 [S, S, 3] and the maps of make_targets on the ((S-1)//s + 1)^2 grid.
@@ -519,7 +582,7 @@ class SampleGenerator(object):
     Args:
       dataset: CocoPersons.
       batch_size: samples per batch (config.BATCH_SIZE).
-      input_size: square input side (config.INPUT_SIZE).
+      input_size: square input side, n*stride + 1 (config.INPUT_SIZE).
       stride: output stride (config.TRAIN_OUTPUT_STRIDE).
       num_workers: worker processes (config.NUM_WORKERS).
       seed: base seed (config.SEED).
@@ -527,22 +590,24 @@ class SampleGenerator(object):
       prefetch: samples in flight per worker (config.PREFETCH_PER_WORKER).
       start_method: multiprocessing start method (config.DATA_START_METHOD).
       timeout: seconds to wait for one sample before declaring a worker stuck (config.WORKER_TIMEOUT).
+    Raises:
+      ValueError naming the argument if batch_size, input_size or stride is not a positive integer, or if
+      input_size is not n*stride + 1 (check_input_size); ValueError if the dataset has no image.
     """
 
     def __init__(self, dataset, batch_size=None, input_size=None, stride=None, num_workers=None, seed=None,
                  epochs=None, prefetch=None, start_method=None, timeout=None):
         self.dataset = dataset
-        self.batch_size = config.BATCH_SIZE if batch_size is None else int(batch_size)
-        self.input_size = config.INPUT_SIZE if input_size is None else int(input_size)
-        self.stride = config.TRAIN_OUTPUT_STRIDE if stride is None else int(stride)
+        self.batch_size = positive_int('batch_size', config.BATCH_SIZE if batch_size is None else batch_size)
+        self.input_size = positive_int('input_size', config.INPUT_SIZE if input_size is None else input_size)
+        self.stride = positive_int('stride', config.TRAIN_OUTPUT_STRIDE if stride is None else stride)
+        check_input_size(self.input_size, self.stride)
         self.num_workers = config.NUM_WORKERS if num_workers is None else int(num_workers)
         self.seed = config.SEED if seed is None else int(seed)
         self.epochs = epochs
         self.prefetch = config.PREFETCH_PER_WORKER if prefetch is None else int(prefetch)
         self.start_method = config.DATA_START_METHOD if start_method is None else start_method
         self.timeout = timeout
-        if self.batch_size < 1:
-            raise ValueError('batch_size must be >= 1, got %d' % self.batch_size)
         if not len(dataset.image_ids):
             raise ValueError('no image in %s' % getattr(dataset, 'annotation_file', dataset))
         self.skipped = 0

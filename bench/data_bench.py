@@ -92,6 +92,7 @@ def main(argv=None):
     parser.add_argument('--batch-size', type=int, default=config.BATCH_SIZE)
     args = parser.parse_args(argv)
 
+    data_generator.check_input_size(args.input_size, args.stride)  # before the stage timings, not after
     dataset = data_generator.CocoPersons(args.annotations, args.images)
     size = args.input_size
     grid = transformer.grid_shape((size, size), args.stride)

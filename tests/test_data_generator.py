@@ -281,6 +281,51 @@ def test_targets_stay_on_the_output_grid_and_small(train):
     assert size < 3e6  # a few MB, where input-resolution maps would take ~100 MB
 
 
+def test_make_targets_names_inconsistent_arguments(train):
+    example = train.load_example(CROWD_IMAGE)
+    shape, stride = (129, 129), 8
+    matrix, flip = transformer.random_affine(0, example['image'].shape, shape)
+    warped = transformer.apply_affine(example, matrix, flip, shape, stride)
+    keypoints, masks, crowd = warped['keypoints'], warped['masks'], warped['crowd_mask']
+    assert len(keypoints) == len(masks) == 13
+    bad_calls = [
+        ('masks_grid has 12 persons but keypoints has 13', (keypoints, masks[:-1], crowd, shape, stride)),
+        ('masks_grid has 13 persons but keypoints has 12', (keypoints[:-1], masks, crowd, shape, stride)),
+        (r'masks_grid is \(13, 17, 17\).*input_shape \(257, 257\) at stride 8 gives a 33x33 grid',
+         (keypoints, masks, crowd, (257, 257), stride)),
+        (r'crowd_grid is \(17, 16\)', (keypoints, masks, crowd[:, :-1], shape, stride)),
+        (r'keypoints must be \[N, 17, 3\].*\(13, 17, 2\)', (keypoints[..., :2], masks, crowd, shape, stride)),
+        ('stride must be a positive integer, got 0', (keypoints, masks, crowd, shape, 0)),
+        ('input_shape', (keypoints, masks, crowd, (0, 129), stride)),
+    ]
+    for message, args in bad_calls:
+        with pytest.raises(ValueError, match=message):
+            data_generator.make_targets(*args)
+    with pytest.raises(ValueError, match='annotated has 2 entries but keypoints has 13 persons'):
+        data_generator.make_targets(keypoints, masks, crowd, shape, stride, annotated=[True, False])
+
+
+@pytest.mark.parametrize('input_size,stride,message', [
+    (0, 8, 'input_size must be a positive integer, got 0'),
+    (-129, 8, 'input_size must be a positive integer'),
+    (129.0, 8, 'input_size must be a positive integer, got 129.0'),
+    ('129', 8, 'input_size must be a positive integer'),
+    (129, 0, 'stride must be a positive integer, got 0'),
+    (129, 2.5, 'stride must be a positive integer'),
+    (128, 8, r'input_size must be n\*stride\+1.*128 at stride 8.*121 or 129'),
+    (401, 16, None),
+    (np.int64(129), np.int64(8), None),
+])
+def test_generator_checks_input_size_and_stride(train, input_size, stride, message):
+    if message is None:
+        generator = data_generator.SampleGenerator(train, batch_size=1, input_size=input_size, stride=stride,
+                                                   num_workers=0)
+        assert (generator.input_size, generator.stride) == (int(input_size), int(stride))
+        return
+    with pytest.raises(ValueError, match=message):
+        data_generator.SampleGenerator(train, batch_size=1, input_size=input_size, stride=stride, num_workers=0)
+
+
 def _tiny_image(path, height=48, width=64):
     import cv2
     image = np.full((height, width, 3), 90, np.uint8)
