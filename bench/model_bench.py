@@ -8,8 +8,10 @@ For ResNet-v2-101 (config.BACKBONE_DEPTH) at 401x401 and 801x801 inputs, output 
   * FLOPs counted analytically from the shapes of every convolution and matmul in the graph (forward Conv2D,
     and in the training graph also Conv2DBackpropInput / Conv2DBackpropFilter): 2 x multiply-adds. The
     elementwise work (batch norm, relu, refinement, losses) is left out, so GFLOP/s is a lower bound;
-  * matmul peak: GFLOP/s of a large float32 matmul (MATMUL_SIZE^2 x MATMUL_SIZE) in the same run and the same
-    session settings: what this CPU's TensorFlow can do at best.
+  * matmul peak: GFLOP/s of a large float32 matmul (MATMUL_SIZE^2 x MATMUL_SIZE) with the same session
+    settings, what this CPU's TensorFlow can do at best. One matmul runs right after every timed model run,
+    so that on a shared machine both see the same load; each row compares its best model run with the best
+    matmul run interleaved with it.
 The backbone weights are random (speed does not depend on them). Times are the best of --repeats runs after
 one warm-up run (as timeit advises: the run least disturbed by other processes on a shared machine), the
 median in brackets.
@@ -67,27 +69,46 @@ def conv_flops(graph):
     return total
 
 
-def timed(sess, fetches, repeats):
-    """Best and median wall time (s) of sess.run(fetches) over `repeats` runs after one warm-up."""
+class MatmulProbe(object):
+    """A MATMUL_SIZE^2 x MATMUL_SIZE float32 matmul in its own graph and session: run() -> seconds."""
+
+    def __init__(self, session_conf):
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            rng = np.random.RandomState(0)
+            a = tf.Variable(rng.randn(MATMUL_SIZE, MATMUL_SIZE).astype(np.float32))
+            b = tf.Variable(rng.randn(MATMUL_SIZE, MATMUL_SIZE).astype(np.float32))
+            self.product = tf.reduce_sum(tf.matmul(a, b))  # a scalar fetch: no copy of the result timed
+            self.sess = tf.Session(config=session_conf)
+            self.sess.run(tf.global_variables_initializer())
+        self.sess.run(self.product)  # warm-up
+
+    def run(self):
+        start = time.perf_counter()
+        self.sess.run(self.product)
+        return time.perf_counter() - start
+
+    @staticmethod
+    def gflops(seconds):
+        return 2.0 * MATMUL_SIZE ** 3 / seconds / 1e9
+
+    def close(self):
+        self.sess.close()
+
+
+def timed(sess, fetches, repeats, probe):
+    """Times sess.run(fetches) `repeats` times after a warm-up, each run followed by one matmul run.
+
+    Returns (best s, median s, best matmul GFLOP/s among the interleaved runs).
+    """
     sess.run(fetches)
-    times = []
+    times, matmul = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         sess.run(fetches)
         times.append(time.perf_counter() - start)
-    return float(np.min(times)), float(np.median(times))
-
-
-def matmul_gflops(session_conf, repeats):
-    with tf.Graph().as_default():
-        rng = np.random.RandomState(0)
-        a = tf.Variable(rng.randn(MATMUL_SIZE, MATMUL_SIZE).astype(np.float32))
-        b = tf.Variable(rng.randn(MATMUL_SIZE, MATMUL_SIZE).astype(np.float32))
-        product = tf.reduce_sum(tf.matmul(a, b))  # a scalar fetch: no copy of the result in the timing
-        with tf.Session(config=session_conf) as sess:
-            sess.run(tf.global_variables_initializer())
-            seconds, _ = timed(sess, product, repeats)
-    return 2.0 * MATMUL_SIZE ** 3 / seconds / 1e9
+        matmul.append(probe.run())
+    return float(np.min(times)), float(np.median(times)), probe.gflops(min(matmul))
 
 
 def random_targets(rng, grid):
@@ -102,7 +123,7 @@ def random_targets(rng, grid):
     return targets
 
 
-def bench_forward(size, stride, session_conf, repeats):
+def bench_forward(size, stride, session_conf, repeats, probe):
     with tf.Graph().as_default() as graph:
         rng = np.random.RandomState(0)
         images = tf.constant(rng.randint(0, 256, (1, size, size, 3)).astype(np.uint8))
@@ -111,10 +132,10 @@ def bench_forward(size, stride, session_conf, repeats):
         flops = conv_flops(graph)
         with tf.Session(config=session_conf) as sess:
             sess.run(tf.global_variables_initializer())
-            return timed(sess, fetches, repeats), flops
+            return timed(sess, fetches, repeats, probe), flops
 
 
-def bench_train(size, stride, session_conf, repeats):
+def bench_train(size, stride, session_conf, repeats, probe):
     with tf.Graph().as_default() as graph:
         rng = np.random.RandomState(0)
         images = tf.constant(rng.randint(0, 256, (1, size, size, 3)).astype(np.uint8))
@@ -126,7 +147,7 @@ def bench_train(size, stride, session_conf, repeats):
         flops = conv_flops(graph)
         with tf.Session(config=session_conf) as sess:
             sess.run(tf.global_variables_initializer())
-            return timed(sess, train_op, repeats), flops
+            return timed(sess, train_op, repeats, probe), flops
 
 
 def main():
@@ -139,31 +160,32 @@ def main():
     parser.add_argument('--no-train', action='store_true', help='time the forward pass only')
     args = parser.parse_args()
     session_conf = session_config(args.intra, args.inter)
-
     print('ResNet-v2-%d, batch 1, %d CPU cores, intra-op %d / inter-op %d threads, TensorFlow %s, '
           'best of %d runs [median]' % (config.BACKBONE_DEPTH, os.cpu_count(), args.intra, args.inter,
-                                        tf.__version__, args.repeats))
-    peak = matmul_gflops(session_conf, args.repeats)
-    print('matmul %dx%d float32: %.1f GFLOP/s' % (MATMUL_SIZE, MATMUL_SIZE, peak), flush=True)
-    print('%-8s %-3s %18s %7s %8s %7s %18s %7s %8s' % (
-        'input', 'os', 'forward ms', 'GFLOP', 'GFLOP/s', 'peak', 'train step ms', 'GFLOP', 'GFLOP/s'))
+                                        tf.__version__, args.repeats), flush=True)
+    probe = MatmulProbe(session_conf)
+    print('%-8s %-3s %16s %7s %8s %8s %6s %16s %7s %8s' % (
+        'input', 'os', 'forward ms', 'GFLOP', 'GFLOP/s', 'matmul', 'peak', 'train step ms', 'GFLOP', 'GFLOP/s'))
     results = {}
     for size in args.sizes:
         for stride in args.strides:
-            (forward, forward_median), forward_flops = bench_forward(size, stride, session_conf, args.repeats)
+            (forward, forward_median, peak), forward_flops = bench_forward(size, stride, session_conf,
+                                                                           args.repeats, probe)
             if args.no_train:
-                (train, train_median), train_flops = (float('nan'), float('nan')), 0
+                (train, train_median, _), train_flops = (float('nan'), float('nan'), None), 0
             else:
-                (train, train_median), train_flops = bench_train(size, stride, session_conf, args.repeats)
-            results[size, stride] = (forward, forward_flops, train)
+                (train, train_median, _), train_flops = bench_train(size, stride, session_conf, args.repeats,
+                                                                    probe)
             rate = forward_flops / forward / 1e9
-            print('%-8s %-3d %18s %7.1f %8.1f %6.0f%% %18s %7.1f %8.1f' % (
+            results[size, stride] = (forward, train, 100.0 * rate / peak)
+            print('%-8s %-3d %16s %7.1f %8.1f %8.1f %5.0f%% %16s %7.1f %8.1f' % (
                 '%dx%d' % (size, size), stride, '%.0f [%.0f]' % (1e3 * forward, 1e3 * forward_median),
-                forward_flops / 1e9, rate, 100.0 * rate / peak, '%.0f [%.0f]' % (1e3 * train, 1e3 * train_median),
-                train_flops / 1e9, train_flops / train / 1e9), flush=True)
+                forward_flops / 1e9, rate, peak, 100.0 * rate / peak,
+                '%.0f [%.0f]' % (1e3 * train, 1e3 * train_median), train_flops / 1e9,
+                train_flops / train / 1e9), flush=True)
+    probe.close()
     if (401, 16) in results:
-        forward, forward_flops, train = results[401, 16]
-        percent = 100.0 * forward_flops / forward / 1e9 / peak
+        forward, train, percent = results[401, 16]
         print('model: forward %.0f ms, train step %.0f ms at 401x401 os16, %.0f%% of matmul peak'
               % (1e3 * forward, 1e3 * train, percent))
 
