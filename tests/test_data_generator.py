@@ -1,4 +1,5 @@
 """data_generator.py on the real COCO sample: reader, targets of every head, batches from worker processes."""
+import functools
 import json
 import logging
 import multiprocessing
@@ -6,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -481,23 +483,31 @@ def test_workers_stop_when_the_consumer_stops_early(train):
     assert _shared_memory() <= shared_before  # the sample ring is freed
 
 
-def _stuck_on_crowd_image(dataset, image_id, seed, input_size, stride):
+def _stuck_on_crowd_image(pid_file, dataset, image_id, seed, input_size, stride):
+    """make_sample that never returns on the crowd image: it notes its pid, then waits on an Event nobody sets."""
     if image_id == CROWD_IMAGE:
-        time.sleep(120)
+        with open(pid_file, 'w') as f:
+            f.write(str(os.getpid()))
+        threading.Event().wait()
     return data_generator.augment_example(dataset.load_example(image_id), 0, input_size, stride)
 
 
-def test_a_stuck_worker_is_an_error_not_a_hang(train, monkeypatch):
-    # Forked workers inherit the patched function; the stuck one is killed at shutdown.
-    monkeypatch.setattr(data_generator, 'make_sample', _stuck_on_crowd_image)
+def test_a_stuck_worker_is_an_error_not_a_hang(train, monkeypatch, tmp_path, caplog):
+    # Forked workers inherit the patched function; the stuck one must be killed at shutdown.
+    pid_file = str(tmp_path / 'stuck.pid')
+    monkeypatch.setattr(data_generator, 'make_sample', functools.partial(_stuck_on_crowd_image, pid_file))
     monkeypatch.setattr(config, 'WORKER_STOP_GRACE', 0.5)
     generator = data_generator.SampleGenerator(train, batch_size=2, input_size=65, stride=8, num_workers=2,
                                                seed=0, start_method='fork', timeout=1.0)
-    start = time.time()
-    with pytest.raises(TimeoutError, match='000000034246.jpg'):
-        list(generator)
-    assert time.time() - start < 30
-    assert generator.worker_pids and not any(_alive(pid) for pid in generator.worker_pids)
+    with caplog.at_level(logging.WARNING, logger='data_generator'):
+        with pytest.raises(TimeoutError, match='000000034246.jpg'):
+            list(generator)
+    with open(pid_file) as f:
+        stuck = int(f.read())
+    assert stuck in generator.worker_pids
+    assert 'data worker %d still busy' % stuck in caplog.text and 'killed' in caplog.text
+    assert not any(_alive(pid) for pid in generator.worker_pids)
+    assert not multiprocessing.active_children()
 
 
 def test_workers_die_with_their_parent(coco_sample, tmp_path):
