@@ -119,7 +119,12 @@ def test_keypoints_leaving_the_crop_become_unlabelled(posed):
     assert (warped[~inside] == 0).all()
 
 
-def test_same_seed_same_transform_and_rotation_off_by_default():
+def _rotation(matrix):
+    """Rotation angle in degrees of an affine matrix from random_affine (a flip negates the first row)."""
+    return np.degrees(np.arctan2(abs(matrix[1, 0]), abs(matrix[1, 1])))
+
+
+def test_same_seed_same_transform():
     shape = (428, 640)
     first = [transformer.random_affine(np.random.default_rng(s), shape, (401, 401)) for s in SEEDS]
     again = [transformer.random_affine(np.random.default_rng(s), shape, (401, 401)) for s in SEEDS]
@@ -128,12 +133,34 @@ def test_same_seed_same_transform_and_rotation_off_by_default():
         assert f1 == f2
     assert len({m.tobytes() for m, _ in first}) == len(first)
     assert {f for _, f in first} == {True, False}
-    if config.ROTATION_DEGREES == 0:
-        for matrix, _ in first:
-            assert matrix[0, 1] == 0 and matrix[1, 0] == 0
-    rotated, _ = transformer.random_affine(1, shape, (401, 401), rotation_degrees=30.0)
-    angle = np.degrees(np.arctan2(rotated[0, 1], abs(rotated[1, 1])))
-    assert 0 < abs(angle) <= 30.0
+
+
+def test_rotation_degrees_zero_means_no_rotation():
+    shape = (428, 640)
+    for seed in SEEDS:
+        matrix, _ = transformer.random_affine(seed, shape, (401, 401), rotation_degrees=0)
+        assert matrix[0, 1] == 0 and matrix[1, 0] == 0
+    angles = [_rotation(transformer.random_affine(seed, shape, (401, 401), rotation_degrees=30.0)[0])
+              for seed in SEEDS]
+    assert all(0 < angle <= 30.0 for angle in angles)
+    # The draws happen in the same order whatever the options: rotation changes nothing else.
+    plain, flip = transformer.random_affine(1, shape, (401, 401), rotation_degrees=0)
+    rotated, rotated_flip = transformer.random_affine(1, shape, (401, 401), rotation_degrees=30.0)
+    assert flip == rotated_flip
+    np.testing.assert_allclose(np.hypot(*rotated[:, 0]), np.hypot(*plain[:, 0]), rtol=1e-12)  # same scale
+
+
+def test_rotation_is_off_by_default_and_follows_the_config(monkeypatch):
+    # The paper does not rotate: the shipped config leaves rotation off, and the default follows the config.
+    assert config.ROTATION_DEGREES == 0
+    shape = (428, 640)
+    for degrees in (0.0, 25.0):
+        monkeypatch.setattr(config, 'ROTATION_DEGREES', degrees)
+        for seed in SEEDS:
+            default, _ = transformer.random_affine(seed, shape, (401, 401))
+            explicit, _ = transformer.random_affine(seed, shape, (401, 401), rotation_degrees=degrees)
+            np.testing.assert_array_equal(default, explicit)
+            assert (_rotation(default) > 0) == (degrees > 0)
 
 
 @pytest.mark.parametrize('stride', [8, 16])
