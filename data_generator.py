@@ -52,6 +52,11 @@ TARGET_CHANNELS = collections.OrderedDict([
 ])
 TARGET_NAMES = ('image',) + tuple(TARGET_CHANNELS)
 
+# Tags that keep the random streams of the epoch shuffles and of the samples apart under one seed.
+_ORDER_STREAM, _SAMPLE_STREAM = 0, 1
+# Linux prctl option: signal this process when its parent dies (<linux/prctl.h>).
+_PR_SET_PDEATHSIG = 1
+
 
 class ImageReadError(IOError):
     """An image file is missing or cannot be decoded; the message names the file."""
@@ -180,7 +185,8 @@ def annotation_keypoints(values):
 
 
 def annotation_mask(segmentation, height, width, annotation_id=None):
-    """bool [H, W] of a COCO segmentation (polygons, or RLE compressed or not).
+    """bool [H, W] of a COCO segmentation (polygons in image px, or RLE compressed or not) on an image of
+    `height` x `width` px; `annotation_id` only names it in warnings.
 
     Degenerate input (no polygon, polygons with fewer than 3 points, non-finite coordinates, an RLE of
     another size) gives an empty or partial mask, with a warning, never an exception.
@@ -214,6 +220,57 @@ def annotation_mask(segmentation, height, width, annotation_id=None):
 # ----------------------------------------------------------------------------
 # Targets
 # ----------------------------------------------------------------------------
+
+def positive_int(name, value):
+    """`value` as an int if it is a positive integer (numpy integers too; not bool or float), else a
+    ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError('%s must be a positive integer, got %r' % (name, value))
+    return int(value)
+
+
+def check_input_size(input_size, stride):
+    """ValueError unless input_size = n*stride + 1 with n >= 1.
+
+    Only such inputs put the network's output cell j at input pixel j*stride, where the targets put it
+    (config.py's convention): on other sizes the backbone's SAME-padded max pool shifts the features against
+    the targets by a fraction of a stride. A silent misalignment would cost a whole training run; train.py
+    refuses such an INPUT_SIZE for the same reason.
+    """
+    if input_size < stride + 1 or (input_size - 1) % stride:
+        below = (input_size - 1) // stride * stride + 1
+        sizes = ('%d or %d' % (below, below + stride)) if below > stride else str(stride + 1)
+        raise ValueError('input_size must be n*stride+1 (n >= 1) so the output grid meets the input pixels as the '
+                         'targets assume; got %d at stride %d: use %s' % (input_size, stride, sizes))
+
+
+def check_target_inputs(keypoints, masks_grid, crowd_grid, grid, input_shape, stride):
+    """make_targets' arrays, their shapes checked against each other and against the grid (H', W').
+
+    Returns:
+      (keypoints float32 [N, K, 3], masks_grid bool [N, H', W'], crowd_grid bool [H', W']).
+    Raises:
+      ValueError naming the argument that disagrees.
+    """
+    keypoints = np.asarray(keypoints, np.float32)
+    masks_grid = np.asarray(masks_grid, bool)
+    crowd_grid = np.asarray(crowd_grid, bool)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (config.NUM_KEYPOINTS, 3):
+        raise ValueError('make_targets: keypoints must be [N, %d, 3] (x, y, v), got shape %s'
+                         % (config.NUM_KEYPOINTS, keypoints.shape))
+    if masks_grid.ndim != 3:
+        raise ValueError("make_targets: masks_grid must be [N, H', W'], got shape %s" % (masks_grid.shape,))
+    if masks_grid.shape[0] != keypoints.shape[0]:
+        raise ValueError('make_targets: masks_grid has %d persons but keypoints has %d'
+                         % (masks_grid.shape[0], keypoints.shape[0]))
+    grid_text = 'input_shape %s at stride %d gives a %dx%d grid' % (tuple(input_shape[:2]), stride, grid[0],
+                                                                     grid[1])
+    if masks_grid.shape[1:] != tuple(grid):
+        raise ValueError('make_targets: masks_grid is %s but %s' % (masks_grid.shape, grid_text))
+    if crowd_grid.shape != tuple(grid):
+        raise ValueError('make_targets: crowd_grid is %s but %s' % (crowd_grid.shape, grid_text))
+    return keypoints, masks_grid, crowd_grid
+
 
 def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotated=None, radius=None):
     """PersonLab target maps of one sample on the output grid (HELPERS.md contract).
@@ -310,59 +367,8 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
     return targets
 
 
-def positive_int(name, value):
-    """`value` as an int if it is a positive integer (numpy integers too; not bool or float), else a
-    ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError('%s must be a positive integer, got %r' % (name, value))
-    return int(value)
-
-
-def check_input_size(input_size, stride):
-    """ValueError unless input_size = n*stride + 1 with n >= 1.
-
-    Only such inputs put the network's output cell j at input pixel j*stride, where the targets put it
-    (config.py's convention): on other sizes the backbone's SAME-padded max pool shifts the features against
-    the targets by a fraction of a stride. A silent misalignment would cost a whole training run; train.py
-    refuses such an INPUT_SIZE for the same reason.
-    """
-    if input_size < stride + 1 or (input_size - 1) % stride:
-        below = (input_size - 1) // stride * stride + 1
-        sizes = ('%d or %d' % (below, below + stride)) if below > stride else str(stride + 1)
-        raise ValueError('input_size must be n*stride+1 (n >= 1) so the output grid meets the input pixels as the '
-                         'targets assume; got %d at stride %d: use %s' % (input_size, stride, sizes))
-
-
-def check_target_inputs(keypoints, masks_grid, crowd_grid, grid, input_shape, stride):
-    """make_targets' arrays, their shapes checked against each other and against the grid (H', W').
-
-    Returns:
-      (keypoints float32 [N, K, 3], masks_grid bool [N, H', W'], crowd_grid bool [H', W']).
-    Raises:
-      ValueError naming the argument that disagrees.
-    """
-    keypoints = np.asarray(keypoints, np.float32)
-    masks_grid = np.asarray(masks_grid, bool)
-    crowd_grid = np.asarray(crowd_grid, bool)
-    if keypoints.ndim != 3 or keypoints.shape[1:] != (config.NUM_KEYPOINTS, 3):
-        raise ValueError('make_targets: keypoints must be [N, %d, 3] (x, y, v), got shape %s'
-                         % (config.NUM_KEYPOINTS, keypoints.shape))
-    if masks_grid.ndim != 3:
-        raise ValueError("make_targets: masks_grid must be [N, H', W'], got shape %s" % (masks_grid.shape,))
-    if masks_grid.shape[0] != keypoints.shape[0]:
-        raise ValueError('make_targets: masks_grid has %d persons but keypoints has %d'
-                         % (masks_grid.shape[0], keypoints.shape[0]))
-    grid_text = 'input_shape %s at stride %d gives a %dx%d grid' % (tuple(input_shape[:2]), stride, grid[0],
-                                                                     grid[1])
-    if masks_grid.shape[1:] != tuple(grid):
-        raise ValueError('make_targets: masks_grid is %s but %s' % (masks_grid.shape, grid_text))
-    if crowd_grid.shape != tuple(grid):
-        raise ValueError('make_targets: crowd_grid is %s but %s' % (crowd_grid.shape, grid_text))
-    return keypoints, masks_grid, crowd_grid
-
-
 def padded_shape(image_shape, stride):
-    """Smallest (n_h*s + 1, n_w*s + 1) that holds an (H, W) image."""
+    """(int, int): the smallest (n_h*s + 1, n_w*s + 1) that holds an (H, W[, C]) image."""
     return tuple(((side - 1 + stride - 1) // stride) * stride + 1 for side in image_shape[:2])
 
 
@@ -424,18 +430,19 @@ def augment_example(example, rng, input_size=None, stride=None):
 # ----------------------------------------------------------------------------
 
 def sample_seed(seed, epoch, image_id):
-    """Seed of one sample: fixed by (seed, epoch, image), whatever worker makes it."""
-    return np.random.SeedSequence([int(seed), 1, int(epoch), int(image_id)])
+    """np.random.SeedSequence of one sample: fixed by (seed, epoch, image id), whatever worker makes it."""
+    return np.random.SeedSequence([int(seed), _SAMPLE_STREAM, int(epoch), int(image_id)])
 
 
 def epoch_order(image_ids, seed, epoch):
-    """The shuffled image ids of one epoch."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0, int(epoch)]))
+    """list of the image ids (any order in, all of them out) in the shuffled order of epoch `epoch` (int)."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _ORDER_STREAM, int(epoch)]))
     return [image_ids[i] for i in rng.permutation(len(image_ids))]
 
 
 def make_sample(dataset, image_id, seed, input_size, stride):
-    """One augmented sample, or ('skip', file name, reason) if its image is unreadable."""
+    """One augmented sample of `dataset` (CocoPersons): the dict of augment_example, seeded by `seed`
+    (SeedSequence or int), or the tuple ('skip', file name, reason) if its image is unreadable."""
     try:
         example = dataset.load_example(image_id)
     except ImageReadError as error:
@@ -484,11 +491,13 @@ class SampleRing(object):
         return views
 
     def write(self, slot, sample):
+        """Copies a sample (dict name -> array shaped as the layout) into slot `slot`."""
         views = self.views(slot)
         for name in views:
             views[name][...] = sample[name]
 
     def close(self):
+        """Detaches; the creating process also frees the memory (unlink)."""
         if self._owner:
             self.memory.unlink()
         try:
@@ -504,7 +513,7 @@ def _die_with_parent(parent_pid):
     """Linux: the kernel ends this worker when its parent process dies, so a killed trainer leaves no orphans."""
     try:
         libc = ctypes.CDLL('libc.so.6', use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         return
     try:
@@ -514,11 +523,14 @@ def _die_with_parent(parent_pid):
 
 
 def config_values():
-    """The settings of config.py as they are now in this process (programs may override a few at run time)."""
+    """dict name -> value of config.py's settings as they are now in this process (programs may override a
+    few at run time)."""
     return {name: value for name, value in vars(config).items() if name.isupper()}
 
 
 def _init_worker(dataset, ring, input_size, stride, parent_pid, settings):
+    """Worker start-up: parent-death signal, the parent's config values (config_values()), the state that
+    _worker_sample uses (dataset, SampleRing, input size and stride in px)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it shuts us down
     _die_with_parent(parent_pid)
     # No cv2.setNumThreads here: in a forked child it deadlocks on the parent's copied thread pool.
@@ -538,7 +550,8 @@ def _worker_sample(image_id, seed, slot):
 
 
 def stop_workers(executor, grace=None):
-    """Shuts a ProcessPoolExecutor down; workers still running after `grace` seconds are killed.
+    """Shuts a ProcessPoolExecutor down; workers still running after `grace` seconds
+    (config.WORKER_STOP_GRACE) are killed and logged with their pid.
 
     (shutdown(wait=True) alone would wait forever on a stuck worker.)
     """
@@ -552,7 +565,7 @@ def stop_workers(executor, grace=None):
         for sentinel in multiprocessing.connection.wait(list(running), deadline - time.monotonic()):
             running.pop(sentinel)
     for process in running.values():
-        LOG.warning('data worker %d still busy %.0f s after shutdown: killed', process.pid, grace)
+        LOG.warning('data worker %d still busy %g s after shutdown: killed', process.pid, grace)
         process.kill()
     if manager is not None:
         manager.join(grace)  # it reaps the workers

@@ -64,8 +64,12 @@ def random_affine(rng, image_shape, output_shape, scale_range=None, max_translat
       rng: numpy Generator (or an int seed).
       image_shape: (H, W[, C]) of the source image.
       output_shape: (H_out, W_out[, C]) of the augmented image.
+      scale_range: (min, max) random factor on top of the fit (config.SCALE_RANGE).
+      max_translation: max shift of the centre, fraction of the output side (config.MAX_TRANSLATION).
+      flip_probability: probability of a left-right flip (config.FLIP_PROBABILITY).
+      rotation_degrees: max rotation in degrees, 0 for none (config.ROTATION_DEGREES).
     Returns:
-      (matrix float64 [2, 3], flip bool).
+      (matrix float64 [2, 3] source px -> output px, flip bool).
     """
     rng = np.random.default_rng(rng)
     scale_range = config.SCALE_RANGE if scale_range is None else scale_range
@@ -88,7 +92,7 @@ def invert_affine(matrix):
 
 
 def grid_shape(input_shape, stride):
-    """Output-grid (H', W') of an input of (H, W): ((H - 1) // s + 1, (W - 1) // s + 1)."""
+    """Output-grid (H', W') ints of an input of (H, W[, C]) px at stride s: ((H - 1) // s + 1, (W - 1) // s + 1)."""
     return (input_shape[0] - 1) // stride + 1, (input_shape[1] - 1) // stride + 1
 
 
@@ -99,6 +103,7 @@ def warp_image(image, matrix, output_shape, pad_value=None):
       image: uint8 [H, W, 3].
       matrix: [2, 3] source -> output.
       output_shape: (H_out, W_out[, C]).
+      pad_value: RGB 0..255 of the area outside the source.
     Returns:
       uint8 [H_out, W_out, 3].
     """
@@ -142,10 +147,10 @@ def warp_masks_to_grid(masks, matrix, output_shape, stride):
     masks = np.asarray(masks, dtype=bool)
     height, width = masks.shape[-2:]
     rows, cols = grid_source_points(matrix, output_shape, stride)
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    rows, cols = np.clip(rows, 0, max(height - 1, 0)), np.clip(cols, 0, max(width - 1, 0))
     if height == 0 or width == 0:
         return np.zeros(masks.shape[:-2] + rows.shape, bool)
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    rows, cols = np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
     return masks[..., rows, cols] & inside
 
 
