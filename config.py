@@ -91,7 +91,6 @@ PAD_VALUE = (124, 116, 104)  # RGB fill outside the source image (ImageNet mean)
 # ----------------------------------------------------------------------------
 NUM_WORKERS = 2  # target-generation worker processes; 0 runs in the calling process [C]
 SEED = 0  # base seed: same seed, same samples [C]
-MIN_KEYPOINTS_FOR_MID = 1  # mid-range targets need both endpoints labelled [R]
 PREFETCH_PER_WORKER = 4  # samples in flight per worker: keeps workers busy, bounds memory [C]
 DATA_START_METHOD = 'fork'  # multiprocessing start method of the workers ('forkserver'/'spawn' also work) [C]
 INCLUDE_IMAGES_WITHOUT_PEOPLE = True  # train on images without persons too (negatives) [C]
@@ -131,9 +130,9 @@ WEIGHT_DECAY = 1e-4  # L2 weight decay, TF-Slim resnet_arg_scope default [I]
 BATCH_SIZE = 8  # images per step over all GPUs [R: 8 over 8 GPUs]
 NUM_GPUS = 1  # synchronous towers, each with BATCH_SIZE // NUM_GPUS images [R: 8]
 LEARNING_RATE = 1e-3  # SGD learning rate [R]
+MOMENTUM = 0.9  # SGD momentum [R]
 OPTIMIZER = 'momentum'  # 'momentum' (SGD with MOMENTUM) [R] or 'adam' (ADAM_BETAS) [C]
 ADAM_BETAS = (0.9, 0.999)  # Adam's moment decays, if OPTIMIZER is 'adam' (TF defaults) [C]
-MOMENTUM = 0.9  # SGD momentum [R]
 NUM_STEPS = 1000000  # training steps [R]
 MOVING_AVERAGE_DECAY = 0.9999  # Polyak averaging of the weights [R/I]
 CHECKPOINT_EVERY = 1000  # steps between checkpoints [C]
@@ -160,13 +159,21 @@ OKS_NMS_THRESHOLD = 0.5  # hard OKS-NMS: drop a person with OKS above this to a 
 HOUGH_STRIDE = 4  # Hough-map cell side in input px (Eq. 1 at this resolution; 1 = full resolution) [C]
 HOUGH_VOTE_THRESHOLD = 0.01  # grid cells with p_k below this cast no Hough vote (speed; tiny mass) [C]
 KEYPOINT_SUPPORT_THRESHOLD = 0.05  # a keypoint counts as found if p_k(y) * Hough mass near y >= this [C]
+# Drop Hough maxima whose own support is below KEYPOINT_SUPPORT_THRESHOLD before they seed anybody; False: every
+# maximum above PEAK_THRESHOLD seeds, as in the paper (README, "Decoding") [C]
+SEED_SUPPORT_FILTER = False
 KEYPOINT_SUPPORT_RADIUS = 4.0  # "near": Hough cells within this many px (at least 1 cell) of y [C]
 LANDING_TOLERANCE = 5.0  # offsets read at a point: average the corner cells whose votes agree within this px [C]
-SHORT_REFINE_STEPS = 1  # sub-pixel refinement y <- y + S_k(y) after each landing (seeds, walk, rescue) [C]
+SHORT_REFINE_STEPS = 1  # refinement steps y <- y + S_k(y) of the seeds and of the rescue's candidates [C]
 REFINE_MAX_SHIFT = 5.0  # a refinement moving further (px) would jump to a neighbour's keypoint: refused [C]
 LONG_RANGE_RESCUE = True  # re-find keypoints the mid-range tree missed via long-range offsets of found ones [C]
 RESCUE_MIN_AGREEMENT = 1  # a rescued keypoint needs this many candidates (sources) agreeing within r [C]
+RESCUE_ROUNDS = 2  # rescue rounds: a keypoint rescued in one serves as a source in the next [C]
+MERGE_FRAGMENTS = True  # merge a later person into an earlier one it shares MERGE_MIN_SHARED keypoints with [C]
 MERGE_MIN_SHARED = 2  # a person sharing this many found keypoints with an earlier one merges into it [C]
+RESOLVE_CONFLICTS = True  # two people never keep the same found keypoint (within r): one loses it [C]
+CENTROID_WINDOW = 3  # a found keypoint settles on the centroid of its Hough votes over this many cells square [C]
+CENTROID_PASSES = 2  # ... re-centring the window this many times [C]
 MASK_SCORE_BOUNDARY = 1.0  # segm score = score * cells / (cells + this * boundary cell edges) [C]
 MIN_INSTANCE_SCALE = 16.0  # lower bound of lambda_j (px) when a person's keypoint box is degenerate [C]
 MAX_SEEDS = 5000  # strongest Hough maxima kept in the queue (bounds work on saturated/noisy maps) [C]
@@ -197,7 +204,6 @@ SCENE_NOISE = {
     'segmentation_blur': 0.7,  # std (grid cells) of the blur of the segmentation map
     'segmentation_noise': 0.05,  # std of the Gaussian noise on the segmentation
 }
-
 
 # ----------------------------------------------------------------------------
 # Inference (inference.py: demo.py, eval.py --checkpoint, export_model.py, serve_example.py, bench)
@@ -301,6 +307,7 @@ SYNTHETIC_BAR_THICKNESS = 0.15  # a bar-shaped clutter or occluder is this thick
 SYNTHETIC_NOISE_STD = (2.0, 8.0)  # range of the per-image std of Gaussian pixel noise, 0..255 scale [C]
 COCO_SKELETON = (  # COCO person category 'skeleton': 1-based keypoint pairs, as in the official files [C]
     (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
+    (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))
 
 # ----------------------------------------------------------------------------
 # Presets: `train.py --preset NAME` applies one of these dicts over the values above (flags win)
@@ -325,4 +332,3 @@ QUICKSTART = {  # a small model learns the synthetic set on a 2-core CPU in ~10 
     'LOG_EVERY': 10,  # steps between progress lines
     'SUMMARY_EVERY': 50,  # steps between TensorBoard summaries
 }
-    (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))
