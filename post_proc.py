@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 import config
+import transformer
 
 CLOCK = time.perf_counter  # timer of decode()'s `timings` (bench/decode_bench.py measures CPU time with it)
 OUTPUT_CHANNELS = (  # name -> channels per output-grid cell, the network outputs decode() reads
@@ -42,22 +43,41 @@ OUTPUT_CHANNELS = (  # name -> channels per output-grid cell, the network output
     ('segmentation', 1),
 )
 PROBABILITY_OUTPUTS = ('heatmaps', 'segmentation')
+# Optional validity maps (the target contract's names): offsets of a field count only where its map is > 0.
+# Target maps (the oracle) hold them; a network does not, and then every offset counts.
+VALIDITY_MAPS = (  # name -> (channels, the offsets it qualifies)
+    ('short_valid', config.NUM_KEYPOINTS, 'short_offsets'),
+    ('mid_valid', config.NUM_EDGES, 'mid_offsets'),
+    ('long_valid', config.NUM_KEYPOINTS, 'long_offsets'),
+)
+KAPPA = 2.0 * np.asarray(config.OKS_SIGMAS, np.float32)  # kappa_k: pycocotools' OKS uses (2 sigma_k)^2
+grid_shape = transformer.grid_shape  # output-grid (H', W') of an input; kept here for callers of post_proc
+# Added to the four bilinear corner weights in Sampler.land: a point exactly on a cell still lets the other
+# corners vote when that cell is invalid (weight 0 otherwise), without changing any real weighting.
+TIE_WEIGHT = 1e-6
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Input checks
 # ----------------------------------------------------------------------------------------------------------
-def grid_shape(image_shape, stride):
-    """Output-grid (rows, cols) of an input of `image_shape` (H, W[, C]) at `stride`: (side - 1) // s + 1."""
-    return (int(image_shape[0]) - 1) // stride + 1, (int(image_shape[1]) - 1) // stride + 1
+def _checked_map(outputs, name, shape, what):
+    """outputs[name] as a C-contiguous float32 array of `shape`; ValueError naming it if mis-shaped or not
+    finite (`what` describes the input size and stride for the message)."""
+    array = np.asarray(outputs[name], dtype=np.float32)
+    if array.shape != shape:
+        raise ValueError('outputs[%r] has shape %s; %s needs %s' % (name, array.shape, what, shape))
+    if not np.isfinite(array).all():
+        raise ValueError('outputs[%r] holds %d NaN or infinite values' % (
+            name, int(np.count_nonzero(~np.isfinite(array)))))
+    return np.ascontiguousarray(array)
 
 
 def check_outputs(outputs, stride, image_shape):
     """Validates decode()'s inputs and returns the maps as float32 arrays.
 
     Raises ValueError naming the bad input: a missing output, a shape that does not match the input size
-    and stride, NaN or infinite values, or probabilities outside [0, 1] (logits passed by mistake).
-    Returns (maps dict name -> float32 [H', W', C], (H, W)).
+    and stride, NaN or infinite values, or probabilities (and validity maps) outside [0, 1] (logits passed
+    by mistake).  Returns (maps dict name -> float32 [H', W', C], validity maps included if given, (H, W)).
     """
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError('stride must be a positive integer, got %r' % (stride,))
@@ -65,24 +85,23 @@ def check_outputs(outputs, stride, image_shape):
     if len(image_shape) < 2 or int(image_shape[0]) < 1 or int(image_shape[1]) < 1:
         raise ValueError('image_shape must be (H, W[, C]) with H, W >= 1, got %r' % (tuple(image_shape),))
     height, width = int(image_shape[0]), int(image_shape[1])
-    rows, cols = grid_shape(image_shape, stride)
+    rows, cols = grid_shape((height, width), stride)
     if not hasattr(outputs, 'keys'):
         raise ValueError('outputs must be a dict of numpy arrays, got %s' % type(outputs).__name__)
+    what = 'an input of %dx%d at stride %d' % (height, width, stride)
     maps = {}
     for name, channels in OUTPUT_CHANNELS:
         if name not in outputs:
             raise ValueError('outputs has no %r (needs %s)' % (name, ', '.join(n for n, _ in OUTPUT_CHANNELS)))
-        array = np.asarray(outputs[name], dtype=np.float32)
-        if array.shape != (rows, cols, channels):
-            raise ValueError('outputs[%r] has shape %s; an input of %dx%d at stride %d needs %s' % (
-                name, array.shape, height, width, stride, (rows, cols, channels)))
-        if not np.isfinite(array).all():
-            raise ValueError('outputs[%r] holds %d NaN or infinite values' % (
-                name, int(np.count_nonzero(~np.isfinite(array)))))
-        if name in PROBABILITY_OUTPUTS and array.size and (array.min() < 0.0 or array.max() > 1.0):
-            raise ValueError('outputs[%r] must hold probabilities in [0, 1], found [%g, %g] (logits?)' % (
+        maps[name] = _checked_map(outputs, name, (rows, cols, channels), what)
+    for name, channels, _ in VALIDITY_MAPS:
+        if name in outputs:
+            maps[name] = _checked_map(outputs, name, (rows, cols, channels), what)
+    for name in PROBABILITY_OUTPUTS + tuple(name for name, _, _ in VALIDITY_MAPS if name in maps):
+        array = maps[name]
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError('outputs[%r] must hold values in [0, 1], found [%g, %g] (logits?)' % (
                 name, array.min(), array.max()))
-        maps[name] = np.ascontiguousarray(array)
     return maps, (height, width)
 
 
@@ -93,21 +112,30 @@ class Sampler(object):
     """Bilinear sampling of a map [h, w, c] whose cell (i, j) sits at input pixel (j * step, i * step).
 
     Points outside the grid are clamped to its border, so no position can index out of range.  A map of one
-    row or column is padded by replication so every point has four corner cells.
+    row or column is padded by replication so every point has four corner cells.  `valid` (optional, [h, w, F]
+    for the F two-channel fields of an offset map) weighs each cell's offsets in land(): 0 where undefined.
     """
 
-    def __init__(self, array, step):
+    def __init__(self, array, step, valid=None):
+        self.array = self._padded(array)
+        self.flat = self.array.reshape(-1)
+        self.height, self.width, self.channels = self.array.shape
+        self.valid = None if valid is None else self._padded(valid).reshape(-1)
+        self.min_valid = np.float32(config.LANDING_MIN_VALID)
+        self.inverse = np.float32(1.0 / step)
+        self.step = np.float32(step)
+        self.row = self.width * self.channels  # flat distance between vertically adjacent cells
+        self.corner_cells = np.array([0, 1, self.width, self.width + 1], np.int64)  # relative to the top-left
+        self.corner_offsets = self.corner_cells * self.channels
+        self.corner_dx = np.array([0, step, 0, step], np.float32)
+        self.corner_dy = np.array([0, 0, step, step], np.float32)
+
+    @staticmethod
+    def _padded(array):
         array = np.asarray(array, dtype=np.float32)
         if array.shape[0] == 1 or array.shape[1] == 1:
             array = np.pad(array, ((0, array.shape[0] == 1), (0, array.shape[1] == 1), (0, 0)), mode='edge')
-        self.array = np.ascontiguousarray(array)
-        self.flat = self.array.reshape(-1)
-        self.height, self.width, self.channels = self.array.shape
-        self.inverse = np.float32(1.0 / step)
-        self.row = self.width * self.channels  # flat distance between vertically adjacent cells
-        self.corner_offsets = np.array([0, self.channels, self.row, self.row + self.channels], np.int64)
-        self.corner_dx = np.array([0, step, 0, step], np.float32)  # corner cells relative to the top-left one
-        self.corner_dy = np.array([0, 0, step, step], np.float32)
+        return np.ascontiguousarray(array)
 
     def corners(self, x, y):
         """(flat index [N] of channel 0 at the top-left corner cell, fx [N], fy [N]) of points (x, y)."""
@@ -116,6 +144,16 @@ class Sampler(object):
         x0 = np.minimum(gx.astype(np.int64), self.width - 2)  # on the last column: fx = 1 from column w-2
         y0 = np.minimum(gy.astype(np.int64), self.height - 2)
         return (y0 * self.width + x0) * self.channels, gx - x0, gy - y0
+
+    def cell_positions(self, cell):
+        """Input-pixel (x, y) of flat cell indices (any shape): two float32 arrays."""
+        return ((cell % self.width) * self.step).astype(np.float32), ((cell // self.width) * self.step).astype(np.float32)
+
+    def validity(self, cell, field):
+        """Weights of `field` at flat cells `cell` (broadcasting), 1 everywhere without a validity map."""
+        if self.valid is None:
+            return np.ones(np.broadcast(cell, field).shape, np.float32)
+        return self.valid[cell * (self.channels // 2) + field]
 
     def _blend(self, index, fx, fy):
         flat, c, row = self.flat, self.channels, self.row
@@ -130,32 +168,33 @@ class Sampler(object):
         base, fx, fy = corners
         return self._blend(base + channel, fx, fy)
 
-    def land(self, x, y, field, tolerance, skip_zero=False):
+    def land(self, x, y, field, tolerance):
         """Where the offsets of `field` (int array [N]) around points (x, y) send them: float32 [N, 2].
 
-        Each of the four corner cells votes for its own position plus its offset; the bilinear average is
-        taken over the corners that agree (within `tolerance` px) with the heaviest one.  Plain bilinear
-        interpolation of offsets would land between two targets wherever neighbouring cells point to
-        different keypoints (the edge of a disk, two people side by side).  skip_zero: corners whose offset
-        is exactly (0, 0) do not vote (targets hold 0 where undefined; a network never outputs exact 0, and a
-        cell exactly on its target loses nothing); nan where no corner votes.
+        Each of the four corner cells votes for its own position plus its offset, with its bilinear weight
+        times its validity; the average is taken over the corners that agree (within `tolerance` px) with the
+        heaviest one.  Plain bilinear interpolation of offsets would land between two targets wherever
+        neighbouring cells point to different keypoints (the edge of a disk, two people side by side).
+        nan where no corner votes (all invalid).
         """
         base, fx, fy = self.corners(x, y)
-        step = np.float32(1.0 / self.inverse)
         corner = (base + 2 * field)[:, None] + self.corner_offsets  # [N, 4]
         values = self.flat[corner[..., None] + np.arange(2)]  # [N, 4, 2]
-        cell = base // self.channels
-        land_x = values[..., 0] + ((cell % self.width) * step).astype(np.float32)[:, None] + self.corner_dx
-        land_y = values[..., 1] + ((cell // self.width) * step).astype(np.float32)[:, None] + self.corner_dy
+        cell_x, cell_y = self.cell_positions(base // self.channels)
+        land_x = values[..., 0] + cell_x[:, None] + self.corner_dx
+        land_y = values[..., 1] + cell_y[:, None] + self.corner_dy
         gx, gy = 1 - fx, 1 - fy
         weight = np.empty((len(base), 4), np.float32)
         weight[:, 0] = gx * gy
         weight[:, 1] = fx * gy
         weight[:, 2] = gx * fy
         weight[:, 3] = fx * fy
-        weight += 1e-6
-        if skip_zero:
-            weight *= (values != 0).any(axis=2)
+        weight += np.float32(TIE_WEIGHT)
+        if self.valid is not None:
+            valid = self.validity((base // self.channels)[:, None] + self.corner_cells, np.asarray(field)[:, None])
+            # Defined where the validity map, read bilinearly, reaches config.LANDING_MIN_VALID: a point whose
+            # own cells are undefined must not borrow the offsets of a far corner (another person's disk).
+            weight *= valid * ((weight * valid).sum(axis=1, keepdims=True) >= self.min_valid)
         anchor = np.argmax(weight, axis=1)
         rows = np.arange(len(anchor))
         dx = land_x - land_x[rows, anchor][:, None]
@@ -173,15 +212,17 @@ class Sampler(object):
 
 
 class Maps(object):
-    """The decoder's view of one image: samplers of every output and of the Hough maps."""
+    """The decoder's view of one image: samplers of every output (offsets with their validity maps, if
+    given) and of the Hough maps."""
 
     def __init__(self, maps, stride, hough, hough_stride, radius, support_radius=None):
+        self.outputs = maps
         self.stride = stride
         self.hough_stride = hough_stride
         self.heatmaps = Sampler(maps['heatmaps'], stride)
-        self.short = Sampler(maps['short_offsets'], stride)
-        self.mid = Sampler(maps['mid_offsets'], stride)
-        self.long = Sampler(maps['long_offsets'], stride)
+        self.short = Sampler(maps['short_offsets'], stride, maps.get('short_valid'))
+        self.mid = Sampler(maps['mid_offsets'], stride, maps.get('mid_valid'))
+        self.long = Sampler(maps['long_offsets'], stride, maps.get('long_valid'))
         self.segmentation = Sampler(maps['segmentation'], stride)
         self.hough = hough
         # Hough mass within ~support_radius of each cell: how much of a keypoint's vote lands at a point.
@@ -189,22 +230,26 @@ class Maps(object):
         half = max(int(round(support_radius / hough_stride)), 1)
         self.hough_mass = Sampler(cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
                                                 borderType=cv2.BORDER_CONSTANT).reshape(hough.shape), hough_stride)
-        # Flat offsets of the 3x3 Hough cells around a cell (one padded border keeps them in range).
-        self.hough_padded = np.pad(hough, ((1, 1), (1, 1), (0, 0))).reshape(-1)
-        padded_row = (hough.shape[1] + 2) * hough.shape[2]
-        self.window_rows = np.repeat(np.arange(-1, 2), 3)
-        self.window_cols = np.tile(np.arange(-1, 2), 3)
+        # Flat offsets of the Hough cells of the centroid window around a cell (a padded border of the
+        # window's half width keeps them in range).
+        half = config.CENTROID_WINDOW // 2
+        self.hough_pad = half
+        self.hough_padded = np.pad(hough, ((half, half), (half, half), (0, 0))).reshape(-1)
+        padded_row = (hough.shape[1] + 2 * half) * hough.shape[2]
+        side = np.arange(-half, half + 1)
+        self.window_rows = np.repeat(side, len(side))
+        self.window_cols = np.tile(side, len(side))
         self.window = (self.window_rows * padded_row + self.window_cols * hough.shape[2]).astype(np.int64)
         self.radius = radius
         self.landing_tolerance = config.LANDING_TOLERANCE
         self.refine_max_shift = config.REFINE_MAX_SHIFT
 
-    def offset(self, sampler, x, y, field, skip_zero=False):
+    def offset(self, sampler, x, y, field):
         """Offset (dx, dy) of `field` (int array [N]) at points (x, y), from the corners' agreeing votes
         (Sampler.land, tolerance config.LANDING_TOLERANCE): two arrays [N], nan where undefined."""
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.float32)
-        landing = sampler.land(x, y, np.asarray(field), self.landing_tolerance, skip_zero)
+        landing = sampler.land(x, y, np.asarray(field), self.landing_tolerance)
         return landing[:, 0] - x, landing[:, 1] - y
 
     def refine(self, x, y, kind, steps):
@@ -213,7 +258,7 @@ class Maps(object):
         limit2 = self.refine_max_shift ** 2
         for _ in range(steps):
             dx, dy = self.offset(self.short, x, y, kind)
-            ok = dx * dx + dy * dy <= limit2
+            ok = dx * dx + dy * dy <= limit2  # False for nan (no valid corner): the point stays
             x = np.where(ok, x + dx, x)
             y = np.where(ok, y + dy, y)
         return x, y
@@ -249,25 +294,44 @@ def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_thresh
     hrows = (rows - 1) * stride // hough_stride + 1
     hcols = (cols - 1) * stride // hough_stride + 1
     # Votes: one per (cell, kind), flat index cell * K + k; offsets of that pair at [2 * index, 2 * index + 1].
-    voters = np.flatnonzero(heatmaps.ravel() > vote_threshold).astype(np.int64)
+    # (In-place arithmetic and preallocated index/weight arrays: the votes are the decoder's largest arrays.)
+    flat = heatmaps.reshape(-1)
+    voters = np.flatnonzero(flat > vote_threshold)
+    n = len(voters)
     cell = voters // kinds
-    weight = heatmaps.ravel()[voters] * np.float32(stride * stride / (math.pi * radius * radius))
+    kind = voters - cell * kinds
+    i, j = np.divmod(cell, cols)
     pairs = short_offsets.reshape(-1, 2)
     inverse = np.float32(1.0 / hough_stride)
-    # Votes beyond the grid are clamped just outside it, into a border of padding cells cut off at the end.
-    u = np.clip((pairs[voters, 0] + (cell % cols).astype(np.float32) * stride) * inverse, -1, hcols)
-    v = np.clip((pairs[voters, 1] + (cell // cols).astype(np.float32) * stride) * inverse, -1, hrows)
+    # Landings in Hough cells; votes beyond the grid are clamped just outside it, into a border of padding
+    # cells cut off at the end.
+    u = pairs[voters, 0]
+    u += j.astype(np.float32) * np.float32(stride)
+    u *= inverse
+    np.clip(u, -1, hcols, out=u)
+    v = pairs[voters, 1]
+    v += i.astype(np.float32) * np.float32(stride)
+    v *= inverse
+    np.clip(v, -1, hrows, out=v)
     u0 = np.floor(u)
     v0 = np.floor(v)
-    fu = u - u0
-    fv = v - v0
+    u -= u0  # now the bilinear fractions
+    v -= v0
     padded_cols = hcols + 3
     size = (hrows + 3) * padded_cols * kinds
-    base = ((v0.astype(np.int64) + 1) * padded_cols + u0.astype(np.int64) + 1) * kinds + voters % kinds
-    left, right = weight * (1 - fu), weight * fu
+    base = ((v0.astype(np.int64) + 1) * padded_cols + u0.astype(np.int64) + 1) * kinds + kind
+    weight = flat[voters] * np.float32(stride * stride / (math.pi * radius * radius))
+    right = weight * u
+    left = weight - right
     # One bincount over the four bilinear corners: a single pass over the (large) Hough array.
-    index = np.concatenate([base, base + kinds, base + padded_cols * kinds, base + (padded_cols + 1) * kinds])
-    weights = np.concatenate([left * (1 - fv), right * (1 - fv), left * fv, right * fv])
+    index = np.empty(4 * n, np.int64)
+    weights = np.empty(4 * n, np.float64)
+    above = 1 - v
+    corners = ((0, left, above), (kinds, right, above), (padded_cols * kinds, left, v),
+               ((padded_cols + 1) * kinds, right, v))
+    for c, (corner, horizontal, vertical) in enumerate(corners):
+        np.add(base, corner, out=index[c * n:(c + 1) * n])
+        np.multiply(horizontal, vertical, out=weights[c * n:(c + 1) * n])
     hough = np.bincount(index, weights, minlength=size)
     return hough.reshape(hrows + 3, padded_cols, kinds)[1:-2, 1:-2].astype(np.float32)
 
@@ -341,12 +405,13 @@ for _l in range(config.NUM_KEYPOINTS):
     INCOMING[_l, :len(_edges)] = _edges
 
 
-def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
-    """Walks the tree from a batch of seeds with the mid-range offsets.
+def follow_tree(maps, kind, x, y, support_threshold):
+    """Walks the tree from a batch of seeds with the mid-range offsets, y_l = y_k + M_{k,l}(y_k).
 
     Args:
       maps: Maps of the image.
       kind, x, y: seeds, int64 [B] keypoint type and float32 [B] position in input px.
+      support_threshold: a keypoint counts as found if its support (Maps.support) reaches this.
     Returns:
       pos float32 [B, K, 2] keypoint positions; found bool [B, K]: support >= threshold and reached from a
       found keypoint (a landing from an unsupported keypoint is not trusted; the rescue retries it).
@@ -363,16 +428,16 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
         edge = WALKS[kind[person], t, slot]
         source, target = EDGE_SOURCE[edge], EDGE_TARGET[edge]
         sx, sy = pos[person, source, 0], pos[person, source, 1]
-        dx, dy = maps.offset(maps.mid, sx, sy, edge, skip_zero=True)
+        dx, dy = maps.offset(maps.mid, sx, sy, edge)
         defined = np.isfinite(dx)
         pos[person, target, 0] = sx + np.where(defined, dx, 0)
         pos[person, target, 1] = sy + np.where(defined, dy, 0)
         steps.append((person, source, target, defined))
-    # Refine every landing once at the end: a mid-range field points at its target from anywhere in the
-    # source's disk, so errors do not build up along the walk and refining each level would buy nothing.
+    # The landings are settled once, after the walk: a mid-range field points at its target from anywhere in
+    # the source's disk, so an unsettled source lands as well as a settled one.  Each landing (and the seed)
+    # moves to the centroid of the Hough votes around it, so a precise pose rejects its own later seeds.
     flat_kind = np.tile(np.arange(config.NUM_KEYPOINTS), batch)
-    # A precise pose rejects its own seeds: every landing moves to the centroid of the Hough votes around it.
-    pos = hough_centroids(maps, pos, np.ones(pos.shape[:2], bool), passes=2)
+    pos = hough_centroids(maps, pos, np.ones(pos.shape[:2], bool))
     support = maps.support(pos[..., 0].ravel(), pos[..., 1].ravel(), flat_kind).reshape(batch, -1)
     found = support >= support_threshold
     # Trust only landings whose source was found: sources are settled at earlier levels.
@@ -381,77 +446,92 @@ def follow_tree(maps, kind, x, y, support_threshold, refine_steps):
     return pos, found, support
 
 
-def embedding_distance(maps, x, y, pos, norm, nearest_only=False):
-    """Mask distance D_j of points to their people (Decoding 5): sum_k norm_jk |c + L_k(c) - y_jk|, for each
-    of the four grid cells c around a point (interpolating between two people's cells would match neither).
+def mask_distance(gx, gy, valid, pos, weights, scales):
+    """Mask distance D_j (PAPER.md, Decoding 5) of long-range embeddings to people, broadcasting leading axes.
 
-    x, y: float32 [n] points; pos: [n, K, 2] the keypoints of each point's person; norm: [n, K] weights
-    p_k(y_jk) / (lambda_j sum_k p_k(y_jk)), 0 for keypoints that do not count.
-    Returns (D float32 [n, 4], defined bool [n, 4]) ([n, 1] for the nearest cell only if `nearest_only`);
-    `defined` is False for a cell whose offsets are all exactly 0, the value targets hold where the
-    long-range target is undefined (overlaps, unlabelled).
+    D = sum_k w_k v_k |G_k - y_k| / (lambda sum_k w_k v_k), with G_k = x + L_k(x) the embedding of a point for
+    keypoint k and v_k its validity (long_valid; None: all valid), so only the keypoints whose embedding is
+    defined at the point count.
+    Args:
+      gx, gy: float32 [..., K] embeddings, input px; valid: [..., K] or None.
+      pos: float32 [..., K, 2] the people's keypoints y_jk; weights: [..., K] p_k(y_jk) on found keypoints, 0
+        on the others (embedding_weights); scales: [...] lambda_j (instance_scales).
+    Returns float32 [...] (the broadcast shape), inf where no keypoint counts (no evidence).
     """
-    sampler = maps.long
-    base, fx, fy = sampler.corners(x, y)
-    if nearest_only:  # [n, 1]: the cell nearest to each point
-        corner = (base + (fx > 0.5) * sampler.channels + (fy > 0.5) * sampler.row)[:, None]
-    else:
-        corner = base[:, None] + sampler.corner_offsets
-    offsets = sampler.flat[corner[..., None] + np.arange(2 * config.NUM_KEYPOINTS)]  # [n, 4, 2K]
-    defined = (offsets != 0).any(axis=2)
-    offsets = offsets.reshape(len(x), corner.shape[1], config.NUM_KEYPOINTS, 2)
-    cell = corner // sampler.channels
-    step = np.float32(1.0 / sampler.inverse)
-    gx = ((cell % sampler.width) * step).astype(np.float32)[..., None] + offsets[..., 0] - pos[:, None, :, 0]
-    gy = ((cell // sampler.width) * step).astype(np.float32)[..., None] + offsets[..., 1] - pos[:, None, :, 1]
-    return (np.sqrt(gx * gx + gy * gy) * norm[:, None, :]).sum(axis=2), defined
+    total, mass = np.float32(0), np.float32(0)
+    for k in np.flatnonzero(np.any(weights.reshape(-1, weights.shape[-1]) > 0, axis=0)):
+        w = weights[..., k] if valid is None else weights[..., k] * valid[..., k]
+        dx = gx[..., k] - pos[..., k, 0]
+        dy = gy[..., k] - pos[..., k, 1]
+        total = total + w * np.sqrt(dx * dx + dy * dy)
+        mass = mass + w
+    mass = mass * scales
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(mass > 0, total / mass, np.inf).astype(np.float32)
 
 
-def belongs(maps, x, y, pos, norm, seg_threshold, distance_threshold, strict=True):
-    """bool [n]: False where a point lies on a body (p_S > threshold) whose embedding points away from the
-    point's person (D_j > t): the point is on somebody else.  strict: judged by the nearest cell (for the
-    points whose offsets will be read); otherwise one agreeing cell of the four suffices (for keypoints on
-    a body's edge).  Cells without a defined embedding carry no evidence and pass."""
-    on_body = maps.segmentation(x, y, 0) > seg_threshold
-    distance, defined = embedding_distance(maps, x, y, pos, norm, nearest_only=strict)
-    mine = (defined & (distance <= distance_threshold)).any(axis=1)
-    return ~on_body | mine | ~defined.any(axis=1)
-
-
-def embedding_weights(maps, pos, found, scales=None):
-    """norm [P, K] of embedding_distance: p_k(y_jk) / (lambda_j sum), 0 where not found."""
+def embedding_weights(maps, pos, found):
+    """Weights w_jk of mask_distance: p_k(y_jk) on found keypoints, 0 on the others: float32 [P, K]."""
     people, num = found.shape
     p = maps.heatmaps(pos[..., 0].ravel(), pos[..., 1].ravel(), np.tile(np.arange(num), people))
-    weights = np.where(found, p.reshape(people, num), 0.0).astype(np.float32)
-    scales = instance_scales(pos, found) if scales is None else scales
-    total = weights.sum(axis=1, keepdims=True) * scales[:, None]
-    return np.where(total > 0, weights / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
+    return np.where(found, p.reshape(people, num), 0.0).astype(np.float32)
 
 
-def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rounds=2, rescued=None,
+def belongs(maps, x, y, pos, weights, scales, seg_threshold, distance_threshold, strict=True):
+    """bool [n]: False where a point lies on a body (p_S > threshold) whose embedding points away from the
+    point's person (D_j > t): the point is on somebody else.
+
+    x, y: float32 [n] points; pos [n, K, 2], weights [n, K], scales [n]: each point's person.  The embedding is
+    read at the grid cells around the point (interpolating between two people's cells would match neither):
+    strict, the nearest cell (for the points whose offsets will be read); otherwise one agreeing cell of the
+    four suffices (for keypoints on a body's edge).  Cells without a defined embedding carry no evidence and
+    pass.
+    """
+    sampler = maps.long
+    on_body = maps.segmentation(x, y, 0) > seg_threshold
+    base, fx, fy = sampler.corners(x, y)
+    cell = base // sampler.channels
+    if strict:  # [n, 1]: the cell nearest to each point
+        cell = (cell + (fx > 0.5) + (fy > 0.5) * sampler.width)[:, None]
+    else:
+        cell = cell[:, None] + sampler.corner_cells
+    kinds = np.arange(config.NUM_KEYPOINTS)
+    offsets = sampler.flat[(cell * sampler.channels)[..., None] + 2 * kinds]  # [n, c, K] dx; dy follows
+    cell_x, cell_y = sampler.cell_positions(cell)
+    gx = cell_x[..., None] + offsets
+    gy = cell_y[..., None] + sampler.flat[(cell * sampler.channels)[..., None] + 2 * kinds + 1]
+    valid = None if sampler.valid is None else sampler.validity(cell[..., None], kinds)
+    distance = mask_distance(gx, gy, valid, pos[:, None], weights[:, None], scales[:, None])  # [n, c]
+    mine = (distance <= distance_threshold).any(axis=1)
+    return ~on_body | mine | ~np.isfinite(distance).any(axis=1)
+
+
+def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rounds=None, rescued=None,
                      seg_threshold=None, distance_threshold=None):
     """Re-finds keypoints the tree walk missed, from the keypoints that were found.
 
     For every missing keypoint l of a person, candidates are y_k + L_l(y_k) for every found k (long-range
     offsets) and y_k + M_{k,l}(y_k) for every found tree neighbour k (mid-range offsets), each refined with
-    S_l.  The candidate most others agree with (within r), then the best supported, wins if its support
-    reaches the threshold and config.RESCUE_MIN_AGREEMENT candidates (itself included) agree on it: one
-    source alone may sit on somebody else.  Offsets read on another person's body lead to that person, so both the sources
-    and the winner must belong to the person by its long-range embedding (belongs(), measured against the
-    keypoints the walk found).  Two rounds, so a keypoint found in the first serves as a source in the second.
+    S_l (`refine_steps` times).  The candidate most others agree with (within r), then the best supported,
+    wins if its support reaches the threshold and config.RESCUE_MIN_AGREEMENT candidates (itself included)
+    agree on it: one source alone may sit on somebody else.  Offsets read on another person's body lead to
+    that person, so both the sources and the winner must belong to the person by its long-range embedding
+    (belongs(), measured against the keypoints the walk found).  `rounds` (config.RESCUE_ROUNDS) rounds, so a
+    keypoint found in one serves as a source in the next.
     Updates pos, found, support (and `rescued`, bool [B, K], if given) in place.
     """
     seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
     distance_threshold = config.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
+    rounds = config.RESCUE_ROUNDS if rounds is None else rounds
     min_agreement = config.RESCUE_MIN_AGREEMENT
     num = config.NUM_KEYPOINTS
     radius2 = maps.radius * maps.radius
-    norm = embedding_weights(maps, pos, found)  # the walk's keypoints are the reference of every check
-    reference = pos.copy()
+    # The walk's keypoints are the reference of every check.
+    reference, weights, scales = pos.copy(), embedding_weights(maps, pos, found), instance_scales(pos, found)
     people, kinds = np.nonzero(found)
     source = np.zeros(found.shape, bool)
     source[people, kinds] = belongs(maps, pos[people, kinds, 0], pos[people, kinds, 1], reference[people],
-                                    norm[people], seg_threshold, distance_threshold)
+                                    weights[people], scales[people], seg_threshold, distance_threshold)
     for _ in range(rounds):
         person, kind = np.nonzero(~found & source.any(axis=1, keepdims=True))
         if not len(person):
@@ -461,7 +541,7 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
         src = pos[person]  # [n, K, 2]
         sx, sy = src[..., 0], src[..., 1]
         lkind = np.broadcast_to(kind[:, None], (n, num))
-        dx, dy = maps.offset(maps.long, sx.ravel(), sy.ravel(), lkind.ravel(), skip_zero=True)
+        dx, dy = maps.offset(maps.long, sx.ravel(), sy.ravel(), lkind.ravel())
         cx_long, cy_long = sx.ravel() + dx, sy.ravel() + dy
         valid_long = source[person].ravel() & np.isfinite(dx)
         # Mid-range candidates from every tree neighbour that is a source: [n, D].
@@ -471,7 +551,7 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
         nb = EDGE_SOURCE[safe_edges]
         mx = pos[person[:, None], nb, 0]
         my = pos[person[:, None], nb, 1]
-        dx, dy = maps.offset(maps.mid, mx.ravel(), my.ravel(), safe_edges.ravel(), skip_zero=True)
+        dx, dy = maps.offset(maps.mid, mx.ravel(), my.ravel(), safe_edges.ravel())
         cx_mid, cy_mid = mx.ravel() + dx, my.ravel() + dy
         valid_mid = (has_edge & source[person[:, None], nb]).ravel() & np.isfinite(dx)
         width = num + edges.shape[1]
@@ -487,13 +567,15 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
         near = ((cx[:, :, None] - cx[:, None, :]) ** 2 + (cy[:, :, None] - cy[:, None, :]) ** 2) <= radius2
         agree = (near & valid[:, None, :]).sum(axis=2)
         good = valid & (csupport >= support_threshold) & (agree >= min_agreement)
-        rank = np.where(good, agree + np.minimum(csupport, 1.0) * 0.5, -1.0)
-        best = np.argmax(rank, axis=1)
+        # Most agreement first, then the best support among the candidates with that agreement.
+        most = np.where(good, agree, -1).max(axis=1, keepdims=True)
+        best = np.argmax(np.where(good & (agree == most), csupport, -1.0), axis=1)
         rows = np.arange(n)
         take = good[rows, best]
         bx, by = cx[rows, best], cy[rows, best]
-        take[take] = belongs(maps, bx[take], by[take], reference[person[take]], norm[person[take]],
-                             seg_threshold, distance_threshold)
+        p = person[take]
+        take[take] = belongs(maps, bx[take], by[take], reference[p], weights[p], scales[p], seg_threshold,
+                             distance_threshold)
         if not take.any():
             return
         p, k = person[take], kind[take]
@@ -506,13 +588,42 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
             rescued[p, k] = True
 
 
+def accept_seeds(batch, pos, claims, seeds, alive, radius, limit):
+    """Accepts a batch of seeds in queue order (PAPER.md, Decoding 3).
+
+    Args:
+      batch: int [B] indices of the batch's seeds in the queue, in order; pos float32 [B, K, 2] the persons
+        they start; claims bool [B, K] the keypoints of those persons that reject seeds.
+      seeds: (kind int [N], x float32 [N], y float32 [N]) of the whole queue; alive bool [N] seeds not yet
+        rejected or taken.
+      radius: r; a seed within r (distance <= r) of the same-type claimed keypoint of an accepted person is
+        rejected.  limit: accept at most this many.
+    Returns (rows of the batch accepted, alive after them).
+    """
+    kind, x, y = seeds
+    alive = alive.copy()
+    rows = []
+    for b, n in enumerate(batch):  # seeds of one batch, not pixels: at most MAX_PEOPLE acceptances
+        if not alive[n]:
+            continue
+        rows.append(b)
+        own = pos[b][kind]
+        alive &= ~(((x - own[:, 0]) ** 2 + (y - own[:, 1]) ** 2 <= radius * radius) & claims[b][kind])
+        alive[n] = False
+        if len(rows) >= limit:
+            break
+    return rows, alive
+
+
 def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_batch=None,
-                  refine_steps=None, rescue=None):
+                  refine_steps=None, rescue=None, seed_filter=None):
     """Greedy decoding over one priority queue of seeds (PAPER.md, Decoding 2-3).
 
     Seeds are taken strongest first in vectorised batches (the first of `first_batch`, then doubling): the
-    whole batch walks its trees at once, then the batch is accepted in order, each new person rejecting every
-    later seed within r of its same-type found keypoint.  Equivalent to popping one seed at a time.
+    whole batch walks its trees at once, then the batch is accepted in order (accept_seeds), each new person
+    rejecting every later seed within r of its same-type found keypoint.  Equivalent to popping one seed at a
+    time.  Every seed counts (the paper), unless `seed_filter` (config.SEED_SUPPORT_FILTER) drops those whose
+    own support is below the threshold first.
 
     Returns pos float32 [P, K, 2], found bool [P, K], support float32 [P, K], rescued bool [P, K] (found by
     the rescue, not the tree walk), people in seed order.
@@ -522,48 +633,31 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
     batch_size = config.SEED_BATCH if first_batch is None else first_batch
     refine_steps = config.SHORT_REFINE_STEPS if refine_steps is None else refine_steps
     rescue = config.LONG_RANGE_RESCUE if rescue is None else rescue
+    seed_filter = config.SEED_SUPPORT_FILTER if seed_filter is None else seed_filter
     kind, row, col, _ = seeds
     hs = maps.hough_stride
     sx, sy = maps.refine((col * hs).astype(np.float32), (row * hs).astype(np.float32), kind, refine_steps)
-    seed_support = maps.support(sx, sy, kind)
-    alive = seed_support >= support_threshold  # an unsupported maximum is noise: starting a person there is waste
-    radius2 = maps.radius * maps.radius
+    alive = maps.support(sx, sy, kind) >= support_threshold if seed_filter else np.ones(len(kind), bool)
     people_pos, people_found, people_support, people_rescued = [], [], [], []
     start = 0
-    def accept(batch, pos, claims, alive, limit):
-        """Accepts the batch's seeds in order; returns (rows accepted, alive after them).  claims [B, K]: the
-        keypoints that reject seeds within r (all supported ones: a seed next to one is that keypoint)."""
-        alive = alive.copy()
-        rows = []
-        for b, n in enumerate(batch):
-            if not alive[n]:
-                continue
-            rows.append(b)
-            # Reject every remaining seed within r of this person's found keypoint of its type.
-            own = pos[b][kind]
-            alive &= ~(((sx - own[:, 0]) ** 2 + (sy - own[:, 1]) ** 2 <= radius2) & claims[b][kind])
-            alive[n] = False
-            if len(rows) >= limit:
-                break
-        return rows, alive
-
     while start < len(kind) and len(people_pos) < max_people:
         batch = np.flatnonzero(alive[start:])[:batch_size] + start
         if not len(batch):
             break
         last = batch[-1]
-        pos, found, support = follow_tree(maps, kind[batch], sx[batch], sy[batch], support_threshold,
-                                          refine_steps)
+        pos, found, support = follow_tree(maps, kind[batch], sx[batch], sy[batch], support_threshold)
         rescued = np.zeros(found.shape, bool)
+        # Every supported keypoint claims its place: a seed next to one is that keypoint.
         if rescue:
             # Rescue only the seeds the walk alone would accept: the rescue only adds found keypoints, so it
             # can only reject more seeds, never revive one.
-            rows, _ = accept(batch, pos, found | (support >= support_threshold), alive, max_people - len(people_pos))
+            rows, _ = accept_seeds(batch, pos, found | (support >= support_threshold), (kind, sx, sy), alive,
+                                   maps.radius, max_people - len(people_pos))
             rows = np.asarray(rows, np.int64)
             batch, pos, found, support, rescued = batch[rows], pos[rows], found[rows], support[rows], rescued[rows]
             rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rescued=rescued)
-        rows, alive = accept(batch, pos, found | (support >= support_threshold), alive,
-                             max_people - len(people_pos))
+        rows, alive = accept_seeds(batch, pos, found | (support >= support_threshold), (kind, sx, sy), alive,
+                                   maps.radius, max_people - len(people_pos))
         for b in rows:
             people_pos.append(pos[b])
             people_found.append(found[b])
@@ -579,12 +673,14 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
 
 
 def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None):
-    """Merges a person into an earlier one when they are the same body seen from two seeds.
+    """Merges a person into an earlier one when they are the same body seen from two seeds
+    (config.MERGE_FRAGMENTS).
 
     A later person sharing at least `min_shared` found keypoints with an earlier one (same type within r),
     with no found keypoint of a common type elsewhere, is a fragment whose seed the earlier person missed
     (e.g. its rescue failed where masks overlap): the earlier person takes the keypoints it lacks, the later
-    one is dropped.  (Allowing disagreements merges different people in crowds.)  Returns (pos, found, support, rescued) without the merged people.
+    one is dropped.  (Allowing disagreements merges different people in crowds.)  Returns (pos, found,
+    support, rescued) without the merged people.
     """
     min_shared = config.MERGE_MIN_SHARED if min_shared is None else min_shared
     radius = config.NMS_RADIUS if radius is None else radius
@@ -615,14 +711,14 @@ def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None)
 
 
 def resolve_conflicts(pos, found, rescued, radius=None):
-    """Two people cannot own the same keypoint: where found keypoints of one type of two people lie within r,
-    the one reached by a tree walk beats a rescued one (a rescue from sources lying on another person's body
-    borrows that person's offsets); between equals, the person with more found keypoints wins.  The loser's
-    keypoint stays in place but is no longer found (it then weighs nothing in scores' scale or masks).
-    Updates `found` in place.
+    """Two people cannot own the same keypoint (config.RESOLVE_CONFLICTS): where found keypoints of one type
+    of two people lie within r, the one reached by a tree walk beats a rescued one (a rescue from sources
+    lying on another person's body borrows that person's offsets); between equals, the person with more found
+    keypoints wins, then the earlier one.  The loser's keypoint stays in place but is no longer found (it then
+    weighs nothing in scores' scale or masks).  Updates `found` in place.
     """
     radius = config.NMS_RADIUS if radius is None else radius
-    people = len(pos)
+    people, num = found.shape
     if people < 2:
         return
     d2 = ((pos[:, None] - pos[None, :]) ** 2).sum(axis=-1)  # [P, P, K]
@@ -630,31 +726,38 @@ def resolve_conflicts(pos, found, rescued, radius=None):
     clash[np.arange(people), np.arange(people)] = False
     if not clash.any():
         return
-    count = found.sum(axis=1)
-    priority = (~rescued) * 1000.0 + count[:, None] - np.arange(people)[:, None] * 1e-3  # [P, K], unique
+    # Priority of every (person, keypoint): walk before rescue, then more found keypoints, then earlier.
+    index = np.broadcast_to(np.arange(people)[:, None], (people, num))
+    count = np.broadcast_to(found.sum(axis=1)[:, None], (people, num))
+    order = np.lexsort(((-index).ravel(), count.ravel(), (~rescued).ravel()))
+    priority = np.empty(people * num, np.int64)
+    priority[order] = np.arange(people * num)
+    priority = priority.reshape(people, num)
     loses = (clash & (priority[:, None, :] < priority[None, :, :])).any(axis=1)
     found &= ~loses
 
 
-def hough_centroids(maps, pos, found, passes=1):
-    """Sub-pixel positions of found keypoints: the centroid of h_k over the 3x3 Hough cells around each,
-    `passes` times (each pass re-centres the window).  Bilinear splatting keeps the centroid of the votes, so
-    this is the mean of every vote cast for the keypoint (exact for exact offsets, averaging tens of noisy
-    votes otherwise), where one landing reads the offsets of 1-4 cells only.  Keypoints with no mass there
-    keep their position.  Returns a new array.
+def hough_centroids(maps, pos, found, passes=None):
+    """Sub-pixel positions of found keypoints: the centroid of h_k over the config.CENTROID_WINDOW^2 Hough
+    cells around each, `passes` times (config.CENTROID_PASSES; each pass re-centres the window).  Bilinear
+    splatting keeps the centroid of the votes, so this is the mean of every vote cast for the keypoint (exact
+    for exact offsets, averaging tens of noisy votes otherwise), where one landing reads the offsets of 1-4
+    cells only.  Keypoints with no mass there keep their position.  Returns a new array.
     """
+    passes = config.CENTROID_PASSES if passes is None else passes
     pos = pos.copy()
     person, kind = np.nonzero(found)
     if not len(person):
         return pos
     hs = np.float32(maps.hough_stride)
     hrows, hcols, num = maps.hough.shape
+    pad = maps.hough_pad
     x, y = pos[person, kind, 0], pos[person, kind, 1]
     for _ in range(passes):
         cu = np.clip(np.rint(x / hs), 0, hcols - 1).astype(np.int64)
         cv = np.clip(np.rint(y / hs), 0, hrows - 1).astype(np.int64)
-        centre = ((cv + 1) * (hcols + 2) + cu + 1) * num + kind
-        values = maps.hough_padded[centre[:, None] + maps.window]  # [n, 9]
+        centre = ((cv + pad) * (hcols + 2 * pad) + cu + pad) * num + kind
+        values = maps.hough_padded[centre[:, None] + maps.window]  # [n, window cells]
         mass = values.sum(axis=1)
         ok = mass > 0
         safe = np.where(ok, mass, 1.0)
@@ -679,40 +782,64 @@ def instance_scales(pos, found, min_scale=None):
     return np.maximum(np.sqrt(area), min_scale).astype(np.float32)
 
 
-def expected_oks(maps, pos, scales, found=None, radius=None):
-    """Expected-OKS keypoint scores s_{j,k} = p_k(y) * sum_{x in D_R(y)} h_k(x) exp(-|x-y|^2 / (2 sigma^2)).
+def expected_oks(maps, pos, scales, found=None, radius=None, vote_threshold=None):
+    """Expected-OKS keypoint scores (PAPER.md, Decoding 4), computed from the Hough votes themselves:
 
-    sigma = lambda_j * kappa_k with kappa_k = 2 * config.OKS_SIGMAS[k] (pycocotools' OKS uses (2 sigma_k)^2).
-    h_k is normalised so a keypoint's votes sum to 1 (hough_voting), so s is the OKS this keypoint is expected
-    to reach.  Bilinear splatting blurs h_k by a triangle kernel of variance hs^2/6 per axis; the Gaussian is
-    widened by it and rescaled (Gaussian convolution identity), so coarse Hough cells do not punish sharp
-    keypoints.  Keypoints not `found` (bool [P, K], default all) score 0: nothing votes for them.
+      s_jk = p_k(y) * sum_i w_i exp(-|z_i - y|^2 / (2 lambda_j^2 kappa_k^2)) / sum_i w_i,
+
+    over the votes i of type k that land within R of y = y_jk: z_i = x_i + S_k(x_i) from output cell x_i,
+    w_i = p_k(x_i) s^2 / (pi R^2) (Eq. 1's vote, bilinear kernel taken as a point: the integral of h_k over
+    D_R(y) against the Gaussian), normalised by the votes' total in D_R(y), so that s is p_k(y) times the OKS
+    the keypoint is expected to reach given where its votes put it [P formula, R normalisation].  Cells with
+    p_k below `vote_threshold` (config.HOUGH_VOTE_THRESHOLD) cast no vote, as in hough_voting.  A vote
+    reaches y only from a cell within 2R of it (|S_k| <= R where the target is defined).
+
+    Args:
+      maps: Maps of the image; pos float32 [P, K, 2]; scales float32 [P] lambda_j (instance_scales);
+      found bool [P, K] (default all): keypoints not found score 0.
     Returns float32 [P, K] in [0, 1].
     """
     radius = config.RADIUS if radius is None else radius
+    vote_threshold = config.HOUGH_VOTE_THRESHOLD if vote_threshold is None else vote_threshold
     people, num = pos.shape[:2]
     scores = np.zeros((people, num), np.float32)
     person, kind = np.nonzero(np.ones((people, num), bool) if found is None else found)
     if not len(person):
         return scores
-    hs = maps.hough_stride
-    hrows, hcols = maps.hough.shape[:2]
-    half = int(math.ceil(radius / hs))
-    offsets = np.arange(-half, half + 1)
-    kappa = 2.0 * np.asarray(config.OKS_SIGMAS, np.float32)
-    sigma2 = (scales[person] * kappa[kind]) ** 2  # [n]
-    wide2 = sigma2 + np.float32(hs * hs / 6.0)
+    heat, short = maps.outputs['heatmaps'], maps.outputs['short_offsets']  # unpadded: each cell votes once
+    rows, cols = heat.shape[:2]
+    step = np.float32(maps.stride)
+    reach = 2 * radius / step + 0.75  # cells (from the one nearest y) whose landing can lie within R of y
+    half = int(math.ceil(reach))
+    di, dj = np.mgrid[-half:half + 1, -half:half + 1].astype(np.int32)
+    disk = di * di + dj * dj <= reach * reach
+    di, dj = di[disk], dj[disk]
     x, y = pos[person, kind, 0], pos[person, kind, 1]
-    uu = np.rint(x / hs).astype(np.int64)[:, None, None] + offsets[None, None, :]  # [n, 1, w]
-    vv = np.rint(y / hs).astype(np.int64)[:, None, None] + offsets[None, :, None]  # [n, w, 1]
-    dist2 = ((uu * hs - x[:, None, None]) ** 2 + (vv * hs - y[:, None, None]) ** 2).astype(np.float32)
-    inside = (uu >= 0) & (uu < hcols) & (vv >= 0) & (vv < hrows) & (dist2 <= radius * radius)
-    index = (np.clip(vv, 0, hrows - 1) * hcols + np.clip(uu, 0, hcols - 1)) * num + kind[:, None, None]
-    values = np.where(inside, maps.hough.ravel()[index], np.float32(0))
-    gauss = np.exp(dist2 * (np.float32(-0.5) / wide2)[:, None, None])
-    mass = (values * gauss).sum(axis=(1, 2)) * (wide2 / sigma2)
-    p = maps.heatmaps(x, y, kind)
-    scores[person, kind] = np.clip(p * mass, 0.0, 1.0)
+    ci0 = np.clip(np.rint(y / step), 0, rows - 1).astype(np.int32)
+    cj0 = np.clip(np.rint(x / step), 0, cols - 1).astype(np.int32)
+    ci = ci0[:, None] + di  # [n, window] (int32 and in-place arithmetic: this is the decoder's largest array)
+    cj = cj0[:, None] + dj
+    inside = (ci.view(np.uint32) < rows) & (cj.view(np.uint32) < cols)  # negative -> huge: one compare
+    index = (ci * cols + cj) * num + kind.astype(np.int32)[:, None]
+    index *= inside  # outside the grid: read cell 0 with p forced to 0
+    p = heat.reshape(-1)[index]
+    p *= inside
+    index *= 2
+    d2 = short.reshape(-1)[index]  # landing - y, squared, summed over x and y
+    d2 += (cj0 * step - x)[:, None] + dj * step
+    d2 *= d2
+    dy = short.reshape(-1)[index + 1]
+    dy += (ci0 * step - y)[:, None] + di * step
+    dy *= dy
+    d2 += dy
+    w = np.where((p > vote_threshold) & (d2 <= np.float32(radius * radius)), p, np.float32(0))
+    d2 *= (np.float32(-0.5) / (scales[person] * KAPPA[kind]) ** 2)[:, None]
+    gauss = np.exp(d2, out=d2)
+    gauss *= w
+    mass = w.sum(axis=1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        expected = np.where(mass > 0, gauss.sum(axis=1) / mass, 0.0)
+    scores[person, kind] = maps.heatmaps(x, y, kind) * expected
     return scores
 
 
@@ -733,22 +860,20 @@ def soft_nms_scores(pos, keypoint_scores, found, radius=None):
 
 def oks(pos_a, pos_b, found_b, scale_b):
     """COCO OKS of poses a [P, K, 2] against poses b [Q, K, 2] over b's found keypoints: float32 [P, Q]."""
-    kappa2 = (2.0 * np.asarray(config.OKS_SIGMAS, np.float32)) ** 2
     d2 = ((pos_a[:, None] - pos_b[None, :]) ** 2).sum(axis=-1)  # [P, Q, K]
-    e = np.exp(-d2 / (2.0 * (scale_b[None, :, None] ** 2) * kappa2))
+    e = np.exp(-d2 / (2.0 * (scale_b[None, :, None] ** 2) * KAPPA ** 2))
     count = np.maximum(found_b.sum(axis=1), 1)
     return (np.where(found_b[None], e, 0.0).sum(axis=-1) / count[None, :]).astype(np.float32)
 
 
 def oks_nms_keep(pos, found, scales, scores, threshold=None):
-    """Hard OKS-NMS: bool [P], False for a person whose OKS to a kept higher-scoring one exceeds threshold."""
+    """Hard OKS-NMS: bool [P], False for a person whose OKS to a kept person ranked above it (higher score;
+    equal scores: earlier index) exceeds threshold."""
     threshold = config.OKS_NMS_THRESHOLD if threshold is None else threshold
     similarity = oks(pos, pos, found, scales)  # [i, j]: i against j's keypoints
-    keep = np.ones(len(scores), bool)
+    keep = np.zeros(len(scores), bool)
     for i in np.argsort(-scores, kind='stable'):  # people, not pixels: at most MAX_PEOPLE iterations
-        better = keep & (scores > scores[i])
-        if np.any(similarity[i][better] > threshold):
-            keep[i] = False
+        keep[i] = not np.any(similarity[i][keep] > threshold)  # keep holds exactly the kept people above i
     return keep
 
 
@@ -758,31 +883,24 @@ def oks_nms_keep(pos, found, scales, scores, threshold=None):
 def assign_pixels(maps_dict, stride, pos, weights, scales, seg_threshold=None, distance_threshold=None):
     """Person index of every output-grid cell, -1 for none: int32 [H', W'].
 
-    A cell with p_S > seg_threshold joins argmin_j D_j(x) if D_j(x) <= t, where
-    D_j(x) = sum_k w_jk |x + L_k(x) - y_jk| / (lambda_j sum_k w_jk), w_jk = p_k(y_jk) on found keypoints, 0 else.
+    A cell x with p_S > seg_threshold joins argmin_j D_j(x) if D_j(x) <= t (mask_distance: the embeddings
+    x + L_k(x) against each person's keypoints, weights [P, K] from embedding_weights, scales [P] lambda_j; with
+    maps_dict['long_valid'], only the keypoints whose embedding is defined at x count).
     """
     seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
     distance_threshold = config.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
     seg = maps_dict['segmentation'][..., 0]
     labels = np.full(seg.shape, -1, np.int32)
-    people = len(pos)
-    if people == 0:
+    if len(pos) == 0:
         return labels
     i, j = np.nonzero(seg > seg_threshold)
     if not len(i):
         return labels
-    norm = weights / (weights.sum(axis=1, keepdims=True) * scales[:, None])  # [P, K]; rows of 0 weight: nan
-    norm = np.nan_to_num(norm, nan=0.0, posinf=0.0)
-    usable = weights.sum(axis=1) > 0
     long_offsets = maps_dict['long_offsets'][i, j]  # [N, 2K]
     gx = (j * stride)[:, None].astype(np.float32) + long_offsets[:, 0::2]  # [N, K]
     gy = (i * stride)[:, None].astype(np.float32) + long_offsets[:, 1::2]
-    distance = np.zeros((len(i), people), np.float32)
-    for k in np.flatnonzero((norm > 0).any(axis=0)):  # 17 keypoint types, vectorised over cells x people
-        dx = gx[:, k, None] - pos[None, :, k, 0]
-        dy = gy[:, k, None] - pos[None, :, k, 1]
-        distance += np.sqrt(dx * dx + dy * dy) * norm[None, :, k]
-    distance[:, ~usable] = np.inf
+    valid = maps_dict['long_valid'][i, j][:, None, :] if 'long_valid' in maps_dict else None
+    distance = mask_distance(gx[:, None, :], gy[:, None, :], valid, pos[None], weights[None], scales[None])
     best = np.argmin(distance, axis=1)
     ok = distance[np.arange(len(i)), best] <= distance_threshold
     labels[i[ok], j[ok]] = best[ok]
@@ -806,6 +924,14 @@ def mask_quality(labels, people, boundary_weight=None):
             hit = differ & (side >= 0)
             edges += np.bincount(side[hit], minlength=people)[:people]
     return np.where(cells > 0, cells / np.maximum(cells + beta * edges, 1), 0.0).astype(np.float32)
+
+
+def grid_to_input(grid, step, shape, interpolation=cv2.INTER_LINEAR):
+    """A map [h, w] whose cell (i, j) sits at input pixel (j*step, i*step), resampled to the input pixels of
+    `shape` (H, W): corner-aligned, as the grid convention says; beyond the last cell the border repeats."""
+    warp = np.float32([[1.0 / step, 0, 0], [0, 1.0 / step, 0]])
+    return cv2.warpAffine(grid, warp, (int(shape[1]), int(shape[0])), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None):
@@ -832,12 +958,9 @@ def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None
         neighbour[tuple(edge)] = -1  # no wrap-around
         fill = background & (grown < 0) & (neighbour >= 0)
         grown[fill] = neighbour[fill]
-    warp = np.float32([[1.0 / stride, 0, 0], [0, 1.0 / stride, 0]])
-    flags = cv2.WARP_INVERSE_MAP
-    foreground = cv2.warpAffine(segmentation.astype(np.float32), warp, (width, height),
-                                flags=cv2.INTER_LINEAR | flags, borderMode=cv2.BORDER_REPLICATE) > seg_threshold
-    full = cv2.warpAffine(grown.astype(np.int16) if count < 32767 else grown.astype(np.float32), warp,
-                          (width, height), flags=cv2.INTER_NEAREST | flags, borderMode=cv2.BORDER_REPLICATE)
+    foreground = grid_to_input(segmentation.astype(np.float32), stride, (height, width)) > seg_threshold
+    full = grid_to_input(grown.astype(np.int16) if count < 32767 else grown.astype(np.float32), stride,
+                         (height, width), cv2.INTER_NEAREST)
     full = np.where(foreground, full, -1)
     rows_any = np.zeros((people, labels.shape[0]), bool)
     cols_any = np.zeros((people, labels.shape[1]), bool)
@@ -894,8 +1017,10 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     seeds = find_seeds(hough)
     t2 = clock()
     pos, found, support, rescued = greedy_decode(maps, seeds)
-    pos, found, support, rescued = merge_duplicates(pos, found, support, rescued)
-    resolve_conflicts(pos, found, rescued)
+    if config.MERGE_FRAGMENTS:
+        pos, found, support, rescued = merge_duplicates(pos, found, support, rescued)
+    if config.RESOLVE_CONFLICTS:
+        resolve_conflicts(pos, found, rescued)
     pos = hough_centroids(maps, pos, found)
     t3 = clock()
     scales = instance_scales(pos, found)
@@ -913,10 +1038,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     masks = [None] * len(order)
     mask_scores = np.zeros(len(order), np.float32)
     if with_masks and len(order):
-        num = config.NUM_KEYPOINTS
-        p = maps.heatmaps(pos[..., 0].ravel(), pos[..., 1].ravel(), np.tile(np.arange(num), len(order)))
-        weights = np.where(found, p.reshape(len(order), num), 0.0).astype(np.float32)
-        labels = assign_pixels(maps_dict, stride, pos, weights, scales)
+        labels = assign_pixels(maps_dict, stride, pos, embedding_weights(maps, pos, found), scales)
         masks = upsample_masks(labels, maps_dict['segmentation'][..., 0], stride, (height, width))
         masks += [np.zeros((height, width), bool) for _ in range(len(order) - len(masks))]
         mask_scores = scores * mask_quality(labels, len(order))

@@ -37,8 +37,9 @@ def grid_scene(seed, columns, rows, cell, unlabelled=0.0, noise=0.0):
 
 
 def match(people, decoded):
-    """For every true person, the decoded person closest on its labelled keypoints, and the errors [N, K]
-    (nan where unlabelled; 1000 where the decoded keypoint has no score, i.e. was not found)."""
+    """For every true person, the decoded person that has most of its labelled keypoints (within 1 px, found),
+    then the closest on them, and the errors [N, K] (nan where unlabelled; 1000 where the decoded keypoint has
+    no score, i.e. was not found)."""
     assert decoded, 'nothing decoded'
     found = np.stack([p['keypoints'][:, :2] for p in decoded])  # [P, K, 2]
     scored = np.stack([p['keypoints'][:, 2] > 0 for p in decoded])  # [P, K]
@@ -46,8 +47,9 @@ def match(people, decoded):
     for person in people:
         labelled = person[:, 2] > 0
         error = np.where(scored, np.linalg.norm(found - person[None, :, :2], axis=-1), 1e3)  # [P, K]
-        mean = np.where(labelled[None], error, 0).sum(axis=1) / max(labelled.sum(), 1)
-        j = int(np.argmin(mean))
+        hits = ((error <= 1.0) & labelled[None]).sum(axis=1)
+        mean = np.where(labelled[None] & scored, error, 0).sum(axis=1) / np.maximum((labelled[None] & scored).sum(axis=1), 1)
+        j = int(np.lexsort((mean, -hits))[0])
         best.append(j)
         errors.append(np.where(labelled, error[j], np.nan))
     return best, np.array(errors)
@@ -65,26 +67,40 @@ def grid_to_input(mask_grid, shape):
 # ----------------------------------------------------------------------------------------------------------
 def test_overlapping_people_with_unlabelled_keypoints_decode_within_one_pixel():
     # 8 scenes of 6 people 110-170 px tall in 385x385 that overlap; 15% of keypoints unlabelled cut their trees.
-    # Left out: two same-type keypoints of different people closer than 2r (ambiguous for any decoder that
-    # rejects within r, PAPER.md), and people with less than 30% of their body uncovered (target maps define
-    # no long-range offsets where masks overlap, so nothing can rejoin their fragments).
-    total, wrong, overlapping = 0, 0, 0
+    # Every labelled keypoint must be decoded to within 1 px, except where the information is not in the
+    # maps:
+    # - two same-type keypoints of different people closer than 2r: ambiguous for any decoder that rejects
+    #   within r (PAPER.md);
+    # - a keypoint outside its own person's mask, on another person's body: the long-range offsets there lead
+    #   to that other person, so the rescue rightly refuses it (post_proc.belongs);
+    # - people with less than 30% of their body unshared: target maps define no long-range offset where masks
+    #   overlap, so fragments of their cut trees cannot always be rejoined.  They must still be found.
+    total, wrong, overlapping, crowded = 0, [], 0, 0
     for seed in range(8):
         people, masks, outputs, shape = make_scene(seed, 6, 385, unlabelled=0.15, height_range=(110, 170))
         overlapping += int((masks.sum(axis=0) > 1).any())
         decoded = post_proc.decode(outputs, STRIDE, shape)
         best, errors = match(people, decoded)
+        cells = np.clip(np.rint(people[..., :2] / STRIDE).astype(int), 0, np.array(masks.shape[:0:-1]) - 1)
         for n, person in enumerate(people):
+            labelled = person[:, 2] > 0
             if (masks[n] & (masks.sum(axis=0) == 1)).sum() < 0.3 * masks[n].sum():
+                crowded += 1
+                in_place = (errors[n][labelled] <= 1.0).mean()
+                assert decoded[best[n]]['score'] > 0 and in_place >= 0.5, (
+                    'scene %d: crowded person %d not found (%.0f%% of its keypoints)' % (seed, n, 100 * in_place))
                 continue
             others = np.linalg.norm(people[:, :, :2] - person[None, :, :2], axis=-1)
             others[n] = np.inf
             others[people[:, :, 2] == 0] = np.inf
-            clear = (person[:, 2] > 0) & (others.min(axis=0) >= 2 * config.NMS_RADIUS)
+            col, row = cells[n, :, 0], cells[n, :, 1]
+            on_other_body = ~masks[n, row, col] & masks[:, row, col].any(axis=0)
+            clear = labelled & (others.min(axis=0) >= 2 * config.NMS_RADIUS) & ~on_other_body
             total += clear.sum()
-            wrong += (errors[n][clear] > 1.0).sum()  # off, or in place but not found (score 0)
-    assert overlapping >= 6 and total > 400
-    assert wrong <= 0.05 * total, '%d of %d labelled keypoints off by more than 1 px' % (wrong, total)
+            wrong += ['scene %d person %d %s' % (seed, n, config.KEYPOINTS[k])
+                      for k in np.flatnonzero(clear & ~(errors[n] <= 1.0))]  # off, or not found (score 0)
+    assert overlapping >= 6 and crowded >= 3 and total > 400
+    assert not wrong, '%d of %d labelled keypoints off by more than 1 px: %s' % (len(wrong), total, wrong)
 
 
 def test_partly_overlapping_people_decode_exactly():
@@ -177,6 +193,59 @@ def test_noisy_network_like_maps():
     assert not others or max(others) < true_scores[0]
 
 
+def junk_where_undefined(maps, seed):
+    """The target maps with random offsets wherever their validity maps say the target is undefined."""
+    rng = np.random.RandomState(seed)
+    noisy = dict(maps)
+    for valid_name, _, name in post_proc.VALIDITY_MAPS:
+        undefined = np.repeat(maps[valid_name] == 0, 2, axis=-1)
+        noisy[name] = np.where(undefined, rng.normal(0, 40, maps[name].shape), maps[name]).astype(np.float32)
+    return noisy
+
+
+def test_offsets_count_only_where_the_validity_maps_say():
+    # The oracle passes the target dict: with its validity maps, whatever the offsets hold where no target
+    # is defined changes nothing, keypoints or masks.
+    people, masks, maps, shape = make_scene(21, 5, 289, unlabelled=0.15, height_range=(110, 170))
+    clean = post_proc.decode(maps, STRIDE, shape)
+    noisy = post_proc.decode(junk_where_undefined(maps, 1), STRIDE, shape)
+    assert len(clean) == len(noisy) >= len(people)
+    for a, b in zip(clean, noisy):
+        assert np.allclose(a['keypoints'], b['keypoints'], atol=1e-4) and np.array_equal(a['mask'], b['mask'])
+    # Without validity maps (a network) every offset counts: the same junk changes the masks.
+    plain = {name: value for name, value in junk_where_undefined(maps, 1).items()
+             if name not in [v for v, _, _ in post_proc.VALIDITY_MAPS]}
+    unchecked = post_proc.decode(plain, STRIDE, shape)
+    assert len(unchecked) != len(clean) or any(not np.array_equal(a['mask'], b['mask'])
+                                               for a, b in zip(clean, unchecked))
+
+
+def test_sampler_weighs_corners_by_validity():
+    step = 8
+    offsets = np.zeros((3, 3, 2), np.float32)
+    offsets[..., 0] = 8 - np.arange(3) * step  # every cell points at (8, 0): cell (row 0, col 1) by (0, 0)
+    offsets[..., 1] = -np.arange(3)[:, None] * step
+    offsets[1, 0, 1] += 3.0  # cell (row 1, col 0) points at (8, 3), within the landing tolerance of the others
+    x, y, field = np.float32([7.0]), np.float32([1.0]), np.array([0])  # corner weights .77 (0, 1), .016 (1, 0)
+    landing = post_proc.Sampler(offsets, step).land(x, y, field, 5.0)
+    assert landing[0, 0] == 8.0 and 0 < landing[0, 1] < 0.1  # the exact (0, 0) votes; so does (1, 0)
+    valid = np.ones((3, 3, 1), np.float32)
+    valid[1, 0] = 0
+    assert np.allclose(post_proc.Sampler(offsets, step, valid).land(x, y, field, 5.0), [[8.0, 0.0]], atol=1e-6)
+    valid[:] = 0
+    valid[1, 0] = 1  # only a corner of read weight .016 < config.LANDING_MIN_VALID is defined: undefined
+    assert np.isnan(post_proc.Sampler(offsets, step, valid).land(x, y, field, 5.0)).all()
+
+
+def test_validity_maps_are_checked():
+    shape = (65, 65)
+    outputs = zero_outputs(shape)
+    with pytest.raises(ValueError, match='mid_valid'):
+        post_proc.decode(dict(outputs, mid_valid=np.ones((9, 9, 3), np.float32)), STRIDE, shape)
+    with pytest.raises(ValueError, match='long_valid'):
+        post_proc.decode(dict(outputs, long_valid=np.full((9, 9, K), 2.0, np.float32)), STRIDE, shape)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Pieces
 # ----------------------------------------------------------------------------------------------------------
@@ -206,6 +275,119 @@ def test_instance_scale_uses_found_keypoints_only():
     assert post_proc.instance_scales(pos, found)[0] == config.MIN_INSTANCE_SCALE
 
 
+def single_keypoint_maps(kind, y, landing, shape=(129, 129), heat=None):
+    """Maps of one keypoint of `kind` at y (x, y): heatmap `heat(d)` (default 1) in the disk of radius R
+    around y, short offsets that send each cell x to landing(x) (float32 [N, 2] from cell positions [N, 2])."""
+    rows, cols = post_proc.grid_shape(shape, STRIDE)
+    maps = zero_outputs(shape)
+    cy, cx = np.mgrid[:rows, :cols] * np.float32(STRIDE)
+    cells = np.stack([cx.ravel(), cy.ravel()], axis=1).astype(np.float32)
+    d = np.linalg.norm(cells - np.float32(y), axis=1)
+    p = np.where(d <= config.RADIUS, 1.0 if heat is None else heat(d), 0.0)
+    maps['heatmaps'][..., kind] = p.reshape(rows, cols)
+    maps['short_offsets'][..., 2 * kind:2 * kind + 2] = (landing(cells) - cells).reshape(rows, cols, 2)
+    return maps
+
+
+def brute_force_expected_oks(maps, kind, y, scale):
+    """PAPER.md's s = p_k(y) * integral over D_R(y) of normalised h_k(x) exp(-|x - y|^2 / (2 lambda^2 kappa^2)),
+    h_k made of point votes p_k(x_i) s^2 / (pi R^2) at x_i + S_k(x_i): one cell at a time, over the whole grid."""
+    heat, short = maps['heatmaps'], maps['short_offsets']
+    sigma2 = (scale * 2 * config.OKS_SIGMAS[kind]) ** 2
+    weight = STRIDE ** 2 / (np.pi * config.RADIUS ** 2)
+    mass = integral = 0.0
+    for i in range(heat.shape[0]):
+        for j in range(heat.shape[1]):
+            p = float(heat[i, j, kind])
+            landing = np.array([j * STRIDE + short[i, j, 2 * kind], i * STRIDE + short[i, j, 2 * kind + 1]])
+            d2 = float(((landing - y) ** 2).sum())
+            if p > config.HOUGH_VOTE_THRESHOLD and d2 <= config.RADIUS ** 2:
+                mass += p * weight
+                integral += p * weight * np.exp(-d2 / (2 * sigma2))
+    fx, fy = y[0] / STRIDE, y[1] / STRIDE  # p_k(y), bilinear
+    i0, j0 = int(fy), int(fx)
+    fx, fy = fx - j0, fy - i0
+    p_y = ((1 - fy) * ((1 - fx) * heat[i0, j0, kind] + fx * heat[i0, j0 + 1, kind]) +
+           fy * ((1 - fx) * heat[i0 + 1, j0, kind] + fx * heat[i0 + 1, j0 + 1, kind]))
+    return p_y * integral / mass
+
+
+def decoder_scores(maps, kind, y, scale):
+    checked, _ = post_proc.check_outputs(maps, STRIDE, (129, 129))
+    hough = post_proc.hough_voting(checked['heatmaps'], checked['short_offsets'], STRIDE)
+    view = post_proc.Maps(checked, STRIDE, hough, config.HOUGH_STRIDE, config.NMS_RADIUS)
+    pos = np.zeros((1, K, 2), np.float32)
+    pos[0, kind] = y
+    found = np.zeros((1, K), bool)
+    found[0, kind] = True
+    return post_proc.expected_oks(view, pos, np.float32([scale]), found)[0, kind]
+
+
+@pytest.mark.parametrize('scale', [16.0, 32.0, 120.0])
+@pytest.mark.parametrize('name', ['nose', 'left_eye', 'right_ear', 'left_hip'])
+def test_expected_oks_is_the_integral_of_the_votes(name, scale):
+    kind = config.KEYPOINTS.index(name)
+    y = np.float32([61.3, 66.8])
+    rng = np.random.RandomState(kind)
+    spread = lambda cells: y + rng.normal(0, 1.0, cells.shape).astype(np.float32)  # votes spread by 1 px
+    maps = single_keypoint_maps(kind, y, spread, heat=lambda d: 1 - 0.5 * d / config.RADIUS)
+    expected = brute_force_expected_oks(maps, kind, y, scale)
+    assert decoder_scores(maps, kind, y, scale) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    # Votes on a ring of 1 px around y: exp(-1 / (2 lambda^2 kappa^2)), e.g. 0.46 for an eye at lambda 16.
+    ring = lambda cells: y + np.stack([np.cos(cells[:, 0]), np.sin(cells[:, 0])], axis=1).astype(np.float32)
+    maps = single_keypoint_maps(kind, y, ring)
+    sigma = scale * 2 * config.OKS_SIGMAS[kind]
+    assert decoder_scores(maps, kind, y, scale) == pytest.approx(np.exp(-1.0 / (2 * sigma ** 2)), rel=1e-4)
+
+
+def test_expected_oks_ignores_votes_landing_beyond_r_and_weak_cells():
+    kind = 0
+    y = np.float32([64.0, 64.0])
+    far = lambda cells: np.where(cells[:, :1] < 60, y + [config.RADIUS + 5, 0], y + [0.5, 0]).astype(np.float32)
+    maps = single_keypoint_maps(kind, y, far)
+    sigma = 16.0 * 2 * config.OKS_SIGMAS[kind]
+    assert decoder_scores(maps, kind, y, 16.0) == pytest.approx(np.exp(-0.25 / (2 * sigma ** 2)), rel=1e-4)
+    maps['heatmaps'][..., kind] *= config.HOUGH_VOTE_THRESHOLD  # no cell votes: nothing supports the keypoint
+    assert decoder_scores(maps, kind, y, 16.0) == 0
+
+
+def test_mask_assignment_keeps_cells_whose_embedding_points_further_than_t():
+    # One person; two p_S blobs whose long-range embeddings point at its keypoints from 0.2 and 0.3 lambda.
+    shape = (97, 97)
+    rows, cols = post_proc.grid_shape(shape, STRIDE)
+    maps = zero_outputs(shape)
+    pos = np.zeros((1, K, 2), np.float32)
+    pos[0, :, 0] = np.linspace(30, 60, K)
+    pos[0, :, 1] = np.linspace(20, 80, K)
+    scales = np.float32([50.0])
+    weights = np.ones((1, K), np.float32)
+    cy, cx = np.mgrid[:rows, :cols] * np.float32(STRIDE)
+    for blob, distance in ((slice(0, 3), 0.2), (slice(6, 9), 0.3)):
+        maps['segmentation'][blob, :3, 0] = 1.0
+        maps['long_offsets'][blob, :3, 0::2] = pos[0, :, 0] + distance * scales[0] - cx[blob, :3, None]
+        maps['long_offsets'][blob, :3, 1::2] = pos[0, :, 1] - cy[blob, :3, None]
+    labels = post_proc.assign_pixels(maps, STRIDE, pos, weights, scales)
+    assert config.MASK_DISTANCE_THRESHOLD == 0.25
+    assert (labels[0:3, :3] == 0).all(), 'D = 0.2 <= t: the cells join the person'
+    assert (labels[6:9, :3] == -1).all(), 'D = 0.3 > t: the cells stay unassigned'
+    assert (labels[3:6] == -1).all() and (labels[:, 3:] == -1).all(), 'no p_S, no person'
+
+
+def test_seed_within_r_is_rejected_and_beyond_is_not():
+    r = config.NMS_RADIUS
+    nose = config.KEYPOINTS.index('nose')
+    pos = np.zeros((1, K, 2), np.float32)
+    pos[0, nose] = [100.0, 100.0]
+    claims = np.zeros((1, K), bool)
+    claims[0, nose] = True
+    kind = np.array([nose, nose, nose, 1], np.int64)  # the person's own seed, then seeds at r, r + 0.01, r
+    x = np.float32([100.0, 100.0 + r, 100.0 + r + 0.01, 100.0 + r])
+    y = np.float32([100.0] * 4)
+    rows, alive = post_proc.accept_seeds(np.array([0]), pos, claims, (kind, x, y), np.ones(4, bool), r, 10)
+    assert rows == [0]
+    assert alive.tolist() == [False, False, True, True]  # taken; at r: rejected; beyond r: kept; other type: kept
+
+
 def test_soft_nms_and_hard_oks_nms():
     rng = np.random.RandomState(9)
     pos = rng.uniform(0, 300, (3, K, 2)).astype(np.float32)
@@ -221,6 +403,33 @@ def test_soft_nms_and_hard_oks_nms():
     pos[1] = pos[0] + 1.0
     keep = post_proc.oks_nms_keep(pos, found, scales, scores.mean(axis=1))
     assert keep.tolist() == [True, False, True]
+
+
+def test_hard_oks_nms_suppresses_an_equal_scoring_duplicate():
+    rng = np.random.RandomState(10)
+    pos = rng.uniform(0, 300, (2, K, 2)).astype(np.float32)
+    pos = np.concatenate([pos[:1], pos[:1] + 0.5, pos[1:]])  # person 1 duplicates person 0, same score
+    found = np.ones((3, K), bool)
+    keep = post_proc.oks_nms_keep(pos, found, np.full(3, 100.0, np.float32), np.float32([0.7, 0.7, 0.7]))
+    assert keep.tolist() == [True, False, True]
+
+
+def test_every_hough_maximum_seeds_unless_the_support_filter_is_on():
+    # A lone maximum whose cells vote weakly (p = 0.15): its support p(y) * mass is ~0.02, below
+    # config.KEYPOINT_SUPPORT_THRESHOLD.  The paper seeds from it; the optional filter drops it first.
+    kind = config.KEYPOINTS.index('left_knee')
+    y = np.float32([64.0, 64.0])
+    maps = single_keypoint_maps(kind, y, lambda cells: np.broadcast_to(y, cells.shape), heat=lambda d: 0.15 + 0 * d)
+    checked, _ = post_proc.check_outputs(maps, STRIDE, (129, 129))
+    hough = post_proc.hough_voting(checked['heatmaps'], checked['short_offsets'], STRIDE)
+    view = post_proc.Maps(checked, STRIDE, hough, config.HOUGH_STRIDE, config.NMS_RADIUS)
+    seeds = post_proc.find_seeds(hough)
+    assert len(seeds[0]) == 1 and view.support(y[:1], y[1:], np.array([kind])) < config.KEYPOINT_SUPPORT_THRESHOLD
+    assert config.SEED_SUPPORT_FILTER is False
+    pos, found, _, _ = post_proc.greedy_decode(view, seeds)
+    assert len(pos) == 1 and np.allclose(pos[0, kind], y) and not found.any()  # seeded; nothing found
+    assert len(post_proc.greedy_decode(view, seeds, seed_filter=True)[0]) == 0
+    assert post_proc.decode(maps, STRIDE, (129, 129)) == []  # a person without found keypoints scores 0
 
 
 def test_hard_oks_nms_option_decodes_the_same_people():

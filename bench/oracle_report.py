@@ -1,0 +1,164 @@
+"""Oracle report: what target encoding plus decoding lose on real COCO annotations, and why (README, "Evaluation").
+
+For every image of a COCO person_keypoints file, the ground truth is encoded into target maps without
+augmentation (data_generator.encode_example, output stride --stride) and decoded by post_proc.decode twice:
+with the validity maps of the target dict ('short_valid', 'mid_valid', 'long_valid': what the oracle should
+pass) and without them (only the network's outputs, as a network gives them).  Printed per run: keypoints AP,
+segm AP and segm AP with the persons without labelled keypoints ignored (COCOeval, as eval.py computes them).
+
+Then, per ground-truth person with labelled keypoints (crowd excluded):
+  * bound: IoU of the best mask the stride grid allows (the person's own grid mask upsampled bilinearly,
+    as post_proc upsamples p_S) with the full-resolution annotation mask;  the segm AP (keypoint persons)
+    those bound masks would get (every person found, score 1) is the cap of the third column;
+  * decoded: IoU of the decoded mask that matches it best (with validity maps), and how many persons come
+    within --slack of their bound;
+  * keypoints: the best OKS of a decoded person (COCO's formula with the annotation's area);
+  * cut trees: persons whose labelled keypoints do not form one connected piece of the kinematic tree (an
+    unlabelled keypoint cuts the walk).
+
+Usage: python bench/oracle_report.py [--annotations FILE --images DIR ...] [--stride 8] [--slack 0.03]
+Default: the train and val files of ../shared/coco_sample.
+Last line: `oracle report: <n> keypoint persons, bound IoU <lo>-<hi> (mean <m>, segm AP cap <c>), decoded
+within <slack> of the bound for <k>, min OKS <o>, <t> cut trees`.
+"""
+import argparse
+import contextlib
+import io
+import os
+import sys
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import config  # noqa: E402
+import data_generator  # noqa: E402
+import eval as evaluation  # noqa: E402
+import post_proc  # noqa: E402
+import transformer  # noqa: E402
+
+SAMPLE = os.path.join(os.path.dirname(config.ROOT_DIR), 'shared', 'coco_sample')
+VALIDITY = tuple(name for name, _, _ in post_proc.VALIDITY_MAPS)
+
+
+def iou(a, b):
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum()) / union if union else 0.0
+
+
+def cut_tree(labelled):
+    """True if the labelled keypoints (bool [K]) are not one connected piece of config.EDGES."""
+    kinds = set(np.flatnonzero(labelled))
+    if not kinds:
+        return False
+    reached, frontier = set(), [min(kinds)]
+    while frontier:
+        k = frontier.pop()
+        reached.add(k)
+        frontier += [l for a, b in config.EDGES for k2, l in ((a, b), (b, a)) if k2 == k and l in kinds - reached]
+    return reached != kinds
+
+
+def oks(detected, truth, labelled, area):
+    kappa2 = post_proc.KAPPA.astype(np.float64) ** 2
+    d2 = ((detected[:, :2] - truth[:, :2]) ** 2).sum(axis=1)
+    return float(np.exp(-d2 / (2 * max(area, 1e-9) * kappa2))[labelled].mean())
+
+
+def bound_mask(mask, shape, stride):
+    """The best mask a stride grid allows for a full-resolution mask: its grid sample upsampled bilinearly."""
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    grid = transformer.warp_masks_to_grid(mask, identity, shape, stride).astype(np.float32)
+    up = post_proc.grid_to_input(grid, stride, shape) > config.SEGMENTATION_THRESHOLD
+    return up[:mask.shape[0], :mask.shape[1]]
+
+
+def segm_result(mask, image_id, score):
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle['counts'] = rle['counts'].decode('ascii')
+    return {'image_id': int(image_id), 'category_id': 1, 'segmentation': rle, 'score': float(score)}
+
+
+def report(annotations, images, stride, slack):
+    """Runs one annotation file; prints its lines and returns the per-person figures."""
+    dataset = data_generator.CocoPersons(annotations, images, include_empty=True)
+    coco_gt = evaluation.load_ground_truth(annotations)
+    image_ids = list(dataset.image_ids)
+    results = {'with validity maps': [], 'without': []}
+    bound_results, persons = [], []
+    for image_id in image_ids:
+        example = dataset.load_example(image_id)
+        height, width = example['image'].shape[:2]
+        targets = data_generator.encode_example(example, stride)
+        shape = targets['image'].shape
+        for name, maps in (('with validity maps', targets),
+                           ('without', {k: v for k, v in targets.items() if k not in VALIDITY})):
+            people = post_proc.decode(maps, stride, shape)
+            for person in people:
+                person['mask'] = person['mask'][:height, :width]
+            results[name].append(people)
+            if name == 'with validity maps':
+                decoded = people
+        for annotation in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[image_id], iscrowd=False)):
+            truth = np.reshape(annotation['keypoints'], (-1, 3)).astype(np.float64)
+            labelled = truth[:, 2] > 0
+            if not labelled.any():
+                continue
+            mask = coco_gt.annToMask(annotation).astype(bool)
+            bound = bound_mask(mask, shape, stride)
+            bound_results.append(segm_result(bound, image_id, iou(bound, mask)))
+            persons.append({
+                'bound': iou(bound, mask),
+                'decoded': max([iou(p['mask'], mask) for p in decoded] or [0.0]),
+                'oks': max([oks(p['keypoints'], truth, labelled, annotation['area']) for p in decoded] or [0.0]),
+                'cut': cut_tree(labelled)})
+    print('%s (%d images):' % (annotations, len(image_ids)))
+    for name, per_image in results.items():
+        people = [r for image_id, image_people in zip(image_ids, per_image)
+                  for r in evaluation.coco_results(image_people, image_id)]
+        keypoint_results = [{k: v for k, v in r.items() if k not in ('segmentation', 'mask_score')} for r in people]
+        segm_results = [dict({k: v for k, v in r.items() if k not in ('keypoints', 'mask_score')},
+                             score=r['mask_score']) for r in people]
+        aps = [evaluation.evaluate(coco_gt, keypoint_results, image_ids, 'keypoints', verbose=False)[0],
+               evaluation.evaluate(coco_gt, segm_results, image_ids, 'segm', verbose=False)[0],
+               evaluation.evaluate(coco_gt, segm_results, image_ids, 'segm', keypoint_persons_only=True,
+                                   verbose=False)[0]]
+        print('  decoded %s: keypoints AP %.3f segm AP %.3f segm AP (keypoint persons) %.3f' % ((name,) + tuple(aps)))
+    with contextlib.redirect_stdout(io.StringIO()):
+        cap = evaluation.evaluate(coco_gt, bound_results, image_ids, 'segm', keypoint_persons_only=True,
+                                  verbose=False)[0]
+    print('  bound masks: segm AP (keypoint persons) %.3f' % cap)
+    return persons, cap
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--annotations', nargs='+', help='COCO person_keypoints files (default: the sample\'s)')
+    parser.add_argument('--images', nargs='+', help='their image folders, in the same order')
+    parser.add_argument('--stride', type=int, default=config.EVAL_OUTPUT_STRIDE)
+    parser.add_argument('--slack', type=float, default=0.03, help='IoU below the bound still counted as reached')
+    args = parser.parse_args(argv)
+    if args.annotations is None:
+        args.annotations = [os.path.join(SAMPLE, 'annotations', 'person_keypoints_%s2017.json' % s)
+                            for s in ('train', 'val')]
+        args.images = [os.path.join(SAMPLE, '%s2017' % s) for s in ('train', 'val')]
+    if args.images is None or len(args.images) != len(args.annotations):
+        parser.error('give one --images folder per --annotations file')
+    persons, caps = [], []
+    for annotations, images in zip(args.annotations, args.images):
+        found, cap = report(annotations, images, args.stride, args.slack)
+        persons += found
+        caps.append(cap)
+    bound = np.array([p['bound'] for p in persons])
+    gap = bound - np.array([p['decoded'] for p in persons])
+    worst = np.sort(gap)[::-1][:5]
+    print('per keypoint person: bound IoU %.2f-%.2f, mean %.2f; decoded masks: gap to the bound mean %.3f, '
+          'largest %s' % (bound.min(), bound.max(), bound.mean(), gap.mean(), ' '.join('%.2f' % g for g in worst)))
+    print('oracle report: %d keypoint persons, bound IoU %.2f-%.2f (mean %.2f, segm AP cap %s), decoded within '
+          '%.2f of the bound for %d, min OKS %.3f, %d cut trees' % (
+              len(persons), bound.min(), bound.max(), bound.mean(), '/'.join('%.3f' % c for c in caps), args.slack,
+              int((gap <= args.slack).sum()), min(p['oks'] for p in persons), sum(p['cut'] for p in persons)))
+
+
+if __name__ == '__main__':
+    main()
