@@ -183,6 +183,8 @@ SEED_BATCH = 64  # first batch of seeds decoded at once; later batches double (v
 PLOT_KEYPOINT_THRESHOLD = 0.05  # plot.py draws keypoints whose score (or COCO v) exceeds this [C]
 PLOT_MASK_ALPHA = 0.45  # opacity of instance-mask colours in plot.py [C]
 PLOT_MAP_ALPHA = 0.6  # opacity of heatmap / Hough views at their maximum in plot.py [C]
+PLOT_LINE_WIDTH = 1.0 / 300  # plot.py limb thickness per px of the image's longer side (1 px at 300, 3 at 900) [C]
+PLOT_FONT_SCALE = 1.0 / 1000  # plot.py score text: OpenCV font scale per px of the longer side [C]
 EVAL_LONGER_SIDE = 1401  # single-scale test size, longer side in px [R]
 EVAL_SCALES = (601, 1201, 1801)  # multi-scale test sizes, longer side in px [R]
 # Decoder test scenes (scenes.py: tests/test_post_proc.py, bench/decode_bench.py): random standing figures [C]

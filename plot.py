@@ -13,6 +13,12 @@ import cv2
 import numpy as np
 
 import config
+import post_proc
+
+MIN_FONT_SCALE = 0.35  # below this OpenCV's Hershey glyphs are unreadable
+TEXT_LIFT = 4  # px between a score and the person's top keypoint
+TEXT_MIN_Y = 10  # px: a score is never written above the image's top edge (its baseline is at least here)
+SUBPIXEL_BITS = 4  # cv2 drawing shift: coordinates in 1/16 px keep sub-pixel keypoints in place
 
 
 def _palette(count, saturation=0.9, value=1.0, hue_step=None):
@@ -34,7 +40,15 @@ def _check_image(image):
 
 
 def _line_width(image):
-    return max(1, int(round(max(image.shape[:2]) / 300.0)))
+    return max(1, int(round(max(image.shape[:2]) * config.PLOT_LINE_WIDTH)))
+
+
+def existing(keypoints, threshold=None):
+    """bool [K]: keypoints [K, 3] (x, y, score or COCO v) whose third value exceeds `threshold` (default
+    config.PLOT_KEYPOINT_THRESHOLD) and whose position is finite: the ones that are drawn."""
+    threshold = config.PLOT_KEYPOINT_THRESHOLD if threshold is None else threshold
+    keypoints = np.asarray(keypoints, np.float64).reshape(config.NUM_KEYPOINTS, 3)
+    return (keypoints[:, 2] > threshold) & np.isfinite(keypoints).all(axis=1)
 
 
 def draw_skeleton(image, keypoints, threshold=None, thickness=None):
@@ -42,12 +56,11 @@ def draw_skeleton(image, keypoints, threshold=None, thickness=None):
 
     keypoints: [K, 3] (x, y, score or v); threshold: default config.PLOT_KEYPOINT_THRESHOLD.
     """
-    threshold = config.PLOT_KEYPOINT_THRESHOLD if threshold is None else threshold
     canvas = _check_image(image).copy()
     keypoints = np.asarray(keypoints, np.float64).reshape(config.NUM_KEYPOINTS, 3)
-    exists = (keypoints[:, 2] > threshold) & np.isfinite(keypoints).all(axis=1)
+    exists = existing(keypoints, threshold)
     thickness = _line_width(canvas) if thickness is None else thickness
-    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    shift = SUBPIXEL_BITS
     points = [tuple(int(round(v * (1 << shift))) for v in p[:2]) if ok else None
               for p, ok in zip(keypoints, exists)]
     for (a, b), colour in zip(config.EDGES, LIMB_COLOURS):
@@ -80,27 +93,20 @@ def draw_people(image, people, threshold=None, alpha=None):
     canvas = overlay_masks(image, [p.get('mask') for p in people], alpha)
     for person in people:
         canvas = draw_skeleton(canvas, person['keypoints'], threshold)
-    scale = max(canvas.shape[:2]) / 1000.0
-    threshold = config.PLOT_KEYPOINT_THRESHOLD if threshold is None else threshold
+    scale = max(max(canvas.shape[:2]) * config.PLOT_FONT_SCALE, MIN_FONT_SCALE)
     for person in people:
         keypoints = np.asarray(person['keypoints'])
-        exists = (keypoints[:, 2] > threshold) & np.isfinite(keypoints).all(axis=1)
+        exists = existing(keypoints, threshold)
         if exists.any() and 'score' in person:
             x, y = keypoints[exists, :2].min(axis=0)
-            cv2.putText(canvas, '%.2f' % person['score'], (int(x), max(int(y) - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
-                        max(scale, 0.35), (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(canvas, '%.2f' % person['score'], (int(x), max(int(y) - TEXT_LIFT, TEXT_MIN_Y)),
+                        cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
 
 
-def _upsample(grid, step, shape):
-    """A [h, w] map whose cell (i, j) sits at input pixel (j*step, i*step), resampled to shape (H, W)."""
-    warp = np.float32([[1.0 / step, 0, 0], [0, 1.0 / step, 0]])
-    return cv2.warpAffine(np.asarray(grid, np.float32), warp, (shape[1], shape[0]),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-
-
-def map_view(image, values, step, alpha=None, normalise=False):
-    """A map [h, w] or [h, w, C] (maximum over channels) of grid `step` coloured (JET) over the image."""
+def map_view(image, values, step, alpha=None):
+    """A map [h, w] or [h, w, C] (maximum over channels) of grid `step`, values in [0, 1], coloured (JET) over
+    the image."""
     alpha = config.PLOT_MAP_ALPHA if alpha is None else alpha
     canvas = _check_image(image)
     values = np.asarray(values, np.float32)
@@ -108,9 +114,7 @@ def map_view(image, values, step, alpha=None, normalise=False):
         values = values.max(axis=2)
     if not np.isfinite(values).all():
         raise ValueError('the map holds NaN or infinite values')
-    if normalise and values.max() > 0:
-        values = values / values.max()
-    up = np.clip(_upsample(values, step, canvas.shape[:2]), 0, 1)
+    up = np.clip(post_proc.grid_to_input(np.ascontiguousarray(values), step, canvas.shape[:2]), 0, 1)
     colours = cv2.applyColorMap((up * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
     weight = (alpha * up)[..., None]  # cold regions keep the image
     return np.clip(canvas * (1 - weight) + colours * weight + 0.5, 0, 255).astype(np.uint8)
