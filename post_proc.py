@@ -55,6 +55,9 @@ grid_shape = transformer.grid_shape  # output-grid (H', W') of an input; kept he
 # Added to the four bilinear corner weights in Sampler.land: a point exactly on a cell still lets the other
 # corners vote when that cell is invalid (weight 0 otherwise), without changing any real weighting.
 TIE_WEIGHT = 1e-6
+# mask_distance works on all keypoints at once up to this many (point, person, keypoint) terms (fewer numpy
+# calls), one keypoint at a time beyond (no large temporaries): an implementation choice, same result.
+MASK_DISTANCE_BLOCK = 1 << 16
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -139,8 +142,9 @@ class Sampler(object):
 
     def corners(self, x, y):
         """(flat index [N] of channel 0 at the top-left corner cell, fx [N], fy [N]) of points (x, y)."""
-        gx = np.clip(np.asarray(x, np.float32) * self.inverse, 0.0, self.width - 1)
-        gy = np.clip(np.asarray(y, np.float32) * self.inverse, 0.0, self.height - 1)
+        # np.minimum/np.maximum, not np.clip: the same, without np.clip's per-call overhead on this hot path.
+        gx = np.minimum(np.maximum(np.asarray(x, np.float32) * self.inverse, 0.0), np.float32(self.width - 1))
+        gy = np.minimum(np.maximum(np.asarray(y, np.float32) * self.inverse, 0.0), np.float32(self.height - 1))
         x0 = np.minimum(gx.astype(np.int64), self.width - 2)  # on the last column: fx = 1 from column w-2
         y0 = np.minimum(gy.astype(np.int64), self.height - 2)
         return (y0 * self.width + x0) * self.channels, gx - x0, gy - y0
@@ -346,8 +350,12 @@ def find_seeds(hough, threshold=None, max_seeds=None):
     dilated = cv2.dilate(hough, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     if dilated.ndim == 2:  # cv2 drops a trailing axis of size 1
         dilated = dilated[..., None]
-    row, col, kind = np.nonzero((hough >= dilated) & (hough > threshold))
-    value = hough[row, col, kind]
+    flat = hough.reshape(-1)
+    peaks = np.flatnonzero(flat > threshold)  # few: compare with the dilation only there
+    peaks = peaks[flat[peaks] >= dilated.reshape(-1)[peaks]]
+    row, rest = np.divmod(peaks, hough.shape[1] * hough.shape[2])
+    col, kind = np.divmod(rest, hough.shape[2])
+    value = flat[peaks]
     if len(value) > max_seeds:
         keep = np.argpartition(-value, max_seeds - 1)[:max_seeds]
         row, col, kind, value = row[keep], col[keep], kind[keep], value[keep]
@@ -458,13 +466,20 @@ def mask_distance(gx, gy, valid, pos, weights, scales):
         on the others (embedding_weights); scales: [...] lambda_j (instance_scales).
     Returns float32 [...] (the broadcast shape), inf where no keypoint counts (no evidence).
     """
-    total, mass = np.float32(0), np.float32(0)
-    for k in np.flatnonzero(np.any(weights.reshape(-1, weights.shape[-1]) > 0, axis=0)):
+    def terms(k):  # (w_k v_k |G_k - y_k|, w_k v_k) for keypoint index or slice k
         w = weights[..., k] if valid is None else weights[..., k] * valid[..., k]
         dx = gx[..., k] - pos[..., k, 0]
         dy = gy[..., k] - pos[..., k, 1]
-        total = total + w * np.sqrt(dx * dx + dy * dy)
-        mass = mass + w
+        return w * np.sqrt(dx * dx + dy * dy), w
+
+    size = np.prod(np.broadcast_shapes(gx.shape[:-1], pos.shape[:-2], weights.shape[:-1]))
+    if size * weights.shape[-1] <= MASK_DISTANCE_BLOCK:  # few points: all keypoints at once
+        total, mass = (term.sum(axis=-1) for term in terms(slice(None)))
+    else:  # e.g. cells x people: one keypoint at a time, no [..., K] temporaries
+        total, mass = np.float32(0), np.float32(0)
+        for k in np.flatnonzero(np.any(weights.reshape(-1, weights.shape[-1]) > 0, axis=0)):
+            term, w = terms(k)
+            total, mass = total + term, mass + w
     mass = mass * scales
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.where(mass > 0, total / mass, np.inf).astype(np.float32)
@@ -526,9 +541,12 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
     min_agreement = config.RESCUE_MIN_AGREEMENT
     num = config.NUM_KEYPOINTS
     radius2 = maps.radius * maps.radius
+    incomplete = (~found).any(axis=1, keepdims=True)
+    if not incomplete.any():
+        return
     # The walk's keypoints are the reference of every check.
     reference, weights, scales = pos.copy(), embedding_weights(maps, pos, found), instance_scales(pos, found)
-    people, kinds = np.nonzero(found)
+    people, kinds = np.nonzero(found & incomplete)  # only people with a keypoint to rescue need sources
     source = np.zeros(found.shape, bool)
     source[people, kinds] = belongs(maps, pos[people, kinds, 0], pos[people, kinds, 1], reference[people],
                                     weights[people], scales[people], seg_threshold, distance_threshold)
@@ -754,8 +772,8 @@ def hough_centroids(maps, pos, found, passes=None):
     pad = maps.hough_pad
     x, y = pos[person, kind, 0], pos[person, kind, 1]
     for _ in range(passes):
-        cu = np.clip(np.rint(x / hs), 0, hcols - 1).astype(np.int64)
-        cv = np.clip(np.rint(y / hs), 0, hrows - 1).astype(np.int64)
+        cu = np.minimum(np.maximum(np.rint(x / hs), 0), hcols - 1).astype(np.int64)
+        cv = np.minimum(np.maximum(np.rint(y / hs), 0), hrows - 1).astype(np.int64)
         centre = ((cv + pad) * (hcols + 2 * pad) + cu + pad) * num + kind
         values = maps.hough_padded[centre[:, None] + maps.window]  # [n, window cells]
         mass = values.sum(axis=1)
