@@ -12,11 +12,15 @@ Follows ../shared/PAPER.md, "Decoding":
    keypoint) is searched again from every keypoint that was found, through the long-range offsets
    (y_l = y_k + L_l(y_k)) and the mid-range offsets of found neighbours; candidates that agree win
    (config.LONG_RANGE_RESCUE).  Without it a person whose tree is cut by a missing keypoint splits into
-   fragments; fragments that still appear merge into their person, and no keypoint is claimed twice.
-4. Keypoint scores: Expected-OKS, instance score: mean keypoint score then keypoint-level soft-NMS (or hard
-   OKS-NMS, config.INSTANCE_SCORING).
+   fragments; fragments that still appear merge into their person (config.MERGE_FRAGMENTS), and no keypoint
+   is claimed twice (config.RESOLVE_CONFLICTS).
+4. Keypoint scores: Expected-OKS, integrated over the Hough votes themselves; instance score: mean keypoint
+   score then keypoint-level soft-NMS (or hard OKS-NMS, config.INSTANCE_SCORING).
 5. Instance masks: pixels with p_S > t_S join the person j that minimises the p_k-weighted,
    lambda_j-normalised distance of their long-range embedding x + L_k(x) to y_{j,k}, if it is <= t.
+
+Target maps (the oracle) may come with their validity maps ('short_valid', 'mid_valid', 'long_valid'): offsets
+then count only where their target is defined.  A network has none, and every offset counts.
 
 The decoder never loops over pixels in Python: Hough voting is one np.bincount, seeds are decoded in
 vectorised batches (all seeds of a batch walk their trees together), masks are assigned on the output grid
@@ -1005,7 +1009,9 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     Args:
       outputs: dict of numpy arrays, no batch axis, on the output grid of `stride` (see OUTPUT_CHANNELS):
         'heatmaps' [H', W', K] and 'segmentation' [H', W', 1] as probabilities, 'short_offsets' [H', W', 2K],
-        'mid_offsets' [H', W', 2E] (refined), 'long_offsets' [H', W', 2K] (refined), offsets in input px.
+        'mid_offsets' [H', W', 2E] (refined), 'long_offsets' [H', W', 2K] (refined), offsets in input px;
+        optionally the validity maps of target maps, 'short_valid' [H', W', K], 'mid_valid' [H', W', E],
+        'long_valid' [H', W', K] in [0, 1] (other keys are ignored, so a target dict can be passed as is).
       stride: output stride; H' = (H - 1) // stride + 1, W' likewise.
       image_shape: (H, W[, C]) of the network's input image.
       hough_stride: Hough cell side in px (default config.HOUGH_STRIDE).
@@ -1017,7 +1023,8 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
       'score': float, 'mask': bool [H, W], 'mask_score': float (score * mask_quality, to rank masks)}.
       An image without people gives [].
     Raises:
-      ValueError: a missing or mis-shaped output, NaN/inf values, probabilities outside [0, 1], bad stride.
+      ValueError: a missing or mis-shaped output (or validity map), NaN/inf values, probabilities (or validity)
+        outside [0, 1], bad stride.
     """
     clock = CLOCK
     t0 = clock()

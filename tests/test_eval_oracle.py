@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import config
+import data_generator
 import eval as evaluation
+import post_proc
 
 
 @pytest.fixture(scope='module', params=['train', 'val'])
@@ -45,6 +47,28 @@ def test_every_person_with_labelled_keypoints_is_recovered(oracle):
     similarities = np.array(similarities)
     assert len(similarities) >= 12
     assert similarities.min() >= 0.95, 'a person found only at OKS %.2f' % similarities.min()
+
+
+def test_target_dict_with_validity_maps_recovers_every_labelled_person(coco_sample):
+    # encode_example's whole target dict, validity maps included (what the oracle should hand the decoder).
+    dataset = data_generator.CocoPersons(coco_sample['val_annotations'], coco_sample['val_images'])
+    kappa2 = post_proc.KAPPA.astype(np.float64) ** 2
+    checked = 0
+    for image_id in dataset.image_ids:
+        example = dataset.load_example(image_id)
+        targets = data_generator.encode_example(example, config.EVAL_OUTPUT_STRIDE)
+        assert all(name in targets for name, _, _ in post_proc.VALIDITY_MAPS)
+        people = post_proc.decode(targets, config.EVAL_OUTPUT_STRIDE, targets['image'].shape)
+        for truth, mask in zip(example['keypoints'], example['masks']):
+            labelled = truth[:, 2] > 0
+            if not labelled.any():
+                continue
+            area = mask.sum()
+            best = max(np.exp(-((p['keypoints'][:, :2] - truth[:, :2]) ** 2).sum(1) / (2 * area * kappa2))[labelled].mean()
+                       for p in people)
+            assert best >= 0.95, 'image %d: a labelled person found only at OKS %.2f' % (image_id, best)
+            checked += 1
+    assert checked >= 12
 
 
 def test_results_are_valid_coco_results(oracle):
