@@ -831,7 +831,8 @@ def expected_oks(maps, pos, scales, found=None, radius=None, vote_threshold=None
     heat, short = maps.outputs['heatmaps'], maps.outputs['short_offsets']  # unpadded: each cell votes once
     rows, cols = heat.shape[:2]
     step = np.float32(maps.stride)
-    reach = 2 * radius / step + 0.75  # cells (from the one nearest y) whose landing can lie within R of y
+    # Cells (counted from the one nearest y, itself within s / sqrt(2) of y) whose landing can lie within R of y.
+    reach = 2 * radius / step + math.sqrt(0.5)
     half = int(math.ceil(reach))
     di, dj = np.mgrid[-half:half + 1, -half:half + 1].astype(np.int32)
     disk = di * di + dj * dj <= reach * reach

@@ -1,5 +1,4 @@
 """post_proc.decode on maps of known people (clean target maps and network-like noisy ones) and bad inputs."""
-import cv2
 import numpy as np
 import pytest
 
@@ -160,8 +159,7 @@ def test_masks_follow_the_bodies():
     best, _ = match(people, decoded)
     alone = masks.sum(axis=0) == 1
     # The outline at input resolution is p_S upsampled bilinearly (> 0.5): thin limbs lose their blocky ends.
-    outline = cv2.warpAffine(outputs['segmentation'][..., 0], np.float32([[1.0 / STRIDE, 0, 0], [0, 1.0 / STRIDE, 0]]),
-                             (shape[1], shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP) > 0.5
+    outline = post_proc.grid_to_input(outputs['segmentation'][..., 0], STRIDE, shape) > 0.5
     for n, j in enumerate(best):
         truth = grid_to_input(masks[n] & alone, shape) & outline  # overlaps carry no long-range target: skip
         mask = decoded[j]['mask']
