@@ -172,7 +172,7 @@ RESCUE_MIN_AGREEMENT = 1  # a rescued keypoint needs this many candidates (sourc
 RESCUE_ROUNDS = 2  # rescue rounds: a keypoint rescued in one serves as a source in the next [C]
 MERGE_FRAGMENTS = True  # merge a later person into an earlier one it shares MERGE_MIN_SHARED keypoints with [C]
 MERGE_MIN_SHARED = 1  # ... if it shares this many found keypoints with it (same type within r) and clashes nowhere [C]
-RESOLVE_CONFLICTS = True  # two people never keep the same found keypoint (within r): one loses it [C]
+RESOLVE_CONFLICTS = False  # True: of two people's found keypoints within r, one loses it (walk beats rescue) [C]
 CENTROID_WINDOW = 3  # a found keypoint settles on the centroid of its Hough votes over this many cells square [C]
 CENTROID_PASSES = 2  # ... re-centring the window this many times [C]
 MASK_SCORE_BOUNDARY = 1.0  # segm score = score * cells / (cells + this * boundary cell edges) [C]

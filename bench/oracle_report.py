@@ -22,8 +22,6 @@ Last line: `oracle report: <n> keypoint persons, bound IoU <lo>-<hi> (mean <m>, 
 within <slack> of the bound for <k>, min OKS <o>, <t> cut trees`.
 """
 import argparse
-import contextlib
-import io
 import os
 import sys
 
@@ -79,8 +77,44 @@ def segm_result(mask, image_id, score):
     return {'image_id': int(image_id), 'category_id': 1, 'segmentation': rle, 'score': float(score)}
 
 
-def report(annotations, images, stride, slack):
-    """Runs one annotation file; prints its lines and returns the per-person figures."""
+def decode_image(targets, height, width, stride, validity=True):
+    """People decoded from one image's target dict (validity maps used or dropped), masks cut to the source
+    size (encode_example pads bottom/right only, so input px = source px)."""
+    maps = targets if validity else {k: v for k, v in targets.items() if k not in VALIDITY}
+    people = post_proc.decode(maps, stride, targets['image'].shape)
+    for person in people:
+        person['mask'] = person['mask'][:height, :width]
+    return people
+
+
+def average_precisions(coco_gt, image_ids, people_per_image):
+    """(keypoints AP, segm AP, segm AP with the persons without labelled keypoints ignored), as eval.py
+    computes them, of decoded people (one list per image id)."""
+    people = [r for image_id, image_people in zip(image_ids, people_per_image)
+              for r in evaluation.coco_results(image_people, image_id)]
+    keypoint_results = [{k: v for k, v in r.items() if k not in ('segmentation', 'mask_score')} for r in people]
+    segm_results = [dict({k: v for k, v in r.items() if k not in ('keypoints', 'mask_score')}, score=r['mask_score'])
+                    for r in people]
+    return (evaluation.evaluate(coco_gt, keypoint_results, image_ids, 'keypoints', verbose=False)[0],
+            evaluation.evaluate(coco_gt, segm_results, image_ids, 'segm', verbose=False)[0],
+            evaluation.evaluate(coco_gt, segm_results, image_ids, 'segm', keypoint_persons_only=True,
+                                verbose=False)[0])
+
+
+def oracle(annotations, images, stride, validity=True):
+    """Average precisions of the oracle on one annotation file (validity maps used or not)."""
+    dataset = data_generator.CocoPersons(annotations, images, include_empty=True)
+    coco_gt = evaluation.load_ground_truth(annotations)
+    decoded = []
+    for image_id in dataset.image_ids:
+        example = dataset.load_example(image_id)
+        targets = data_generator.encode_example(example, stride)
+        decoded.append(decode_image(targets, example['image'].shape[0], example['image'].shape[1], stride, validity))
+    return average_precisions(coco_gt, dataset.image_ids, decoded)
+
+
+def report(annotations, images, stride):
+    """Runs one annotation file; prints its lines and returns (per-person figures, bound segm AP)."""
     dataset = data_generator.CocoPersons(annotations, images, include_empty=True)
     coco_gt = evaluation.load_ground_truth(annotations)
     image_ids = list(dataset.image_ids)
@@ -90,23 +124,17 @@ def report(annotations, images, stride, slack):
         example = dataset.load_example(image_id)
         height, width = example['image'].shape[:2]
         targets = data_generator.encode_example(example, stride)
-        shape = targets['image'].shape
-        for name, maps in (('with validity maps', targets),
-                           ('without', {k: v for k, v in targets.items() if k not in VALIDITY})):
-            people = post_proc.decode(maps, stride, shape)
-            for person in people:
-                person['mask'] = person['mask'][:height, :width]
-            results[name].append(people)
-            if name == 'with validity maps':
-                decoded = people
+        for name in results:
+            results[name].append(decode_image(targets, height, width, stride, validity=name != 'without'))
+        decoded = results['with validity maps'][-1]
         for annotation in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[image_id], iscrowd=False)):
             truth = np.reshape(annotation['keypoints'], (-1, 3)).astype(np.float64)
             labelled = truth[:, 2] > 0
             if not labelled.any():
                 continue
             mask = coco_gt.annToMask(annotation).astype(bool)
-            bound = bound_mask(mask, shape, stride)
-            bound_results.append(segm_result(bound, image_id, iou(bound, mask)))
+            bound = bound_mask(mask, targets['image'].shape, stride)
+            bound_results.append(segm_result(bound, image_id, iou(bound, mask)))  # ranked by IoU: the best order
             persons.append({
                 'bound': iou(bound, mask),
                 'decoded': max([iou(p['mask'], mask) for p in decoded] or [0.0]),
@@ -114,19 +142,9 @@ def report(annotations, images, stride, slack):
                 'cut': cut_tree(labelled)})
     print('%s (%d images):' % (annotations, len(image_ids)))
     for name, per_image in results.items():
-        people = [r for image_id, image_people in zip(image_ids, per_image)
-                  for r in evaluation.coco_results(image_people, image_id)]
-        keypoint_results = [{k: v for k, v in r.items() if k not in ('segmentation', 'mask_score')} for r in people]
-        segm_results = [dict({k: v for k, v in r.items() if k not in ('keypoints', 'mask_score')},
-                             score=r['mask_score']) for r in people]
-        aps = [evaluation.evaluate(coco_gt, keypoint_results, image_ids, 'keypoints', verbose=False)[0],
-               evaluation.evaluate(coco_gt, segm_results, image_ids, 'segm', verbose=False)[0],
-               evaluation.evaluate(coco_gt, segm_results, image_ids, 'segm', keypoint_persons_only=True,
-                                   verbose=False)[0]]
-        print('  decoded %s: keypoints AP %.3f segm AP %.3f segm AP (keypoint persons) %.3f' % ((name,) + tuple(aps)))
-    with contextlib.redirect_stdout(io.StringIO()):
-        cap = evaluation.evaluate(coco_gt, bound_results, image_ids, 'segm', keypoint_persons_only=True,
-                                  verbose=False)[0]
+        print('  decoded %s: keypoints AP %.3f segm AP %.3f segm AP (keypoint persons) %.3f'
+              % ((name,) + tuple(average_precisions(coco_gt, image_ids, per_image))))
+    cap = evaluation.evaluate(coco_gt, bound_results, image_ids, 'segm', keypoint_persons_only=True, verbose=False)[0]
     print('  bound masks: segm AP (keypoint persons) %.3f' % cap)
     return persons, cap
 
@@ -146,7 +164,7 @@ def main(argv=None):
         parser.error('give one --images folder per --annotations file')
     persons, caps = [], []
     for annotations, images in zip(args.annotations, args.images):
-        found, cap = report(annotations, images, args.stride, args.slack)
+        found, cap = report(annotations, images, args.stride)
         persons += found
         caps.append(cap)
     bound = np.array([p['bound'] for p in persons])

@@ -403,6 +403,19 @@ def test_soft_nms_and_hard_oks_nms():
     assert keep.tolist() == [True, False, True]
 
 
+def test_conflicting_keypoints_go_to_the_walk_then_the_fuller_then_the_earlier_person():
+    pos = np.zeros((3, K, 2), np.float32)
+    pos[:, :, 0] = np.arange(K) * 50.0  # the three people share every keypoint position
+    found = np.zeros((3, K), bool)
+    found[0, :3] = found[1, :5] = found[2, 1:6] = True  # 3, 5 and 5 found keypoints
+    rescued = np.zeros((3, K), bool)
+    rescued[1, 0] = True  # person 1 rescued keypoint 0, person 0 reached it by its tree walk
+    post_proc.resolve_conflicts(pos, found, rescued)
+    assert np.flatnonzero(found[0]).tolist() == [0]  # keypoint 0: the walk beats the rescue
+    assert np.flatnonzero(found[1]).tolist() == [1, 2, 3, 4]  # more found keypoints than person 0, earlier than 2
+    assert np.flatnonzero(found[2]).tolist() == [5]  # nobody else has keypoint 5
+
+
 def test_hard_oks_nms_suppresses_an_equal_scoring_duplicate():
     rng = np.random.RandomState(10)
     pos = rng.uniform(0, 300, (2, K, 2)).astype(np.float32)
