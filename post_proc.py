@@ -834,25 +834,28 @@ def expected_oks(maps, pos, scales, found=None, radius=None, vote_threshold=None
     # Cells (counted from the one nearest y, itself within s / sqrt(2) of y) whose landing can lie within R of y.
     reach = 2 * radius / step + math.sqrt(0.5)
     half = int(math.ceil(reach))
-    di, dj = np.mgrid[-half:half + 1, -half:half + 1].astype(np.int32)
+    di, dj = np.mgrid[-half:half + 1, -half:half + 1]
     disk = di * di + dj * dj <= reach * reach
     di, dj = di[disk], dj[disk]
     x, y = pos[person, kind, 0], pos[person, kind, 1]
-    ci0 = np.clip(np.rint(y / step), 0, rows - 1).astype(np.int32)
-    cj0 = np.clip(np.rint(x / step), 0, cols - 1).astype(np.int32)
-    ci = ci0[:, None] + di  # [n, window] (int32 and in-place arithmetic: this is the decoder's largest array)
+    ci0 = np.clip(np.rint(y / step), 0, rows - 1).astype(np.int64)
+    cj0 = np.clip(np.rint(x / step), 0, cols - 1).astype(np.int64)
+    # [n, window] arrays, the decoder's largest: in-place arithmetic, int64 indices and np.take (an int32 index
+    # would be converted at every gather).
+    ci = ci0[:, None] + di
     cj = cj0[:, None] + dj
-    inside = (ci.view(np.uint32) < rows) & (cj.view(np.uint32) < cols)  # negative -> huge: one compare
-    index = (ci * cols + cj) * num + kind.astype(np.int32)[:, None]
+    inside = (ci.view(np.uint64) < rows) & (cj.view(np.uint64) < cols)  # negative -> huge: one compare
+    index = (ci * cols + cj) * num + kind[:, None]
     index *= inside  # outside the grid: read cell 0 with p forced to 0
-    p = heat.reshape(-1)[index]
+    p = np.take(heat.reshape(-1), index)
     p *= inside
     index *= 2
-    d2 = short.reshape(-1)[index]  # landing - y, squared, summed over x and y
-    d2 += (cj0 * step - x)[:, None] + dj * step
+    d2 = np.take(short.reshape(-1), index)  # landing - y, squared, summed over x and y
+    d2 += ((cj0 * step).astype(np.float32) - x)[:, None] + (dj * step).astype(np.float32)
     d2 *= d2
-    dy = short.reshape(-1)[index + 1]
-    dy += (ci0 * step - y)[:, None] + di * step
+    index += 1
+    dy = np.take(short.reshape(-1), index)
+    dy += ((ci0 * step).astype(np.float32) - y)[:, None] + (di * step).astype(np.float32)
     dy *= dy
     d2 += dy
     w = np.where((p > vote_threshold) & (d2 <= np.float32(radius * radius)), p, np.float32(0))
