@@ -673,13 +673,16 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
         if rescue:
             # Rescue only the seeds the walk alone would accept: the rescue only adds found keypoints, so it
             # can only reject more seeds, never revive one.
-            rows, _ = accept_seeds(batch, pos, found | (support >= support_threshold), (kind, sx, sy), alive,
-                                   maps.radius, max_people - len(people_pos))
+            rows, accepted_alive = accept_seeds(batch, pos, found | (support >= support_threshold), (kind, sx, sy),
+                                                alive, maps.radius, max_people - len(people_pos))
             rows = np.asarray(rows, np.int64)
             batch, pos, found, support, rescued = batch[rows], pos[rows], found[rows], support[rows], rescued[rows]
             rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps, rescued=rescued)
-        rows, alive = accept_seeds(batch, pos, found | (support >= support_threshold), (kind, sx, sy), alive,
-                                   maps.radius, max_people - len(people_pos))
+        if rescue and not rescued.any():  # nothing new claims a place: the acceptance stands
+            rows, alive = list(range(len(batch))), accepted_alive
+        else:
+            rows, alive = accept_seeds(batch, pos, found | (support >= support_threshold), (kind, sx, sy), alive,
+                                       maps.radius, max_people - len(people_pos))
         for b in rows:
             people_pos.append(pos[b])
             people_found.append(found[b])
