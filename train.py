@@ -428,8 +428,9 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
         all_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.is_finite(v)) for v in trained]))
 
     summaries = [tf.summary.scalar('losses/' + name, losses[name]) for name in LOSS_ORDER if name in losses]
-    summaries.append(tf.summary.scalar('learning_rate', learning_rate))
-    summaries.append(tf.summary.scalar('gradient_norm', tf.global_norm([g for g, _ in grads_and_vars])))
+    summaries.append(tf.summary.scalar('optimizer/learning_rate', learning_rate))
+    gradient_norm = tf.global_norm([g for g, _ in grads_and_vars])
+    summaries.append(tf.summary.scalar('optimizer/gradient_norm', gradient_norm))
     summaries.append(_image_summary(*first, max_images=config.SUMMARY_IMAGES))
     saver = tf.train.Saver(max_to_keep=config.CHECKPOINTS_TO_KEEP, save_relative_paths=True)
     return {'inputs': inputs, 'losses': losses, 'grads_and_vars': grads_and_vars, 'train_op': train_op,
