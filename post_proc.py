@@ -669,7 +669,7 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
         last = batch[-1]
         pos, found, support = follow_tree(maps, kind[batch], sx[batch], sy[batch], support_threshold)
         rescued = np.zeros(found.shape, bool)
-        # Every supported keypoint claims its place: a seed next to one is that keypoint.
+        # Claims (accept_seeds): every found or supported keypoint; a seed next to one is that keypoint.
         if rescue:
             # Rescue only the seeds the walk alone would accept: the rescue only adds found keypoints, so it
             # can only reject more seeds, never revive one.

@@ -1,5 +1,5 @@
-"""Scenes of known people for the decoder's tests and benchmark (tests/test_post_proc.py, tests/test_plot.py,
-bench/decode_bench.py, bench/oracle_report.py).
+"""Scenes of known people for the decoder's tests and benchmarks (tests/test_post_proc.py, tests/test_plot.py,
+bench/decode_bench.py, bench/decode_choices.py).
 
 A scene is a set of random standing poses with body masks on the output grid.  Its maps are the project's
 own target maps (data_generator.make_targets, exactly what eval.py's oracle decodes, validity maps included),
