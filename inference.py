@@ -430,6 +430,9 @@ def offset_weights(maps):
         weights['mid_offsets'] = maps['heatmaps'][..., [k for k, _ in config.DIRECTED_EDGES]]
     if 'long_offsets' in maps:
         weights['long_offsets'] = np.repeat(maps['segmentation'], maps['long_offsets'].shape[2] // 2, axis=2)
+    for valid_name, _, offset_name in post_proc.VALIDITY_MAPS:  # target maps: undefined offsets weigh nothing
+        if valid_name in maps and offset_name in weights:
+            weights[offset_name] = weights[offset_name] * maps[valid_name]
     return weights
 
 
@@ -440,18 +443,23 @@ def merge_scales(maps_per_scale, geometries, stride, epsilon=1e-6):
     averaged with the weights of offset_weights [C]: each scale's field counts where that scale sees its
     keypoint or person, not where it was never trained to point anywhere (a plain mean would pull the
     offsets of a large person, inside the disk at one scale but outside at another, towards garbage).
+    Validity maps (ground truth only) weight their offsets too and merge by maximum.
     Returns (maps dict, Geometry of that grid).
     """
     reference = int(np.argmax([g.input_shape[0] * g.input_shape[1] for g in geometries]))
     target = geometries[reference]
     if len(maps_per_scale) == 1:
         return maps_per_scale[0], target
-    sums, weights = {}, {}
+    sums, weights, valid = {}, {}, {}
+    validity_names = [name for name, _, _ in post_proc.VALIDITY_MAPS]
     for n, (maps, geometry) in enumerate(zip(maps_per_scale, geometries)):
         if n != reference:
             maps = resample_maps(maps, geometry, target, stride)
         fields = offset_weights(maps)
         for name, value in maps.items():
+            if name in validity_names:  # a merged offset is defined where any scale defines it
+                valid[name] = np.maximum(valid[name], value) if name in valid else value
+                continue
             if name in fields:
                 weight = np.repeat(fields[name], 2, axis=2) + epsilon  # one weight for dx and dy
                 value = value * weight
@@ -460,6 +468,7 @@ def merge_scales(maps_per_scale, geometries, stride, epsilon=1e-6):
     count = float(len(maps_per_scale))
     merged = {name: (value / weights[name] if name in weights else value / count).astype(np.float32)
               for name, value in sums.items()}
+    merged.update(valid)
     return merged, target
 
 
@@ -689,7 +698,9 @@ class GroundTruthNetwork(object):
         crowd = transformer.warp_masks_to_grid(self.example['crowd_mask'], matrix, geometry.padded_shape,
                                                self.stride)
         targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride)
-        return {name: targets[name] for name in OUTPUT_NAMES}
+        # The validity maps tell the decoder where a target offset is undefined (a network has none).
+        names = OUTPUT_NAMES + tuple(name for name, _, _ in post_proc.VALIDITY_MAPS)
+        return {name: targets[name] for name in names}
 
 
 # ----------------------------------------------------------------------------------------------------------
