@@ -8,7 +8,8 @@ that hands it maps:
 
   --checkpoint  the trained network (inference.CheckpointNetwork: Polyak-averaged weights, output stride
                 config.EVAL_OUTPUT_STRIDE), each image resized so its longer side is --scales (default
-                config.EVAL_LONGER_SIDE, the paper's 1401; several values: multi-scale, config.EVAL_SCALES).
+                config.EVAL_LONGER_SIDE; None: the checkpoint's training input size; several values:
+                multi-scale, config.EVAL_SCALES).
   --oracle      the ground truth, encoded into target maps (inference.GroundTruthNetwork, i.e.
                 data_generator.make_targets) at the source size without augmentation: the upper bound of
                 target encoding plus decoding (README, "Evaluation").
@@ -56,10 +57,13 @@ class OraclePredictor(inference.Predictor):
 
 
 def checkpoint_predictor(checkpoint=None, scales=None, stride=None):
-    """inference.Predictor of a train.py checkpoint at the longer sides `scales` (default
-    [config.EVAL_LONGER_SIDE]). Raises inference.NoCheckpointError, ValueError (see CheckpointNetwork)."""
+    """inference.Predictor of a train.py checkpoint at the longer sides `scales` (default: config.EVAL_LONGER_SIDE,
+    or the checkpoint's training INPUT_SIZE when that is None). Raises inference.NoCheckpointError, ValueError
+    (see CheckpointNetwork)."""
     network = inference.CheckpointNetwork(checkpoint, stride=stride)
-    return inference.Predictor(network, [config.EVAL_LONGER_SIDE] if scales is None else scales)
+    if scales is None:
+        scales = [inference.default_longer_side(network, setting='EVAL_LONGER_SIDE')]
+    return inference.Predictor(network, scales)
 
 
 class Predictor(object):
@@ -269,7 +273,8 @@ def parse_args(argv=None):
     scales = parser.add_mutually_exclusive_group()
     scales.add_argument('--scales', type=int, nargs='+', metavar='SIDE',
                         help='--checkpoint: longer side(s) of the network input in px; several: multi-scale '
-                             '(default: config.EVAL_LONGER_SIDE = %d)' % config.EVAL_LONGER_SIDE)
+                             '(default: config.EVAL_LONGER_SIDE = %s; None: the checkpoint\'s training input size)'
+                             % config.EVAL_LONGER_SIDE)
     scales.add_argument('--multi-scale', action='store_true',
                         help='--checkpoint: the paper\'s scales, config.EVAL_SCALES %s' % (config.EVAL_SCALES,))
     parser.add_argument('--stride', type=int, default=config.EVAL_OUTPUT_STRIDE, help='output stride')

@@ -778,13 +778,15 @@ class Predictor(object):
         return Prediction(people, maps, geometry, timings)
 
 
-def default_longer_side(network, longer_side=None):
-    """The input size to use: `longer_side` if given, else config.DEMO_LONGER_SIDE, else the training
-    INPUT_SIZE of the network's checkpoint (None if unknown: the source size)."""
+def default_longer_side(network, longer_side=None, setting='DEMO_LONGER_SIDE'):
+    """The input size to use: `longer_side` if given, else config.<setting> (DEMO_LONGER_SIDE for demo.py,
+    EVAL_LONGER_SIDE for eval.py), else the training INPUT_SIZE of the network's checkpoint (None if unknown:
+    the source size)."""
     if longer_side is not None:
         return int(longer_side)
-    if config.DEMO_LONGER_SIDE is not None:
-        return int(config.DEMO_LONGER_SIDE)
+    configured = getattr(config, setting)
+    if configured is not None:
+        return int(configured)
     settings = getattr(network, 'settings', None) or {}
     return settings.get('input_size')
 
