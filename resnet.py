@@ -26,6 +26,11 @@ Weight decay: this module adds no loss. Every convolution kernel (a variable nam
 batch-norm parameters are not decayed, as in TF-Slim's resnet_arg_scope) is put in tf.GraphKeys.WEIGHTS;
 model.py's L2 decay over the trainable '.../weights' variables covers exactly that set.
 
+Initialisation (random weights, before or without a checkpoint): kernels He-initialised, except each unit's
+conv3 kernel, which starts at 0 (config.ZERO_INIT_RESIDUAL): every unit then starts as its shortcut, so a
+random network with frozen unit batch-norm statistics keeps activations of order 1 instead of doubling them
+unit after unit. Loading a checkpoint overwrites all of it.
+
 Every variable also goes to tf.GraphKeys.MODEL_VARIABLES and to BACKBONE_VARIABLES, the collection that
 load_backbone_checkpoint restores from (optimizer slots and moving-average shadows are not in it).
 
@@ -81,14 +86,18 @@ def _variable(name, shape, initializer, trainable=True, extra_collections=()):
                            collections=collections + list(extra_collections))
 
 
-def _conv_weights(inputs, num_outputs, kernel_size):
-    """'weights' [k, k, channels_in, num_outputs] in the current scope, in tf.GraphKeys.WEIGHTS."""
+def _conv_weights(inputs, num_outputs, kernel_size, zero_init=False):
+    """'weights' [k, k, channels_in, num_outputs] in the current scope, in tf.GraphKeys.WEIGHTS.
+
+    He initialisation (truncated normal, fan in), or zeros with zero_init.
+    """
     channels_in = inputs.shape[-1]
     if channels_in is None:
         raise ValueError('%s: the input channels must be static, got shape %s'
                          % (tf.get_variable_scope().name, inputs.shape))
-    return _variable('weights', [kernel_size, kernel_size, int(channels_in), num_outputs],
-                     tf.variance_scaling_initializer(2.0, 'fan_in', 'truncated_normal'),
+    initializer = (tf.zeros_initializer() if zero_init
+                   else tf.variance_scaling_initializer(2.0, 'fan_in', 'truncated_normal'))
+    return _variable('weights', [kernel_size, kernel_size, int(channels_in), num_outputs], initializer,
                      extra_collections=[tf.GraphKeys.WEIGHTS])
 
 
@@ -121,7 +130,7 @@ def _convolve(inputs, weights, stride, rate):
     return tf.nn.conv2d(inputs, weights, strides=[1, stride, stride, 1], padding=padding)
 
 
-def conv2d(inputs, num_outputs, kernel_size, stride=1, rate=1, biases=False, scope=None):
+def conv2d(inputs, num_outputs, kernel_size, stride=1, rate=1, biases=False, scope=None, zero_init=False):
     """TF-Slim's conv2d (SAME padding), or its conv2d_same when strided, without normaliser or activation.
 
     Args:
@@ -131,11 +140,12 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, rate=1, biases=False, sco
       stride: int; rate: dilation rate (int, only with stride 1).
       biases: add '<scope>/biases' [channels_out] (zeros at initialisation).
       scope: variable scope of '<scope>/weights' [k, k, channels_in, channels_out].
+      zero_init: the kernel starts at 0 instead of He initialisation.
     Returns:
       float32 [batch, ceil(height / stride), ceil(width / stride), channels_out], linear.
     """
     with tf.variable_scope(scope):
-        outputs = _convolve(inputs, _conv_weights(inputs, num_outputs, kernel_size), stride, rate)
+        outputs = _convolve(inputs, _conv_weights(inputs, num_outputs, kernel_size, zero_init), stride, rate)
         if biases:
             outputs = tf.nn.bias_add(outputs, _variable('biases', [num_outputs], tf.zeros_initializer()))
     return outputs
@@ -267,7 +277,7 @@ def subsample(inputs, stride):
 
 
 def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_points, freeze=None,
-               scope=UNIT_SCOPE):
+               scope=UNIT_SCOPE, zero_init_residual=None):
     """TF-Slim's ResNet-v2 bottleneck unit (pre-activation), with its variables under `scope`.
 
     Args:
@@ -279,9 +289,13 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
       is_training, freeze: see batch_norm.
       end_points: dict the unit adds its layers' outputs to, keyed by full variable-scope name:
         '<unit>/shortcut' (if a convolution), '<unit>/conv1', '<unit>/conv2', '<unit>/conv3' and '<unit>'.
+      scope: variable scope of the unit.
+      zero_init_residual: conv3's kernel starts at 0, so that the unit starts as its shortcut;
+        None -> config.ZERO_INIT_RESIDUAL.
     Returns:
       float32 [batch, ceil(height / stride), ceil(width / stride), depth]: shortcut + residual, no activation.
     """
+    zero_init = config.ZERO_INIT_RESIDUAL if zero_init_residual is None else zero_init_residual
     with tf.variable_scope(scope) as sc:
         depth_in = int(inputs.shape[-1])
         # [batch, height, width, depth_in]
@@ -299,7 +313,7 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
         residual = conv2d_bn(residual, depth_bottleneck, 3, stride, rate, is_training, freeze, 'conv2')
         end_points[sc.name + '/conv2'] = residual
         # [batch, height / stride, width / stride, depth]
-        residual = conv2d(residual, depth, 1, 1, biases=True, scope='conv3')
+        residual = conv2d(residual, depth, 1, 1, biases=True, scope='conv3', zero_init=zero_init)
         end_points[sc.name + '/conv3'] = residual
         outputs = shortcut + residual
         end_points[sc.name] = outputs

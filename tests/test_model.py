@@ -469,6 +469,33 @@ def test_every_head_receives_gradient_and_refinement_feeds_the_short_head(backbo
     assert np.abs(refinement_grad).max() > 0
 
 
+def test_random_resnet101_with_frozen_batch_norm_has_unit_features_and_trains_finitely():
+    """No checkpoint, frozen unit statistics (train.py --from-scratch without unfreezing batch norm): the
+    zero-initialised conv3 of every unit (config.ZERO_INIT_RESIDUAL) keeps the features of order 1, so the
+    offsets start near 0 and SGD steps give finite losses (He-scale conv3: feature rms ~1e4, NaN after a step)."""
+    import resnet
+    assert config.FREEZE_BATCH_NORM and config.ZERO_INIT_RESIDUAL  # the defaults this test is about
+    rng = np.random.RandomState(12)
+    tf.set_random_seed(12)
+    images = tf.constant(rng.randint(0, 256, (2, 33, 33, 3)).astype(np.uint8))
+    features, _ = resnet.resnet_v2_101(model.preprocess(images), is_training=True, output_stride=16)
+    outputs = model.build_heads(features, 16)
+    losses = model.compute_losses(outputs, _synthetic_targets(rng, batch=2, height=3, width=3))
+    train = tf.train.MomentumOptimizer(config.LEARNING_RATE, config.MOMENTUM).minimize(losses['total'])
+    with _session() as sess:
+        sess.run(tf.global_variables_initializer())
+        feature_values, offsets, before = sess.run([features, outputs['long_offsets'], losses])
+        for _ in range(3):
+            sess.run(train)
+        after = sess.run(losses)
+    rms = np.sqrt(np.mean(feature_values ** 2))
+    assert np.all(np.isfinite(feature_values)) and 0.1 < rms < 10, rms
+    assert np.std(offsets) < config.RADIUS, np.std(offsets)  # of order one disk radius at most
+    for name, value in list(before.items()) + list(after.items()):
+        assert np.isfinite(value), (name, value)
+    assert after['total'] < 10 * before['total'], (before['total'], after['total'])
+
+
 def test_a_few_sgd_steps_on_one_real_sample_lower_its_loss_markedly(coco_train, backbone_checkpoint):
     import data_generator
     example = coco_train.load_example(151408)  # one large person, 12 labelled keypoints

@@ -244,6 +244,37 @@ def test_training_mode_with_frozen_batch_norm_is_the_inference_function(resnet50
     np.testing.assert_array_equal(train_out, infer_out)
 
 
+def test_random_backbone_with_frozen_statistics_keeps_features_of_order_one(networks):
+    """Before any checkpoint: each unit's conv3 starts at 0 (config.ZERO_INIT_RESIDUAL), so the random
+    ResNet-101 with unit batch-norm statistics gives O(1) features (He-scale conv3: rms ~1e3-1e4)."""
+    assert config.ZERO_INIT_RESIDUAL  # the default this test is about
+    network = networks(101)
+    images = np.random.RandomState(3).uniform(-1, 1, (2, 33, 33, 3)).astype(np.float32)
+    with network.graph.as_default():
+        conv3 = [v for v in tf.global_variables() if v.op.name.endswith('/conv3/weights')]
+        other = [v for v in tf.global_variables() if v.op.name.endswith('/conv2/weights')]
+    with tf.Session(graph=network.graph) as sess:
+        sess.run(network.initializer)
+        kernels, others, outputs = sess.run([conv3, other, network.outputs], {network.images: images})
+    assert len(kernels) == 33 and not any(k.any() for k in kernels)
+    assert all(k.std() > 0 for k in others)  # the rest keeps He initialisation
+    for key, value in outputs.items():
+        rms = np.sqrt(np.mean(value ** 2))
+        assert np.all(np.isfinite(value)) and 0.1 < rms < 10, (key, rms)
+
+
+def test_residual_initialisation_follows_config(monkeypatch):
+    monkeypatch.setattr(config, 'ZERO_INIT_RESIDUAL', False)  # read at call time
+    graph = tf.Graph()
+    with graph.as_default():
+        resnet.resnet_v2_50(tf.placeholder(tf.float32, [1, 33, 33, 3]), is_training=False)
+        conv3 = [v for v in tf.global_variables() if v.op.name.endswith('/conv3/weights')]
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            kernels = sess.run(conv3)
+    assert len(kernels) == 16 and all(k.std() > 0 for k in kernels)
+
+
 # ------------------------------------------------------------------------------------------------------
 # Batch norm
 # ------------------------------------------------------------------------------------------------------
