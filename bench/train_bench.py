@@ -79,7 +79,7 @@ def main(argv=None):
         steps = []
         with train.config_overrides(overrides):
             train.train(os.path.join(work_dir, 'run'), on_step=steps.append)
-            input_rate = input_only_rate(annotations, images, args.batch_size, args.workers, batches=3)
+            input_rate = input_only_rate(annotations, images, args.batch_size, args.workers, batches=12)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
