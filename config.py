@@ -111,7 +111,9 @@ ZERO_INIT_RESIDUAL = True  # each unit's conv3 kernel starts at 0, so a random b
 REFINEMENT_STEPS = 2  # recurrent offset refinement iterations (Eq. 2) [P]
 INTERMEDIATE_SUPERVISION = True  # extra heads on block3 with the same losses [R/I]
 INTERMEDIATE_LOSS_WEIGHT = 1.0  # weight of the intermediate heads' total loss [C]
-INTERMEDIATE_BLOCK = 'block3'  # backbone end point that feeds the intermediate heads [R/I]
+# The intermediate heads read this block's output normalised by the next unit's preact (relu(batch norm) with
+# the checkpoint's statistics; end point '<next block>/unit_1/bottleneck_v2/preact'), not the raw residual stream.
+INTERMEDIATE_BLOCK = 'block3'  # backbone block that feeds the intermediate heads [R/I]
 HEAD_INIT_STDDEV = 0.01  # truncated-normal stddev of the 1x1 head kernels (DeepLab's logits init); biases 0 [C]
 # Offsets (input px) = raw 1x1-conv output * this, for conditioning: a unit change of the raw output moves an
 # offset by one disk radius, so the L1/R offset losses give O(1) gradients like the logistic ones [C].

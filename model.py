@@ -1,14 +1,16 @@
 """PersonLab network: preprocessing, the five 1x1-conv heads, recurrent offset refinement and the losses.
 
 Graph mode through tensorflow.compat.v1. The backbone is resnet.py's TF-Slim-compatible ResNet-v2; the heads
-are 1x1 convolutions on its output (and, for intermediate supervision, on its `block3` end point). Every map
-is on the output grid of stride s: cell (row i, col j) sits at input pixel (x=j*s, y=i*s); every offset is in
-input pixels (config.py, "Coordinate convention"). Nothing in the heads depends on the stride except those
-positions, so the weights trained at output stride 16 serve inference at 8.
+are 1x1 convolutions on its output (and, for intermediate supervision, on `block3` normalised by the next
+unit's `preact` batch norm). Every map is on the output grid of stride s: cell (row i, col j) sits at input
+pixel (x=j*s, y=i*s); every offset is in input pixels (config.py, "Coordinate convention"). Nothing in the
+heads depends on the stride except those positions, so the weights trained at output stride 16 serve
+inference at 8.
 
 Public functions:
   preprocess(images)                      RGB 0..255 -> float32 [-1, 1] (what TF-Slim ResNet-v2 expects)
   build_model(images, is_training, ...)   -> dict of output tensors (names of the output contract)
+  intermediate_features(end_points, ...)  what the intermediate heads read: a block, batch-normalised
   build_heads(features, stride, ...)      the heads and refinement on any feature map (used by build_model)
   refine_offsets(offsets, short, ...)     Eq. 2 of the paper, `steps` times
   bilinear_sample(fields, x, y, index)    border-clamped bilinear sampling from TF ops
@@ -18,6 +20,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 import config
+import resnet
 
 # Names of the head outputs in the order their channels are stacked in the one fused 1x1 convolution.
 HEAD_NAMES = ('heatmap', 'short', 'mid', 'long', 'segmentation')
@@ -53,9 +56,9 @@ def _output_stride(output_stride, is_training):
     """The stride actually used: None means the config default for training or inference."""
     if output_stride is None:
         output_stride = config.TRAIN_OUTPUT_STRIDE if is_training else config.EVAL_OUTPUT_STRIDE
-    if output_stride not in (8, 16, config.NOMINAL_OUTPUT_STRIDE):
-        raise ValueError('output_stride must be 8, 16 or %d, got %r'
-                         % (config.NOMINAL_OUTPUT_STRIDE, output_stride))
+    if output_stride not in resnet.REACHABLE_OUTPUT_STRIDES:
+        raise ValueError('output_stride must be one of %s (resnet.REACHABLE_OUTPUT_STRIDES), got %r'
+                         % (resnet.REACHABLE_OUTPUT_STRIDES, output_stride))
     return output_stride
 
 
@@ -66,6 +69,28 @@ def _end_point(end_points, name):
         raise KeyError('backbone end point %r: expected exactly one match, found %s among %s'
                        % (name, keys, sorted(end_points)))
     return end_points[keys[0]]
+
+
+def intermediate_features(end_points, depth, block=None):
+    """Features of the intermediate heads: `block`'s output normalised as the backbone itself normalises it.
+
+    A ResNet-v2 block ends on the raw residual stream (no batch norm); the next unit's `preact`, relu(batch
+    norm) with that unit's checkpoint statistics, normalises it. No variable of its own.
+
+    Args:
+      end_points: the backbone's end points (resnet.resnet_v2).
+      depth: the backbone's depth (its block names).
+      block: 'block1'..'block3'; None -> config.INTERMEDIATE_BLOCK.
+    Returns:
+      float32 [B, H', W', C], the end point '<next block>/unit_1/bottleneck_v2/preact' (on block's grid).
+    """
+    block = config.INTERMEDIATE_BLOCK if block is None else block
+    names = [name for name, _, _, _ in resnet.BLOCKS[depth]]
+    if block not in names[:-1]:
+        raise ValueError('intermediate block must be one of %s (the last block feeds the final heads), got %r'
+                         % (names[:-1], block))
+    following = names[names.index(block) + 1]
+    return _end_point(end_points, '%s/unit_1/%s/preact' % (following, resnet.UNIT_SCOPE))
 
 
 def build_model(images, is_training, output_stride=None, depth=None, intermediate=None, reuse=None):
@@ -85,25 +110,21 @@ def build_model(images, is_training, output_stride=None, depth=None, intermediat
         'heatmap_logits' [B,H',W',K], 'heatmaps' (sigmoid) [B,H',W',K], 'short_offsets' [B,H',W',2K],
         'mid_offsets' [B,H',W',2E] and 'long_offsets' [B,H',W',2K] (both refined), 'segmentation_logits'
         and 'segmentation' [B,H',W',1]; offsets in input px. Plus 'intermediate' (the same dict from the
-        heads on the backbone's config.INTERMEDIATE_BLOCK) when intermediate supervision is on.
+        heads on intermediate_features: config.INTERMEDIATE_BLOCK, normalised) when intermediate
+        supervision is on.
     """
-    import resnet  # imported here so that the heads and losses can be used without the backbone module
-
     depth = config.BACKBONE_DEPTH if depth is None else depth
-    backbone = getattr(resnet, 'resnet_v2_%d' % depth, None)
-    if backbone is None:
-        raise ValueError('depth must be 50, 101 or 152 (resnet.resnet_v2_<depth>), got %r' % depth)
     stride = _output_stride(output_stride, is_training)
     intermediate = config.INTERMEDIATE_SUPERVISION if intermediate is None else intermediate
     with tf.variable_scope(tf.get_variable_scope(), reuse=reuse):
         inputs = preprocess(images)
         backbone_stride = None if stride == config.NOMINAL_OUTPUT_STRIDE else stride
-        net, end_points = backbone(inputs, is_training=is_training, output_stride=backbone_stride,
-                                   scope='resnet_v2_%d' % depth)
+        net, end_points = resnet.resnet_v2(inputs, depth, is_training=is_training, output_stride=backbone_stride,
+                                           scope='resnet_v2_%d' % depth)
         outputs = build_heads(net, stride, scope=HEADS_SCOPE)
         if intermediate:
-            block = _end_point(end_points, config.INTERMEDIATE_BLOCK)
-            outputs['intermediate'] = build_heads(block, stride, scope=INTERMEDIATE_SCOPE)
+            outputs['intermediate'] = build_heads(intermediate_features(end_points, depth), stride,
+                                                  scope=INTERMEDIATE_SCOPE)
     return outputs
 
 

@@ -288,7 +288,8 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
       rate: dilation rate of conv2 (only with stride 1).
       is_training, freeze: see batch_norm.
       end_points: dict the unit adds its layers' outputs to, keyed by full variable-scope name:
-        '<unit>/shortcut' (if a convolution), '<unit>/conv1', '<unit>/conv2', '<unit>/conv3' and '<unit>'.
+        '<unit>/preact' (relu(batch norm(inputs)), same shape as inputs), '<unit>/shortcut' (if a
+        convolution), '<unit>/conv1', '<unit>/conv2', '<unit>/conv3' and '<unit>'.
       scope: variable scope of the unit.
       zero_init_residual: conv3's kernel starts at 0, so that the unit starts as its shortcut;
         None -> config.ZERO_INIT_RESIDUAL.
@@ -300,6 +301,7 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
         depth_in = int(inputs.shape[-1])
         # [batch, height, width, depth_in]
         preact = batch_norm(inputs, is_training, freeze, scope='preact')
+        end_points[sc.name + '/preact'] = preact
         if depth == depth_in:
             # The identity shortcut skips preact: [batch, height / stride, width / stride, depth]
             shortcut = subsample(inputs, stride)
@@ -347,7 +349,9 @@ def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_
           '<scope>/block1' [batch, height_in / min(8, s), ..., 256], before any batch norm (pre-activation);
           '<scope>/block2' [batch, height_in / min(16, s), ..., 512];
           '<scope>/block3' [batch, height_in / min(32, s), ..., 1024];
-          '<scope>/block4' [batch, height_in / s, ..., 2048] (net before postnorm).
+          '<scope>/block4' [batch, height_in / s, ..., 2048] (net before postnorm);
+          '<unit>/preact' the unit's relu(batch norm(input)) with its checkpoint statistics: e.g.
+          '<scope>/block4/unit_1/bottleneck_v2/preact' is block3 normalised, on block3's grid.
         (each division rounds up.)
     Raises:
       ValueError: bad depth, input shape or output stride.

@@ -10,6 +10,7 @@ import tensorflow.compat.v1 as tf
 
 import config
 import model
+import resnet
 
 tf.disable_eager_execution()
 
@@ -396,7 +397,6 @@ def backbone_checkpoint(slim_reference, tmp_path_factory):
 
 
 def _init(sess, checkpoint):
-    import resnet
     sess.run(tf.global_variables_initializer())
     resnet.load_backbone_checkpoint(sess, checkpoint, 'resnet_v2_%d' % TEST_DEPTH)
 
@@ -439,6 +439,44 @@ def test_build_model_outputs_and_the_same_weights_serve_strides_16_and_8(backbon
                                        err_msg=name)
 
 
+def test_build_model_is_the_heads_on_resnet_of_images_scaled_to_minus1_1(backbone_checkpoint):
+    """build_model(uint8) preprocesses inside the graph (images / 127.5 - 1); the final heads read the backbone
+    output and the intermediate heads block3 normalised by block4/unit_1's preact batch norm."""
+    images = tf.placeholder(tf.uint8, [1, 65, 65, 3])
+    outputs = model.build_model(images, is_training=False, output_stride=16, depth=TEST_DEPTH,
+                                intermediate=True)
+    variables = tf.global_variables()
+    scope = 'resnet_v2_%d' % TEST_DEPTH
+    with tf.variable_scope(tf.get_variable_scope(), reuse=True):
+        net, end_points = resnet.resnet_v2(tf.cast(images, tf.float32) / 127.5 - 1.0, TEST_DEPTH,
+                                           is_training=False, output_stride=16, scope=scope)
+        expected = model.build_heads(net, 16, scope=model.HEADS_SCOPE)
+        normalised_block3 = end_points[scope + '/block4/unit_1/bottleneck_v2/preact']
+        expected['intermediate'] = model.build_heads(normalised_block3, 16, scope=model.INTERMEDIATE_SCOPE)
+    assert tf.global_variables() == variables
+    image = np.random.RandomState(14).randint(0, 256, (1, 65, 65, 3)).astype(np.uint8)
+    with _session() as sess:
+        _init(sess, backbone_checkpoint)
+        got, want = sess.run([outputs, expected], {images: image})
+    for heads in ('final', 'intermediate'):
+        got_heads = got if heads == 'final' else got['intermediate']
+        want_heads = want if heads == 'final' else want['intermediate']
+        for name, value in want_heads.items():
+            if name == 'intermediate':
+                continue
+            assert np.abs(value).max() > 0, (heads, name)
+            np.testing.assert_allclose(got_heads[name], value, rtol=1e-5, atol=1e-5 * np.abs(value).max(),
+                                       err_msg='%s %s' % (heads, name))
+
+
+def test_intermediate_features_follow_the_configured_block():
+    end_points = {'resnet_v2_50/block%d/unit_1/bottleneck_v2/preact' % i: i for i in (2, 3, 4)}
+    assert model.intermediate_features(end_points, 50) == 4  # config.INTERMEDIATE_BLOCK 'block3'
+    assert model.intermediate_features(end_points, 101, block='block1') == 2
+    with pytest.raises(ValueError, match='block4'):
+        model.intermediate_features(end_points, 50, block='block4')
+
+
 def test_build_model_rejects_a_bad_stride_or_depth_by_name():
     images = tf.placeholder(tf.uint8, [1, 65, 65, 3])
     with pytest.raises(ValueError, match='output_stride'):
@@ -473,7 +511,6 @@ def test_random_resnet101_with_frozen_batch_norm_has_unit_features_and_trains_fi
     """No checkpoint, frozen unit statistics (train.py --from-scratch without unfreezing batch norm): the
     zero-initialised conv3 of every unit (config.ZERO_INIT_RESIDUAL) keeps the features of order 1, so the
     offsets start near 0 and SGD steps give finite losses (He-scale conv3: feature rms ~1e4, NaN after a step)."""
-    import resnet
     assert config.FREEZE_BATCH_NORM and config.ZERO_INIT_RESIDUAL  # the defaults this test is about
     rng = np.random.RandomState(12)
     tf.set_random_seed(12)

@@ -173,6 +173,28 @@ def test_end_points_on_the_output_grid(stride, resnet50):
         assert values[key].shape == (1, side, side, channels), key
 
 
+def test_preact_end_point_is_the_previous_block_normalised_with_checkpoint_statistics(resnet50):
+    """'<unit>/preact' is relu(batch norm(unit input)): block4/unit_1's is block3 normalised with the
+    checkpoint's statistics of that unit (what the intermediate heads read), on block3's grid."""
+    network, sess, checkpoint = resnet50
+    scope = network.scope
+    reader = tf.train.NewCheckpointReader(checkpoint)
+    bn = scope + '/block4/unit_1/bottleneck_v2/preact/'
+    gamma, beta, mean, variance = (reader.get_tensor(bn + leaf)
+                                   for leaf in ('gamma', 'beta', 'moving_mean', 'moving_variance'))
+    epsilon = max(config.BATCH_NORM_EPSILON, 1.001e-5)
+    images = np.random.RandomState(4).uniform(-1, 1, (1, 33, 33, 3)).astype(np.float32)
+    for stride in STRIDES:
+        end_points = network.end_points[stride]
+        assert sum(key.endswith('/bottleneck_v2/preact') for key in end_points) == 16
+        block3, preact = sess.run([end_points[scope + '/block3'], end_points[bn.rstrip('/')]],
+                                  {network.images: images})
+        expected = np.maximum(gamma * (block3 - mean) / np.sqrt(variance + epsilon) + beta, 0)
+        assert preact.shape == block3.shape and 0 < np.mean(preact > 0) < 1
+        np.testing.assert_allclose(preact, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max(),
+                                   err_msg='output stride %d' % stride)
+
+
 def _single_tap_conv(images, kernel_size, stride, rate, tap):
     """resnet.conv2d of one-channel images with a kernel that is 1 at `tap` (row, col) and 0 elsewhere."""
     graph = tf.Graph()
