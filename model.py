@@ -12,10 +12,13 @@ Public functions:
   build_model(images, is_training, ...)   -> dict of output tensors (names of the output contract)
   intermediate_features(end_points, ...)  what the intermediate heads read: a block, batch-normalised
   build_heads(features, stride, ...)      the heads and refinement on any feature map (used by build_model)
+  prior_bias(probability)                 the bias that makes a sigmoid head start at that probability
   refine_offsets(offsets, short, ...)     Eq. 2 of the paper, `steps` times
   bilinear_sample(fields, x, y, index)    border-clamped bilinear sampling from TF ops
   compute_losses(outputs, targets)        -> dict of scalar loss tensors
 """
+import math
+
 import numpy as np
 import tensorflow.compat.v1 as tf
 
@@ -128,11 +131,19 @@ def build_model(images, is_training, output_stride=None, depth=None, intermediat
     return outputs
 
 
-def _fused_conv1x1(features, channels, scope, init_stddev):
+def prior_bias(probability):
+    """The logit of `probability`, -log((1 - pi) / pi): a sigmoid head with this bias starts at pi."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError('prior probability must be in (0, 1), got %r' % probability)
+    return -math.log((1.0 - probability) / probability)
+
+
+def _fused_conv1x1(features, channels, scope, init_stddev, initial_biases):
     """One 1x1 convolution per head, run as a single fused convolution.
 
     Each head owns its variables '<scope>/<head>/weights' [1, 1, C, n] and '<scope>/<head>/biases' [n];
-    their kernels are concatenated so the 2048-channel features are read once.
+    their kernels are concatenated so the 2048-channel features are read once. Kernels start from a truncated
+    normal of stddev init_stddev, biases at initial_biases[head] (a float, every channel the same).
     Returns dict head name -> [B, H, W, n] float32 tensor.
     """
     in_channels = features.shape[-1]
@@ -146,7 +157,7 @@ def _fused_conv1x1(features, channels, scope, init_stddev):
                     'weights', [1, 1, int(in_channels), channels[name]], tf.float32,
                     initializer=tf.truncated_normal_initializer(stddev=init_stddev)))
                 biases.append(tf.get_variable('biases', [channels[name]], tf.float32,
-                                              initializer=tf.zeros_initializer()))
+                                              initializer=tf.constant_initializer(initial_biases[name])))
         net = tf.nn.conv2d(features, tf.concat(kernels, axis=3), strides=[1, 1, 1, 1], padding='SAME')
         net = tf.nn.bias_add(net, tf.concat(biases, axis=0))
     sizes = [channels[name] for name in HEAD_NAMES]
@@ -154,7 +165,7 @@ def _fused_conv1x1(features, channels, scope, init_stddev):
 
 
 def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offset_scale=None,
-                init_stddev=None):
+                init_stddev=None, heatmap_prior=None, segmentation_prior=None):
     """The five PersonLab heads (1x1 convs) and the recurrent refinement on one feature map.
 
     Args:
@@ -163,13 +174,19 @@ def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offs
       scope: variable scope of the head variables.
       refinement_steps, offset_scale, init_stddev: None -> config.REFINEMENT_STEPS,
         config.OFFSET_OUTPUT_SCALE, config.HEAD_INIT_STDDEV.
+      heatmap_prior, segmentation_prior: initial probabilities of the two sigmoid heads (their biases start
+        at prior_bias(pi)); None -> config.HEATMAP_PRIOR, config.SEGMENTATION_PRIOR. Offset biases start at 0.
     Returns:
       dict as build_model's (without 'intermediate').
     """
     steps = config.REFINEMENT_STEPS if refinement_steps is None else refinement_steps
     scale = config.OFFSET_OUTPUT_SCALE if offset_scale is None else offset_scale
     stddev = config.HEAD_INIT_STDDEV if init_stddev is None else init_stddev
-    raw = _fused_conv1x1(features, head_channels(), scope, stddev)
+    heatmap_prior = config.HEATMAP_PRIOR if heatmap_prior is None else heatmap_prior
+    segmentation_prior = config.SEGMENTATION_PRIOR if segmentation_prior is None else segmentation_prior
+    initial_biases = {'heatmap': prior_bias(heatmap_prior), 'short': 0.0, 'mid': 0.0, 'long': 0.0,
+                      'segmentation': prior_bias(segmentation_prior)}
+    raw = _fused_conv1x1(features, head_channels(), scope, stddev, initial_biases)
     with tf.name_scope(scope + '_outputs'):
         short = raw['short'] * scale
         mid = raw['mid'] * scale

@@ -191,6 +191,24 @@ def test_refinement_moves_an_offset_by_the_short_offset_sampled_where_it_points(
     np.testing.assert_allclose(refined[0, 1, 2], [4.0 + 4.0, 8.0 - 2.0], atol=1e-5)
 
 
+def test_heatmap_and_segmentation_heads_start_at_their_prior_probabilities():
+    """Biases -log((1 - pi) / pi): on features of 0 the sigmoid heads give pi, the offsets 0."""
+    features = tf.zeros([1, 3, 4, 8])
+    default = model.build_heads(features, 16, scope='default')
+    chosen = model.build_heads(features, 16, scope='chosen', heatmap_prior=0.2, segmentation_prior=0.7)
+    with _session() as sess:
+        sess.run(tf.global_variables_initializer())
+        default, chosen = sess.run([default, chosen])
+    for outputs, heatmap, segmentation in ((default, config.HEATMAP_PRIOR, config.SEGMENTATION_PRIOR),
+                                           (chosen, 0.2, 0.7)):
+        np.testing.assert_allclose(outputs['heatmaps'], heatmap, rtol=1e-5)
+        np.testing.assert_allclose(outputs['segmentation'], segmentation, rtol=1e-5)
+        for name in ('short_offsets', 'mid_offsets', 'long_offsets'):
+            assert not outputs[name].any(), name
+    with pytest.raises(ValueError, match='prior probability'):
+        model.prior_bias(1.0)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Losses on synthetic maps
 # ----------------------------------------------------------------------------------------------------------
