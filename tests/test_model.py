@@ -191,6 +191,27 @@ def test_refinement_moves_an_offset_by_the_short_offset_sampled_where_it_points(
     np.testing.assert_allclose(refined[0, 1, 2], [4.0 + 4.0, 8.0 - 2.0], atol=1e-5)
 
 
+def test_build_heads_refines_mid_field_k_to_l_with_short_l_and_long_field_k_with_short_k():
+    """Eq. 2 wiring inside build_heads: one feature channel of ones and hand-set kernels give constant short
+    fields S_k, distinct for every k, and zero raw mid/long offsets; after `steps` refinements mid field
+    e = (k -> l) is steps * S_l and long field k is steps * S_k (swapping k and l would read S_k)."""
+    steps, stride = 2, 8
+    features = tf.ones([1, 4, 5, 1])
+    outputs = model.build_heads(features, stride, scope='heads', refinement_steps=steps)
+    short_px = np.stack([np.arange(K) + 1.0, 20.0 - 3 * np.arange(K)], axis=1)  # S_k = (dx, dy), input px
+    variables = {v.op.name: v for v in tf.global_variables()}
+    values = {name: np.zeros(v.shape.as_list(), np.float32) for name, v in variables.items()}
+    values['heads/short/weights'][0, 0, 0] = short_px.reshape(-1) / config.OFFSET_OUTPUT_SCALE
+    with _session() as sess:
+        sess.run([tf.assign(variables[name], value) for name, value in values.items()])
+        short, mid, long_ = sess.run([outputs['short_offsets'], outputs['mid_offsets'], outputs['long_offsets']])
+    np.testing.assert_allclose(short.reshape(4, 5, K, 2), np.broadcast_to(short_px, (4, 5, K, 2)), rtol=1e-6)
+    expected_mid = steps * short_px[[l for _, l in config.DIRECTED_EDGES]]
+    np.testing.assert_allclose(mid.reshape(4, 5, E, 2), np.broadcast_to(expected_mid, (4, 5, E, 2)), rtol=1e-5)
+    np.testing.assert_allclose(long_.reshape(4, 5, K, 2), np.broadcast_to(steps * short_px, (4, 5, K, 2)),
+                               rtol=1e-5)
+
+
 def test_heatmap_and_segmentation_heads_start_at_their_prior_probabilities():
     """Biases -log((1 - pi) / pi): on features of 0 the sigmoid heads give pi, the offsets 0."""
     features = tf.zeros([1, 3, 4, 8])
@@ -245,6 +266,26 @@ def _outputs_from(maps, logit=8.0):
             'long_offsets': tf.constant(maps['long_offsets'])}
 
 
+def _numpy_head_losses(predicted, targets, logit):
+    """Independent reference of the five head losses of _outputs_from(predicted, logit), float64:
+    cross-entropy from the probabilities, offset errors from the even (dx) and odd (dy) channels."""
+    def xent(binary, labels, weights):
+        p = 1 / (1 + np.exp(-(2 * binary.astype(np.float64) - 1) * logit))
+        loss = -labels * np.log(p) - (1 - labels) * np.log(1 - p)
+        weights = np.broadcast_to(weights, loss.shape)
+        return (loss * weights).sum() / weights.sum()
+
+    def l1(name, valid):
+        error = predicted[name].astype(np.float64) - targets[name]
+        per_field = np.abs(error[..., 0::2]) + np.abs(error[..., 1::2])
+        return (per_field * targets[valid]).sum() / targets[valid].sum() / config.RADIUS
+
+    return {'heatmap': xent(predicted['heatmaps'], targets['heatmaps'], targets['kp_weights']),
+            'segmentation': xent(predicted['segmentation'], targets['segmentation'], targets['seg_weights']),
+            'short': l1('short_offsets', 'short_valid'), 'mid': l1('mid_offsets', 'mid_valid'),
+            'long': l1('long_offsets', 'long_valid')}
+
+
 def test_losses_are_exact_on_a_hand_computed_example():
     rng = np.random.RandomState(3)
     targets = _synthetic_targets(rng, batch=1, height=3, width=4)
@@ -253,16 +294,34 @@ def test_losses_are_exact_on_a_hand_computed_example():
     losses = model.compute_losses(outputs, targets, variables=[])
     with _session() as sess:
         values = sess.run(losses)
-    logits = (2 * predicted['heatmaps'] - 1) * 1.5
-    xent = np.log1p(np.exp(-np.abs(logits))) + np.maximum(logits, 0) - logits * targets['heatmaps']
-    w = np.broadcast_to(targets['kp_weights'], xent.shape)
-    np.testing.assert_allclose(values['heatmap'], (xent * w).sum() / w.sum(), rtol=1e-5)
-    err = np.abs(predicted['mid_offsets'] - targets['mid_offsets']).reshape(1, 3, 4, E, 2).sum(-1)
-    expected_mid = (err * targets['mid_valid']).sum() / targets['mid_valid'].sum() / config.OFFSET_LOSS_NORM
-    np.testing.assert_allclose(values['mid'], expected_mid, rtol=1e-5)
-    expected_total = sum(w * values[n] for n, w in model.loss_weights().items())
+    expected = _numpy_head_losses(predicted, targets, logit=1.5)
+    for name in model.LOSS_NAMES:
+        np.testing.assert_allclose(values[name], expected[name], rtol=1e-5, err_msg=name)
+    weights = model.loss_weights()
+    expected_total = sum(weights[name] * expected[name] for name in model.LOSS_NAMES)
     np.testing.assert_allclose(values['total'], expected_total, rtol=1e-5)
     assert values['intermediate'] == 0 and values['weight_decay'] == 0
+
+
+def test_intermediate_loss_is_its_weight_times_the_weighted_intermediate_head_losses(monkeypatch):
+    monkeypatch.setattr(config, 'INTERMEDIATE_LOSS_WEIGHT', 0.3)  # read at call time; 1 would hide it
+    rng = np.random.RandomState(13)
+    targets = _synthetic_targets(rng, batch=1, height=3, width=4)
+    final = _synthetic_targets(rng, batch=1, height=3, width=4)
+    intermediate = _synthetic_targets(rng, batch=1, height=3, width=4)
+    outputs = _outputs_from(final, logit=1.5)
+    outputs['intermediate'] = _outputs_from(intermediate, logit=2.5)
+    with _session() as sess:
+        values = sess.run(model.compute_losses(outputs, targets, variables=[]))
+    weights = model.loss_weights()
+    expected_final = _numpy_head_losses(final, targets, logit=1.5)
+    expected_intermediate = _numpy_head_losses(intermediate, targets, logit=2.5)
+    expected = 0.3 * sum(weights[name] * expected_intermediate[name] for name in model.LOSS_NAMES)
+    np.testing.assert_allclose(values['intermediate'], expected, rtol=1e-5)
+    for name in model.LOSS_NAMES:  # the five keys stay those of the final heads
+        np.testing.assert_allclose(values[name], expected_final[name], rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(values['total'], expected + sum(weights[name] * expected_final[name]
+                                                               for name in model.LOSS_NAMES), rtol=1e-5)
 
 
 def test_loss_is_lower_for_the_true_targets_than_for_random_outputs_synthetic():
@@ -409,8 +468,9 @@ def backbone_checkpoint(slim_reference, tmp_path_factory):
     import subprocess
     import sys
     prefix = str(tmp_path_factory.mktemp('backbone') / 'resnet_v2_50.ckpt')
-    subprocess.run([sys.executable, slim_reference + '/make_checkpoint.py',
-                    slim_reference + '/resnet_v2_50.manifest', prefix], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, slim_reference + '/make_checkpoint.py',
+                             slim_reference + '/resnet_v2_50.manifest', prefix], capture_output=True, text=True)
+    assert result.returncode == 0, 'make_checkpoint.py failed:\n%s' % result.stderr[-3000:]
     return prefix
 
 
@@ -495,6 +555,31 @@ def test_intermediate_features_follow_the_configured_block():
         model.intermediate_features(end_points, 50, block='block4')
 
 
+def test_weight_decay_is_half_the_decay_times_the_squared_kernels_of_backbone_and_heads(backbone_checkpoint):
+    rng = np.random.RandomState(15)
+    images = tf.constant(rng.randint(0, 256, (1, 33, 33, 3)).astype(np.uint8))
+    outputs = model.build_model(images, is_training=True, output_stride=16, depth=TEST_DEPTH)
+    losses = model.compute_losses(outputs, _synthetic_targets(rng, batch=1, height=3, width=3))
+    scope = 'resnet_v2_%d' % TEST_DEPTH
+    kernels = [name for name, _ in resnet.backbone_variables(TEST_DEPTH, scope)
+               if name.rsplit('/', 1)[-1] == 'weights']
+    kernels += ['%s/%s/weights' % (heads, head) for heads in (model.HEADS_SCOPE, model.INTERMEDIATE_SCOPE)
+                for head in model.HEAD_NAMES]
+    variables = {v.op.name: v for v in tf.global_variables()}
+    # Non-zero head biases: biases, gamma and beta would all change the sum if they were decayed.
+    set_biases = [tf.assign(v, rng.normal(0, 1, v.shape.as_list()).astype(np.float32))
+                  for name, v in variables.items() if 'heads/' in name and name.endswith('/biases')]
+    with _session() as sess:
+        _init(sess, backbone_checkpoint)
+        sess.run(set_biases)
+        values = sess.run({name: variables[name] for name in kernels})
+        decay, trainable = sess.run([losses['weight_decay'], tf.trainable_variables()])
+    expected = config.WEIGHT_DECAY * sum(np.sum(np.square(w, dtype=np.float64)) for w in values.values()) / 2
+    np.testing.assert_allclose(decay, expected, rtol=1e-5)
+    everything = config.WEIGHT_DECAY * sum(np.sum(np.square(w, dtype=np.float64)) for w in trainable) / 2
+    assert everything > expected * (1 + 1e-3)  # the excluded variables would have shown
+
+
 def test_build_model_rejects_a_bad_stride_or_depth_by_name():
     images = tf.placeholder(tf.uint8, [1, 65, 65, 3])
     with pytest.raises(ValueError, match='output_stride'):
@@ -561,7 +646,6 @@ def test_a_few_sgd_steps_on_one_real_sample_lower_its_loss_markedly(coco_train, 
     outputs = model.build_model(tf.constant(batch.pop('image')), is_training=True, output_stride=16,
                                 depth=TEST_DEPTH)
     losses = model.compute_losses(outputs, batch)
-    data_loss = losses['total'] - losses['weight_decay']
     train = tf.train.MomentumOptimizer(config.LEARNING_RATE, config.MOMENTUM).minimize(losses['total'])
     with _session() as sess:
         _init(sess, backbone_checkpoint)
