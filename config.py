@@ -120,9 +120,8 @@ HEAD_INIT_STDDEV = 0.01  # truncated-normal stddev of the 1x1 head kernels (Deep
 # with bias 0 (p = 0.5) the initial heatmap loss would swamp the others. Offset head biases start at 0.
 HEATMAP_PRIOR = 0.01  # initial heatmap probability pi of the heatmap head's bias [C]
 SEGMENTATION_PRIOR = 0.1  # initial person probability pi of the segmentation head's bias [C]
-# Offsets (input px) = raw 1x1-conv output * this, for conditioning: a unit change of the raw output moves an
-# offset by one disk radius, so the L1/R offset losses give O(1) gradients like the logistic ones [C].
-OFFSET_OUTPUT_SCALE = RADIUS
+# A unit change of the raw output moves an offset by one disk radius, so the L1/R losses give O(1) gradients.
+OFFSET_OUTPUT_SCALE = RADIUS  # offsets (input px) = raw 1x1-conv output * this, for conditioning [C]
 
 # ----------------------------------------------------------------------------
 # Losses

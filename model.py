@@ -19,7 +19,6 @@ Public functions:
 """
 import math
 
-import numpy as np
 import tensorflow.compat.v1 as tf
 
 import config
@@ -226,7 +225,7 @@ def bilinear_sample(fields, x, y, field_index):
       x, y: [B, H, W, F] of the fields' dtype, sampling positions in GRID units (column, row), any value.
       field_index: length-F sequence of ints in [0, K): sample f reads field field_index[f].
     Returns:
-      float32 [B, H, W, F, 2]: fields[b, y, x, field_index[f], :] interpolated.
+      [B, H, W, F, 2] of the fields' dtype: fields[b, y, x, field_index[f], :] interpolated.
     """
     shape = tf.shape(fields)
     batch, height, width, num_fields = shape[0], shape[1], shape[2], shape[3]
@@ -377,7 +376,7 @@ def conv_weights(variables=None):
     As TF-Slim's resnet_arg_scope: kernels only, no biases or batch-norm parameters.
     """
     variables = tf.trainable_variables() if variables is None else variables
-    return [v for v in variables if v.op.name.endswith('/weights') or v.op.name == 'weights']
+    return [v for v in variables if v.op.name.endswith('/weights')]
 
 
 def weight_decay_loss(variables=None, decay=None):
@@ -417,9 +416,3 @@ def compute_losses(outputs, targets, weights=None, variables=None):
         losses['weight_decay'] = weight_decay_loss(variables)
         losses['total'] = total + losses['intermediate'] + losses['weight_decay']
     return losses
-
-
-def count_parameters(variables=None):
-    """Number of scalar parameters in `variables` (default: all global variables)."""
-    variables = tf.global_variables() if variables is None else variables
-    return int(sum(np.prod(v.shape.as_list()) for v in variables))

@@ -24,7 +24,7 @@ and puts the moving-average updates in tf.GraphKeys.UPDATE_OPS, as TF-Slim does.
 
 Weight decay: this module adds no loss. Every convolution kernel (a variable named '.../weights'; biases and
 batch-norm parameters are not decayed, as in TF-Slim's resnet_arg_scope) is put in tf.GraphKeys.WEIGHTS;
-model.py's L2 decay over the trainable '.../weights' variables covers exactly that set.
+model.py's L2 decay over the trainable '.../weights' variables covers that set and the heads' kernels.
 
 Initialisation (random weights, before or without a checkpoint): kernels He-initialised, except each unit's
 conv3 kernel, which starts at 0 (config.ZERO_INIT_RESIDUAL): every unit then starts as its shortcut, so a
