@@ -177,13 +177,18 @@ def backbone_scope(depth=None):
     return 'resnet_v2_%d' % (config.BACKBONE_DEPTH if depth is None else depth)
 
 
-def missing_backbone_message(path, depth):
-    """How to get the TF-Slim ImageNet checkpoint, or train without it."""
-    return ('backbone checkpoint not found: %s (config.BACKBONE_CHECKPOINT or --backbone-checkpoint).\n'
-            '  Download the TF-Slim ImageNet ResNet-v2-%d (model zoo release resnet_v2_%d_2017_04_14):\n'
+def backbone_download_hint(path, depth):
+    """How to put the TF-Slim ImageNet checkpoint at `path`, or train without it."""
+    return ('  Download the TF-Slim ImageNet ResNet-v2-%d (model zoo release resnet_v2_%d_2017_04_14):\n'
             '    mkdir -p %s && curl -L %s | tar -xz -C %s\n'
             '  or train the backbone from random weights with --from-scratch (config.TRAIN_FROM_SCRATCH).'
-            % (path, depth, depth, os.path.dirname(path), DOWNLOAD_URL % depth, os.path.dirname(path)))
+            % (depth, depth, os.path.dirname(path), DOWNLOAD_URL % depth, os.path.dirname(path)))
+
+
+def missing_backbone_message(path, depth):
+    """A missing backbone checkpoint: where it was looked for and how to get it."""
+    return ('backbone checkpoint not found: %s (config.BACKBONE_CHECKPOINT or --backbone-checkpoint).\n%s'
+            % (path, backbone_download_hint(path, depth)))
 
 
 def check_settings(train_dir=None, annotations=None, images=None, backbone_checkpoint=None,
@@ -690,11 +695,19 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
     tf = _tf()
     import data_generator
 
-    dataset = data_generator.CocoPersons(config.TRAIN_ANNOTATIONS, config.TRAIN_IMAGES)
+    try:
+        dataset = data_generator.CocoPersons(config.TRAIN_ANNOTATIONS, config.TRAIN_IMAGES)
+    except (FileNotFoundError, ValueError) as e:  # e.g. a JSON file that is not COCO's
+        raise BadPathError('training data: %s' % e) from e
     resume_step = checkpoint_step(train_dir)
     if resume_step is None and not config.TRAIN_FROM_SCRATCH:
         import resnet
-        resnet.check_backbone_checkpoint(config.BACKBONE_CHECKPOINT, backbone_scope())
+        try:
+            resnet.check_backbone_checkpoint(config.BACKBONE_CHECKPOINT, backbone_scope())
+        except (FileNotFoundError, ValueError) as e:
+            raise BadPathError('backbone checkpoint %s cannot initialise ResNet-v2-%d: %s\n%s' % (
+                config.BACKBONE_CHECKPOINT, config.BACKBONE_DEPTH, e,
+                backbone_download_hint(config.BACKBONE_CHECKPOINT, config.BACKBONE_DEPTH))) from e
     if config.TRAIN_FROM_SCRATCH and config.FREEZE_BATCH_NORM:
         log('WARNING: TRAIN_FROM_SCRATCH with FREEZE_BATCH_NORM: batch norm keeps its initial statistics, so '
             'the random network is not normalised (set FREEZE_BATCH_NORM=False, as --from-scratch does)',
@@ -898,12 +911,19 @@ def overrides_from_args(args):
 
 
 def main(argv=None):
+    """Command line: exit status 0 done, 2 bad settings or paths, 3 NaN/inf, 130 stopped by a signal."""
     args = parse_args(argv)
     try:
         overrides = overrides_from_args(args)
         with config_overrides(overrides):
-            result = train()
+            check_settings()
     except (BadPathError, ValueError) as e:
+        print('train.py: error: %s' % e, file=sys.stderr)
+        return 2
+    try:
+        with config_overrides(overrides):
+            result = train()
+    except BadPathError as e:  # found once TensorFlow is up: a non-COCO annotation file, a wrong backbone
         print('train.py: error: %s' % e, file=sys.stderr)
         return 2
     except NonFiniteError:

@@ -329,8 +329,9 @@ def test_a_backbone_checkpoint_of_the_wrong_network_fails_before_the_graph(small
             tf.train.Saver().save(sess, prefix, write_meta_graph=False)
     train_dir = str(tmp_path / 'run')
     with train.config_overrides(dict(small, TRAIN_FROM_SCRATCH=False, BACKBONE_CHECKPOINT=prefix)):
-        with pytest.raises(ValueError, match='resnet_v2_50/conv1/weights'):
+        with pytest.raises(train.BadPathError, match='resnet_v2_50/conv1/weights') as error:
             train.train(train_dir, log=quiet)
+    assert 'resnet_v2_50_2017_04_14' in str(error.value)
     assert not os.path.exists(os.path.join(train_dir, train.CONFIG_SNAPSHOT))  # stopped before the session
 
 
