@@ -5,9 +5,12 @@ For ResNet-v2-101 (config.BACKBONE_DEPTH) at 401x401 and 801x801 inputs, output 
     segmentation); the intermediate heads are not part of inference;
   * train step: build_model(is_training=True) with the intermediate heads (config), compute_losses against
     fixed random targets, one SGD-momentum update of every trainable variable;
-  * FLOPs counted analytically from the shapes of every convolution and matmul in the graph (forward Conv2D,
-    and in the training graph also Conv2DBackpropInput / Conv2DBackpropFilter): 2 x multiply-adds. The
-    elementwise work (batch norm, relu, refinement, losses) is left out, so GFLOP/s is a lower bound;
+  * FLOPs: the nominal work of every convolution and matmul, 2 x multiply-adds counted from the shapes of
+    their ops (forward Conv2D, and in the training graph also Conv2DBackpropInput / Conv2DBackpropFilter).
+    An atrous convolution runs as space-to-batch, a plain convolution on the padded batch, batch-to-space:
+    it is counted on its unpadded output, as if computed directly (the padding adds a few % of real work at
+    odd grid sides). The elementwise work (batch norm, relu, refinement, losses) is left out. GFLOP/s is this
+    nominal count over the measured time;
   * matmul peak: GFLOP/s of a large float32 matmul (MATMUL_SIZE^2 x MATMUL_SIZE) with the same session
     settings, what this CPU's TensorFlow can do at best. One matmul runs right after every timed model run,
     so that on a shared machine both see the same load; each row compares its best model run with the best
@@ -18,7 +21,8 @@ median in brackets.
 
 Usage: python bench/model_bench.py [--sizes 401 801] [--strides 16 8] [--repeats 3] [--intra 2] [--inter 1]
 Last line: model: forward <ms> ms, train step <ms> ms at 401x401 os16, <P>% of matmul peak
-(P: the forward pass's GFLOP/s at 401x401 os16 over the matmul's).
+(P: the forward pass's GFLOP/s at 401x401 os16 over the matmul's); with --no-train it reads
+"train step not measured (--no-train)".
 """
 import argparse
 import os
@@ -40,14 +44,33 @@ tf.disable_eager_execution()
 
 MATMUL_SIZE = 4096  # side of the square matmul that measures the machine's peak
 CONV_OPS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MatMul')
+# The random training targets (speed does not depend on their values):
+TARGET_OFFSET_RANGE = 50.0  # offset targets uniform in [-this, this] input px
+TARGET_POSITIVE_FRACTION = 0.5  # share of positions where a binary map (heatmaps, masks, weights) is 1
 
 
 def session_config(intra, inter):
     return tf.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=inter)
 
 
+def _nominal_result_shape(op, result):
+    """The shape of a convolution's result (or result gradient) without space-to-batch padding.
+
+    An atrous convolution is SpaceToBatchND -> Conv2D -> BatchToSpaceND: its forward result is what
+    BatchToSpaceND crops out, and the gradient of that result enters the backward convolutions through a
+    SpaceToBatchND of the unpadded gradient.
+    """
+    if op.type == 'Conv2D':
+        for consumer in op.outputs[0].consumers():
+            if consumer.type == 'BatchToSpaceND':
+                return consumer.outputs[0].shape.as_list()
+    elif result.op.type == 'SpaceToBatchND':
+        return result.op.inputs[0].shape.as_list()
+    return result.shape.as_list()
+
+
 def conv_flops(graph):
-    """2 x multiply-adds of every convolution and matmul in `graph` (static shapes needed)."""
+    """Nominal 2 x multiply-adds of every convolution and matmul in `graph` (static shapes needed)."""
     total = 0
     for op in graph.get_operations():
         if op.type not in CONV_OPS:
@@ -58,11 +81,11 @@ def conv_flops(graph):
             total += 2 * int(np.prod(op.outputs[0].shape.as_list())) * inner
             continue
         if op.type == 'Conv2D':
-            kernel, result = op.inputs[1].shape.as_list(), op.outputs[0].shape.as_list()
+            kernel, result = op.inputs[1].shape.as_list(), _nominal_result_shape(op, op.outputs[0])
         elif op.type == 'Conv2DBackpropInput':  # (input_sizes, filter, out_backprop)
-            kernel, result = op.inputs[1].shape.as_list(), op.inputs[2].shape.as_list()
+            kernel, result = op.inputs[1].shape.as_list(), _nominal_result_shape(op, op.inputs[2])
         else:  # Conv2DBackpropFilter: (input, filter_sizes, out_backprop) -> filter gradient
-            kernel, result = op.outputs[0].shape.as_list(), op.inputs[2].shape.as_list()
+            kernel, result = op.outputs[0].shape.as_list(), _nominal_result_shape(op, op.inputs[2])
         if None in kernel or None in result:
             raise ValueError('conv_flops: %s has no static shape (%s, %s)' % (op.name, kernel, result))
         total += 2 * int(np.prod(result)) * kernel[0] * kernel[1] * kernel[2]
@@ -117,9 +140,10 @@ def random_targets(rng, grid):
     targets = {}
     for name, channels in data_generator.TARGET_CHANNELS.items():
         if name.endswith('offsets'):
-            targets[name] = rng.uniform(-50, 50, shape + (channels,)).astype(np.float32)
+            targets[name] = rng.uniform(-TARGET_OFFSET_RANGE, TARGET_OFFSET_RANGE,
+                                        shape + (channels,)).astype(np.float32)
         else:
-            targets[name] = (rng.uniform(size=shape + (channels,)) < 0.5).astype(np.float32)
+            targets[name] = (rng.uniform(size=shape + (channels,)) < TARGET_POSITIVE_FRACTION).astype(np.float32)
     return targets
 
 
@@ -171,23 +195,24 @@ def main():
         for stride in args.strides:
             (forward, forward_median, peak), forward_flops = bench_forward(size, stride, session_conf,
                                                                            args.repeats, probe)
-            if args.no_train:
-                (train, train_median, _), train_flops = (float('nan'), float('nan'), None), 0
-            else:
+            rate = forward_flops / forward / 1e9
+            train_columns = ('%16s %7s %8s' % ('not measured', '-', '-'))
+            train = None
+            if not args.no_train:
                 (train, train_median, _), train_flops = bench_train(size, stride, session_conf, args.repeats,
                                                                     probe)
-            rate = forward_flops / forward / 1e9
+                train_columns = '%16s %7.1f %8.1f' % ('%.0f [%.0f]' % (1e3 * train, 1e3 * train_median),
+                                                      train_flops / 1e9, train_flops / train / 1e9)
             results[size, stride] = (forward, train, 100.0 * rate / peak)
-            print('%-8s %-3d %16s %7.1f %8.1f %8.1f %5.0f%% %16s %7.1f %8.1f' % (
+            print('%-8s %-3d %16s %7.1f %8.1f %8.1f %5.0f%% %s' % (
                 '%dx%d' % (size, size), stride, '%.0f [%.0f]' % (1e3 * forward, 1e3 * forward_median),
-                forward_flops / 1e9, rate, peak, 100.0 * rate / peak,
-                '%.0f [%.0f]' % (1e3 * train, 1e3 * train_median), train_flops / 1e9,
-                train_flops / train / 1e9), flush=True)
+                forward_flops / 1e9, rate, peak, 100.0 * rate / peak, train_columns), flush=True)
     probe.close()
     if (401, 16) in results:
         forward, train, percent = results[401, 16]
-        print('model: forward %.0f ms, train step %.0f ms at 401x401 os16, %.0f%% of matmul peak'
-              % (1e3 * forward, 1e3 * train, percent))
+        train_text = 'not measured (--no-train)' if train is None else '%.0f ms' % (1e3 * train)
+        print('model: forward %.0f ms, train step %s at 401x401 os16, %.0f%% of matmul peak'
+              % (1e3 * forward, train_text, percent))
 
 
 if __name__ == '__main__':
