@@ -29,7 +29,9 @@ def write_checkpoint(train_dir, depth=DEPTH, input_size=65, seed=0):
     tf.disable_eager_execution()
     os.makedirs(train_dir, exist_ok=True)
     overrides = {'BACKBONE_DEPTH': depth, 'INPUT_SIZE': input_size, 'TRAIN_DIR': train_dir,
-                 'FREEZE_BATCH_NORM': False, 'BATCH_NORM_DECAY': 0.0}  # decay 0: moving stats := batch stats
+                 'FREEZE_BATCH_NORM': False, 'BATCH_NORM_DECAY': 0.0,  # decay 0: moving stats := batch stats
+                 # He-scale conv3 and zero head biases: outputs with enough contrast for decoding to find people
+                 'ZERO_INIT_RESIDUAL': False, 'HEATMAP_PRIOR': 0.5, 'SEGMENTATION_PRIOR': 0.5}
     with train.config_overrides(overrides), tf.Graph().as_default():
         tf.set_random_seed(seed)
         images = tf.placeholder(tf.uint8, [1, input_size, input_size, 3])
