@@ -315,9 +315,14 @@ def logistic_loss(logits, labels, weights):
     Args:
       logits, labels: float32 [B, H', W', C]; weights: float32 [B, H', W', 1] (broadcast over channels).
     """
+    return tf.math.divide_no_nan(*logistic_loss_sums(logits, labels, weights))
+
+
+def logistic_loss_sums(logits, labels, weights):
+    """logistic_loss as (numerator sum(w * xent), denominator sum(w)): scalar float32 tensors."""
     xent = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
     weights = weights * tf.ones_like(xent)
-    return tf.math.divide_no_nan(tf.reduce_sum(xent * weights), tf.reduce_sum(weights))
+    return tf.reduce_sum(xent * weights), tf.reduce_sum(weights)
 
 
 def offset_loss(offsets, targets, valid, norm):
@@ -327,16 +332,30 @@ def offset_loss(offsets, targets, valid, norm):
     Args:
       offsets, targets: float32 [B, H', W', 2F] (dx, dy interleaved); valid: float32 [B, H', W', F] in {0, 1}.
     """
+    return tf.math.divide_no_nan(*offset_loss_sums(offsets, targets, valid, norm))
+
+
+def offset_loss_sums(offsets, targets, valid, norm):
+    """offset_loss as (numerator sum(valid L1 errors) / norm, denominator sum(valid)): scalar float32."""
     error = tf.abs(offsets - targets)
     fields = tf.shape(valid)
     error = tf.reduce_sum(tf.reshape(error, tf.concat([fields, [2]], axis=0)), axis=-1)  # |dx| + |dy|
     # tf.where keeps the gradient of invalid pairs at exactly 0 even if their predictions are inf.
     error = tf.where(valid > 0, error * valid, tf.zeros_like(error))
-    return tf.math.divide_no_nan(tf.reduce_sum(error), tf.reduce_sum(valid)) / norm
+    return tf.reduce_sum(error) / norm, tf.reduce_sum(valid)
 
 
 def head_losses(outputs, targets, norm=None):
     """The five unweighted losses of one set of heads: dict name -> scalar float32 tensor."""
+    return {name: tf.math.divide_no_nan(*sums) for name, sums in head_loss_sums(outputs, targets, norm).items()}
+
+
+def head_loss_sums(outputs, targets, norm=None):
+    """head_losses before their division: dict name -> (numerator, denominator), scalar float32 tensors.
+
+    Sums add up over sub-batches (e.g. multi-GPU towers): dividing the added sums once gives the loss of the
+    whole batch, whatever the number of valid positions in each part.
+    """
     norm = config.OFFSET_LOSS_NORM if norm is None else norm
     for name, key in (('heatmaps', 'heatmap_logits'), ('short_offsets', 'short_offsets'),
                       ('mid_offsets', 'mid_offsets'), ('long_offsets', 'long_offsets'),
@@ -347,15 +366,15 @@ def head_losses(outputs, targets, norm=None):
             _check_same_grid(outputs[key], tf.convert_to_tensor(targets[name]), name)
     kp_weights = _target(targets, 'kp_weights')
     return {
-        'heatmap': logistic_loss(outputs['heatmap_logits'], _target(targets, 'heatmaps'), kp_weights),
-        'segmentation': logistic_loss(outputs['segmentation_logits'], _target(targets, 'segmentation'),
-                                      _target(targets, 'seg_weights')),
-        'short': offset_loss(outputs['short_offsets'], _target(targets, 'short_offsets'),
-                             _target(targets, 'short_valid'), norm),
-        'mid': offset_loss(outputs['mid_offsets'], _target(targets, 'mid_offsets'),
-                           _target(targets, 'mid_valid'), norm),
-        'long': offset_loss(outputs['long_offsets'], _target(targets, 'long_offsets'),
-                            _target(targets, 'long_valid'), norm),
+        'heatmap': logistic_loss_sums(outputs['heatmap_logits'], _target(targets, 'heatmaps'), kp_weights),
+        'segmentation': logistic_loss_sums(outputs['segmentation_logits'], _target(targets, 'segmentation'),
+                                           _target(targets, 'seg_weights')),
+        'short': offset_loss_sums(outputs['short_offsets'], _target(targets, 'short_offsets'),
+                                  _target(targets, 'short_valid'), norm),
+        'mid': offset_loss_sums(outputs['mid_offsets'], _target(targets, 'mid_offsets'),
+                                _target(targets, 'mid_valid'), norm),
+        'long': offset_loss_sums(outputs['long_offsets'], _target(targets, 'long_offsets'),
+                                 _target(targets, 'long_valid'), norm),
     }
 
 
@@ -388,7 +407,7 @@ def weight_decay_loss(variables=None, decay=None):
     return decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])
 
 
-def compute_losses(outputs, targets, weights=None, variables=None):
+def compute_losses(outputs, targets, weights=None, variables=None, return_sums=False):
     """The PersonLab losses (PAPER.md, "Losses"), each exposed separately.
 
     Args:
@@ -401,18 +420,36 @@ def compute_losses(outputs, targets, weights=None, variables=None):
       final heads), 'intermediate' (weighted sum of the intermediate heads' losses times
       config.INTERMEDIATE_LOSS_WEIGHT; 0 without intermediate heads), 'weight_decay' and 'total'
       (weighted sum of the five + intermediate + weight decay).
+      With return_sums=True: (that dict, sums) where sums maps 'heatmap', ..., 'long' and
+      'intermediate/heatmap', ... to each loss's (numerator, denominator) (head_loss_sums); add the sums of
+      several sub-batches and pass them to losses_from_sums to get the loss of the whole batch.
     """
-    weights = loss_weights() if weights is None else weights
     with tf.name_scope('losses'):
-        losses = head_losses(outputs, targets)
-        total = tf.add_n([weights[name] * losses[name] for name in LOSS_NAMES])
+        sums = head_loss_sums(outputs, targets)
         if outputs.get('intermediate') is not None:
             with tf.name_scope('intermediate'):
-                extra = head_losses(outputs['intermediate'], targets)
-                losses['intermediate'] = config.INTERMEDIATE_LOSS_WEIGHT * tf.add_n(
-                    [weights[name] * extra[name] for name in LOSS_NAMES])
-        else:
-            losses['intermediate'] = tf.constant(0.0)
-        losses['weight_decay'] = weight_decay_loss(variables)
-        losses['total'] = total + losses['intermediate'] + losses['weight_decay']
+                extra = head_loss_sums(outputs['intermediate'], targets)
+            sums.update(('intermediate/' + name, value) for name, value in extra.items())
+        losses = losses_from_sums(sums, weight_decay_loss(variables), weights)
+    return (losses, sums) if return_sums else losses
+
+
+def losses_from_sums(sums, weight_decay, weights=None):
+    """compute_losses' dict from (numerator, denominator) sums (see compute_losses) and the weight decay.
+
+    Args:
+      sums: dict loss name -> (numerator, denominator) scalar tensors; 'intermediate/<name>' keys optional.
+      weight_decay: scalar tensor added to the total.
+      weights: dict loss name -> weight; None -> loss_weights() (config).
+    """
+    weights = loss_weights() if weights is None else weights
+    losses = {name: tf.math.divide_no_nan(*sums[name]) for name in LOSS_NAMES}
+    total = tf.add_n([weights[name] * losses[name] for name in LOSS_NAMES])
+    if 'intermediate/' + LOSS_NAMES[0] in sums:
+        losses['intermediate'] = config.INTERMEDIATE_LOSS_WEIGHT * tf.add_n(
+            [weights[name] * tf.math.divide_no_nan(*sums['intermediate/' + name]) for name in LOSS_NAMES])
+    else:
+        losses['intermediate'] = tf.constant(0.0)
+    losses['weight_decay'] = weight_decay
+    losses['total'] = total + losses['intermediate'] + losses['weight_decay']
     return losses

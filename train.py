@@ -26,8 +26,9 @@ every model variable receives its moving average.
 
 Data flow: data_generator.SampleGenerator's worker processes build augmented samples and their target maps;
 a background thread keeps config.PREFETCH_BATCHES batches ready; each step feeds one batch, split evenly over
-the towers (one per GPU, variables shared and kept on the CPU when there are several), whose gradients are
-averaged into one synchronous SGD-momentum update followed by the moving-average update.
+the towers (one per GPU, variables shared and kept on the CPU when there are several); the towers' loss sums
+are added and divided once by the whole batch's valid-position counts, so their gradients add up to one
+synchronous SGD-momentum update on the whole batch, followed by the moving-average update.
 """
 import argparse
 import ast
@@ -310,24 +311,46 @@ def _placement(variable_device, compute_device):
     return place
 
 
-def average_gradients(tower_grads):
-    """Averages (gradient, variable) lists over towers: list of (mean gradient, variable).
+def sum_gradients(tower_grads):
+    """Adds (gradient, variable) lists over towers: list of (summed gradient, variable).
 
+    Each tower differentiates its share of the whole batch's loss (tower_share_loss), so the shares'
+    gradients add up to the gradient of the whole batch.
     Args:
       tower_grads: one list of (gradient, variable) per tower, in the same variable order.
     """
     tf = _tf()
     if len(tower_grads) == 1:
         return list(tower_grads[0])
-    averaged = []
+    summed = []
     for pairs in zip(*tower_grads):
         variable = pairs[0][1]
         grads = [g for g, _ in pairs]
         if any(g is None for g in grads):
-            averaged.append((None, variable))
+            summed.append((None, variable))
             continue
-        averaged.append((tf.add_n(grads) / float(len(grads)), variable))
-    return averaged
+        summed.append((tf.add_n(grads), variable))
+    return summed
+
+
+def add_sums(tower_sums):
+    """Adds the (numerator, denominator) loss sums of model.compute_losses over towers: dict name -> pair."""
+    tf = _tf()
+    return {name: (tf.add_n([t[name][0] for t in tower_sums]), tf.add_n([t[name][1] for t in tower_sums]))
+            for name in tower_sums[0]}
+
+
+def tower_share_loss(sums, batch_sums, weight_decay, num_towers):
+    """A tower's share of the whole batch's total loss: its numerators over the whole batch's denominators.
+
+    Every loss is sum(numerators) / sum(denominators) over the towers, and the denominators (valid-position
+    counts, from the targets) carry no gradient, so the shares' gradients add up to the whole batch's
+    gradient whatever each tower's number of valid positions; each tower carries 1/num_towers of the weight
+    decay.
+    """
+    import model
+    shares = {name: (numerator, batch_sums[name][1]) for name, (numerator, _) in sums.items()}
+    return model.losses_from_sums(shares, weight_decay / float(num_towers))['total']
 
 
 def tower_devices(num_towers):
@@ -367,7 +390,7 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
       num_steps: for the cosine schedule; None -> config.NUM_STEPS.
     Returns:
       dict with 'inputs' (placeholders by name: 'image' uint8 [B,S,S,3] and the targets), 'losses' (scalar
-      tensors averaged over towers, names of model.compute_losses), 'grads_and_vars' (averaged),
+      tensors of the whole batch, names of model.compute_losses), 'grads_and_vars' (of the whole batch),
       'train_op', 'global_step', 'learning_rate', 'ema', 'summary_op', 'saver', 'all_finite' (bool: every
       weight finite), 'reset_averages' (copies the weights into their moving averages), 'towers'.
     """
@@ -393,27 +416,33 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
         learning_rate = learning_rate_schedule(global_step, num_steps)
         optimizer = make_optimizer(learning_rate)
 
-    tower_losses, tower_grads, first = [], [], None
+    tower_sums, first = [], None
     for i, device in enumerate(devices):
         with tf.device(_placement(variable_device, device)), tf.name_scope('tower_%d' % i):
             images = split['image'][i]
             targets = {name: split[name][i] for name in TARGET_NAMES}
             outputs = model.build_model(images, is_training=True, output_stride=stride,
                                         depth=config.BACKBONE_DEPTH, reuse=True if i else None)
-            losses = model.compute_losses(outputs, targets)
-            variables = tf.trainable_variables()
-            grads = optimizer.compute_gradients(losses['total'], variables, colocate_gradients_with_ops=True)
-            tower_losses.append(losses)
-            tower_grads.append(grads)
+            losses, sums = model.compute_losses(outputs, targets, return_sums=True)
+            tower_sums.append(sums)
             if i == 0:
+                weight_decay = losses['weight_decay']
                 first = (images, outputs, targets)
                 # Batch-norm statistics (when they train) follow the first tower, as in TF's multi-GPU recipes.
                 update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope='tower_0')
 
-    with tf.device('/cpu:0'), tf.name_scope('averages'):
-        losses = {name: tf.add_n([t[name] for t in tower_losses]) / float(num_towers)
-                  for name in tower_losses[0]}
-    grads_and_vars = average_gradients(tower_grads)
+    # Each loss is divided once, by the valid-position count of the whole batch: averaging per-tower means
+    # would weight a sample by how few valid positions its tower's other samples have.
+    with tf.device('/cpu:0'), tf.name_scope('batch_losses'):
+        batch_sums = add_sums(tower_sums)
+        losses = model.losses_from_sums(batch_sums, weight_decay)
+    tower_grads = []
+    variables = tf.trainable_variables()
+    for i, device in enumerate(devices):
+        with tf.device(_placement(variable_device, device)), tf.name_scope('tower_%d' % i):
+            share = tower_share_loss(tower_sums[i], batch_sums, weight_decay, num_towers)
+            tower_grads.append(optimizer.compute_gradients(share, variables, colocate_gradients_with_ops=True))
+    grads_and_vars = sum_gradients(tower_grads)
     unused = [v.op.name for g, v in grads_and_vars if g is None]
     if unused:
         print('train: no gradient reaches %d trainable variables (not updated): %s'
