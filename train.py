@@ -63,6 +63,10 @@ class BadPathError(OSError):
     """A path given to train.py (config or flag) is missing or unusable; raised before any graph is built."""
 
 
+class DeviceError(ValueError):
+    """More towers (NUM_GPUS) than visible GPUs."""
+
+
 class NonFiniteError(RuntimeError):
     """A loss or the weights became NaN or infinite; the run stops without saving them."""
 
@@ -198,7 +202,7 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
 
     Args default to config (TRAIN_DIR, TRAIN_ANNOTATIONS, TRAIN_IMAGES, BACKBONE_CHECKPOINT,
     TRAIN_FROM_SCRATCH). The backbone checkpoint is only needed when training starts fresh (no checkpoint in
-    the train dir) and not from scratch. Creates the train dir.
+    the train dir) and not from scratch. Creates the train dir only once every check has passed.
     Raises:
       BadPathError listing every bad path; ValueError for an inconsistent batch size, input size or depth.
     """
@@ -226,11 +230,7 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     if not os.path.isdir(images):
         problems.append('training image folder not found: %s (config.TRAIN_IMAGES or --images)' % images)
     try:
-        os.makedirs(train_dir, exist_ok=True)
-        probe = os.path.join(train_dir, '.write_test.%d' % os.getpid())
-        with open(probe, 'w') as f:
-            f.write('ok')
-        os.remove(probe)
+        _probe_writable(train_dir)
     except OSError as e:
         problems.append('train dir %s is not writable (config.TRAIN_DIR or --train-dir): %s' % (train_dir, e))
     else:
@@ -238,6 +238,23 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
             problems.append(missing_backbone_message(backbone_checkpoint, config.BACKBONE_DEPTH))
     if problems:
         raise BadPathError('\n'.join(problems))
+    os.makedirs(train_dir, exist_ok=True)
+
+
+def _probe_writable(folder):
+    """Raises OSError unless `folder`, or the nearest existing folder above it, takes a new file.
+
+    Creates nothing that stays: a run that fails on another path must not leave an empty train dir behind.
+    """
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError('%s is not a folder' % existing)
+    probe = os.path.join(existing, '.write_test.%d' % os.getpid())
+    with open(probe, 'w') as f:
+        f.write('ok')
+    os.remove(probe)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -353,12 +370,25 @@ def tower_share_loss(sums, batch_sums, weight_decay, num_towers):
     return model.losses_from_sums(shares, weight_decay / float(num_towers))['total']
 
 
-def tower_devices(num_towers):
-    """One device per tower: '/gpu:<i>', or '/cpu:0' for every tower on a machine without a GPU."""
-    import tensorflow as tf2
-    if tf2.config.list_physical_devices('GPU'):
-        return ['/gpu:%d' % i for i in range(num_towers)]
-    return ['/cpu:0'] * num_towers
+def tower_devices(num_towers, gpus=None):
+    """One device per tower: '/gpu:<i>'; ['/cpu:0'] for one tower on a machine without a GPU.
+
+    Args:
+      gpus: number of visible GPUs; None -> tf.config.list_physical_devices('GPU').
+    Raises:
+      DeviceError if num_towers exceeds the visible GPUs: soft placement would silently run every extra tower
+      on the CPU. (Tests place towers on CPUs explicitly through build_training_graph's devices.)
+    """
+    if gpus is None:
+        import tensorflow as tf2
+        gpus = len(tf2.config.list_physical_devices('GPU'))
+    if gpus == 0 and num_towers == 1:
+        return ['/cpu:0']
+    if num_towers > gpus:
+        raise DeviceError('NUM_GPUS is %d but %d GPU(s) are visible to TensorFlow (CUDA_VISIBLE_DEVICES, '
+                          'drivers?): set --num-gpus (config.NUM_GPUS) to at most %d'
+                          % (num_towers, gpus, max(gpus, 1)))
+    return ['/gpu:%d' % i for i in range(num_towers)]
 
 
 def _image_summary(images, outputs, targets, max_images):
@@ -709,7 +739,7 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
     Args:
       train_dir: None -> config.TRAIN_DIR.
       devices: one device per tower; None -> tower_devices(config.NUM_GPUS).
-      session_config: tf.ConfigProto; None -> soft placement (GPU towers fall back to the CPU).
+      session_config: tf.ConfigProto; None -> soft placement (ops without a GPU kernel run on the CPU).
       log: log(message, error=False) for progress lines and warnings.
       on_step: optional callback(dict) after every step: 'step', 'losses' (floats), 'step_seconds' (wall
         time since the previous step), 'wait_seconds' (of that, time waiting for input).
@@ -717,12 +747,14 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
       dict: 'start_step', 'step' (last step run), 'checkpoint' (newest saved), 'stopped_by' ('done' or the
       signal name), 'how' (resumed / fresh start).
     Raises:
-      BadPathError, ValueError before TensorFlow is imported; NonFiniteError on a NaN or inf loss or weight.
+      BadPathError, ValueError before TensorFlow is imported; DeviceError (more towers than GPUs) before the
+      data is read; NonFiniteError on a NaN or inf loss or weight.
     """
     train_dir = config.TRAIN_DIR if train_dir is None else train_dir
     check_settings(train_dir)
     tf = _tf()
     import data_generator
+    devices = tower_devices(config.NUM_GPUS) if devices is None else list(devices)
 
     try:
         dataset = data_generator.CocoPersons(config.TRAIN_ANNOTATIONS, config.TRAIN_IMAGES)
@@ -743,7 +775,6 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
             error=True)
 
     batch_size, num_steps = config.BATCH_SIZE, config.NUM_STEPS
-    devices = tower_devices(config.NUM_GPUS) if devices is None else list(devices)
     log('train: ResNet-v2-%d, %d tower(s) %s, batch %d, input %dx%d, %d images, train dir %s'
         % (config.BACKBONE_DEPTH, len(devices), ' '.join(devices), batch_size, config.INPUT_SIZE,
            config.INPUT_SIZE, len(dataset.image_ids), train_dir))
@@ -952,7 +983,8 @@ def main(argv=None):
     try:
         with config_overrides(overrides):
             result = train()
-    except BadPathError as e:  # found once TensorFlow is up: a non-COCO annotation file, a wrong backbone
+    except (BadPathError, DeviceError) as e:  # found once TensorFlow is up: a non-COCO annotation file, a
+        # wrong backbone, more towers than GPUs
         print('train.py: error: %s' % e, file=sys.stderr)
         return 2
     except NonFiniteError:

@@ -190,6 +190,42 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, small, tmp_p
         np.testing.assert_array_equal(after[name], value, err_msg=name)
 
 
+def test_nan_weights_are_not_checkpointed_and_the_command_exits_3(trained, small, tmp_path):
+    """The save-time guard: with a checkpoint every step, the first poisoned update (its loss, computed
+    before the update, still finite) reaches save(), which must refuse the inf/NaN weights."""
+    train_dir = copy_run(trained, tmp_path)
+    before = sorted(os.listdir(train_dir))
+    command = [sys.executable, os.path.join(REPO_DIR, 'train.py'), '--train-dir', train_dir,
+               '--annotations', small['TRAIN_ANNOTATIONS'], '--images', small['TRAIN_IMAGES'],
+               '--steps', str(STEPS + 10), '--checkpoint-every', '1', '--learning-rate', 'inf']
+    for name in ('BACKBONE_DEPTH', 'INPUT_SIZE', 'BATCH_SIZE', 'NUM_WORKERS', 'TRAIN_FROM_SCRATCH',
+                 'FREEZE_BATCH_NORM', 'BATCH_NORM_DECAY', 'LEARNING_RATE_WARMUP_STEPS', 'SCALE_RANGE',
+                 'MAX_TRANSLATION', 'FLIP_PROBABILITY'):
+        command += ['--set', '%s=%r' % (name, small[name])]
+    result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert 'step %d: the weights hold NaN or inf' % (STEPS + 1) in result.stderr, result.stderr
+    new_files = set(os.listdir(train_dir)) - set(before)
+    assert not [n for n in new_files if n.startswith('model.ckpt')], new_files
+    with open(os.path.join(train_dir, 'checkpoint')) as f:
+        assert 'model.ckpt-%d"' % STEPS in f.readline()
+
+
+def test_more_towers_than_gpus_is_an_error(small, tmp_path):
+    assert train.tower_devices(1, gpus=0) == ['/cpu:0']
+    assert train.tower_devices(2, gpus=2) == ['/gpu:0', '/gpu:1']
+    for towers, gpus in ((2, 0), (3, 2)):
+        with pytest.raises(train.DeviceError, match='NUM_GPUS is %d but %d GPU' % (towers, gpus)):
+            train.tower_devices(towers, gpus=gpus)
+    import tensorflow as tf2
+    if tf2.config.list_physical_devices('GPU'):
+        pytest.skip('the rest checks a CPU-only machine')
+    train_dir = str(tmp_path / 'run')
+    with train.config_overrides(dict(small, NUM_GPUS=2, BATCH_SIZE=2)):
+        with pytest.raises(train.DeviceError, match='NUM_GPUS is 2 but 0 GPU'):
+            train.train(train_dir, log=quiet)
+
+
 def test_loss_check_names_the_step_and_the_loss():
     with pytest.raises(train.NonFiniteError, match='step 7: non-finite loss mid'):
         train._check_finite(7, {'total': 1.0, 'mid': float('inf'), 'heatmap': 0.5})
@@ -307,6 +343,12 @@ def test_bad_paths_fail_before_tensorflow_is_imported(tmp_path):
     assert 'TENSORFLOW_IMPORTED=False' in result.stdout
     for text in ('missing.json', 'no_images', str(blocker / 'run'), 'not writable'):
         assert text in result.stderr, result.stderr
+    # A good train dir is not created when another path is bad.
+    result = run_cli(['--annotations', str(tmp_path / 'missing.json'), '--images', str(tmp_path),
+                      '--train-dir', str(tmp_path / 'new' / 'run')], tmp_path)
+    assert result.returncode == 2 and 'missing.json' in result.stderr, result.stderr
+    assert not os.path.exists(str(tmp_path / 'new'))
+    assert sorted(os.listdir(str(tmp_path))) == ['a_file']  # no probe file left either
 
 
 def test_missing_backbone_checkpoint_says_where_to_get_it(synthetic_data, tmp_path):
