@@ -598,6 +598,14 @@ def restore_averaged_weights(sess, path, variables=None):
 # Input and control
 # ----------------------------------------------------------------------------------------------------------
 
+# Prefetcher implementation details, not tuning knobs: how long a blocked put/get waits before re-checking
+# for a close or stop request (short, so Ctrl-C is answered within a fraction of a second; long enough that
+# polling costs nothing), and how long close() waits for the thread to hand over its last batch (a batch of
+# large crops can take tens of seconds on a loaded CPU).
+QUEUE_POLL_SECONDS = 0.2
+CLOSE_TIMEOUT_SECONDS = 60.0
+
+
 class Prefetcher:
     """Pulls batches from an iterable in a background thread, `capacity` ahead; measures consumer waits.
 
@@ -619,7 +627,7 @@ class Prefetcher:
     def _put(self, item):
         while not self._closed.is_set():
             try:
-                self._queue.put(item, timeout=0.2)
+                self._queue.put(item, timeout=QUEUE_POLL_SECONDS)
                 return True
             except queue.Full:
                 pass
@@ -648,7 +656,7 @@ class Prefetcher:
         try:
             while True:
                 try:
-                    item = self._queue.get(timeout=0.2)
+                    item = self._queue.get(timeout=QUEUE_POLL_SECONDS)
                     break
                 except queue.Empty:
                     if should_stop():
@@ -663,7 +671,7 @@ class Prefetcher:
             raise RuntimeError('the input pipeline failed: %r' % item) from item
         return item
 
-    def close(self, timeout=60.0):
+    def close(self, timeout=CLOSE_TIMEOUT_SECONDS):
         """Stops the thread (after the batch it is waiting for, if any) and the source iterator."""
         self._closed.set()
         self._thread.join(timeout=timeout)

@@ -30,8 +30,9 @@ import config  # noqa: E402
 import data_generator  # noqa: E402
 import demo  # noqa: E402
 import inference  # noqa: E402
+from _shared import coco_sample_dir  # noqa: E402
 
-SHARED_DIR = os.path.join(os.path.dirname(config.ROOT_DIR), 'shared', 'coco_sample')
+SHARED_DIR = coco_sample_dir()
 SHARED_IMAGE_ID = 260906  # train2017, 13 people
 
 

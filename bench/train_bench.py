@@ -22,9 +22,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
 import train  # noqa: E402
+from _shared import coco_sample_dir  # noqa: E402
 
-INPUT_SIZE = 401  # the benchmark size (config.INPUT_SIZE's default)
-COCO_SAMPLE = os.path.join(os.path.dirname(config.ROOT_DIR), 'shared', 'coco_sample')
+# The benchmark size is config.INPUT_SIZE's default (401); the benchmark follows config.py.
+INPUT_SIZE = config.INPUT_SIZE
+COCO_SAMPLE = coco_sample_dir()
 
 
 def training_data(work_dir):
