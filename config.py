@@ -71,6 +71,8 @@ OKS_SIGMAS = tuple(s / 10.0 for s in OKS_SIGMAS)
 # ----------------------------------------------------------------------------
 RADIUS = 32.0  # R: disk radius of heatmaps, short and mid offsets, in input pixels [P]
 OFFSET_LOSS_NORM = RADIUS  # offset L1 losses are divided by R to match the heatmap loss range [P/I]
+# OFFSET_LOSS_NORM and OFFSET_OUTPUT_SCALE copy RADIUS once, at import: a preset or --set that changes RADIUS
+# does not change them, so a preset that overrides RADIUS states both explicitly (see QUICKSTART).
 INPUT_SIZE = 401  # training crop side, px [I: 401 for memory; the paper trains at 801]
 TRAIN_OUTPUT_STRIDE = 16  # output stride during training, via atrous convolution [P]
 EVAL_OUTPUT_STRIDE = 8  # output stride at evaluation and in the demo [P]
@@ -234,6 +236,9 @@ VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.m
 DEMO_VIDEO_FOURCC = 'mp4v'  # codec of demo.py's annotated .mp4 videos (MJPG .avi if it is missing) [C]
 DEBUG_OFFSET_THRESHOLD = 0.5  # demo.py --debug offset picture: lines from cells whose strongest p_k exceeds this [C]
 DEMO_PICTURE_MIN_SCORE = 0.1  # people scoring below this are left out of demo.py's pictures (JSON keeps all) [C]
+DEMO_VIDEO_FALLBACK_FPS = 25.0  # demo.py: frame rate of the annotated video when the input's is unknown [C]
+DEMO_PRESET_IMAGES = 4  # demo.py --preset quickstart: this many synthetic validation images [C]
+DEBUG_OFFSET_SUBPIXEL_BITS = 4  # demo.py --debug offset lines drawn at 1/2^this px (cv2 `shift`) [C]
 EXPORT_DIR = os.path.join(MODEL_DIR, 'export')  # export_model.py writes saved_model/ and frozen_graph.pb here [C]
 EVAL_RESULTS_DIR = os.path.join(ROOT_DIR, 'eval_result')  # eval.py --checkpoint writes its COCO results here [C]
 INFER_BENCH_SIDES = (401, 801, 1401)  # bench/infer_bench.py input sizes, longer side px (issue 6) [C]
@@ -334,10 +339,17 @@ QUICKSTART = {  # a small model learns the synthetic set on a 2-core CPU in ~10 
     'TRAIN_DIR': os.path.join(MODEL_DIR, 'quickstart'),  # where demo.py / eval.py find the checkpoint
     'BACKBONE_DEPTH': 50,  # the smallest ResNet-v2 TF-Slim defines
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet download: everything learnt from the synthetic set
-    'FREEZE_BATCH_NORM': False,  # a random network needs batch norm's batch statistics
+    'FREEZE_BATCH_NORM': False,  # a random backbone learns faster with batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
     'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.7 s on 2 cores
+    # demo.py --preset quickstart's input size: the synthetic images' own 193 px (AP 0.159 there vs 0.088
+    # at the training size 129, README "Quickstart"); quickstart.sh evaluates at the same size
+    'DEMO_LONGER_SIDE': 193,
     'RADIUS': 16.0,  # people are ~20-130 px tall in these crops: R=32 disks would cover whole figures
+    # Not derived from the preset's RADIUS: the quickstart's measured AP (README) was trained with these at the
+    # default R=32 (they are copied from RADIUS at import); explicit so that changing either is a decision.
+    'OFFSET_LOSS_NORM': 32.0,
+    'OFFSET_OUTPUT_SCALE': 32.0,
     'BATCH_SIZE': 8,  # images per step
     'NUM_STEPS': 700,  # ~8 minutes on 2 idle cores
     'OPTIMIZER': 'adam',  # from scratch in 700 steps: AP 0.085 with Adam vs 0.035 with SGD 0.02 (README)

@@ -36,14 +36,12 @@ import sys
 import time
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import config
 import data_generator
 import inference
-import post_proc
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -66,35 +64,12 @@ def checkpoint_predictor(checkpoint=None, scales=None, stride=None):
     return inference.Predictor(network, scales)
 
 
-class Predictor(object):
-    """Earlier interface, kept for callers written against it (bench/quickstart_ap.py): `predict(example)`
-    returns (outputs, input_shape, scale): maps as post_proc.decode reads them, the (H, W) of the padded input
-    they belong to, and the factor from source pixels to input pixels of an image resized with cv2.resize and
-    padded bottom/right. New code passes an inference.Predictor to run() instead."""
-    stride = config.EVAL_OUTPUT_STRIDE
-
-    def predict(self, example):
-        raise NotImplementedError
-
-
 def predict_people(predictor, example):
     """People of one example in source-image px, and the seconds of 'network' and 'decoding'."""
-    if isinstance(predictor, inference.Predictor):
-        if hasattr(predictor.network, 'set_example'):  # the oracle's maps come from the annotations
-            predictor.network.set_example(example)
-        prediction = predictor.predict(example['image'], name=example['file_name'])
-        timings = prediction.timings
-        return prediction.people, {'network': timings['prepare'] + timings['network'],
-                                   'decoding': timings['merge'] + timings['decode'] + timings['to_source']}
-    t0 = time.perf_counter()
-    outputs, input_shape, scale = predictor.predict(example)
-    t1 = time.perf_counter()
-    height, width = example['image'].shape[:2]
-    resized = (int(round(height * scale)), int(round(width * scale)))
-    geometry = inference.Geometry((height, width), resized, tuple(input_shape[:2]),
-                                  (resized[1] / float(width), resized[0] / float(height)))
-    people = inference.to_source(post_proc.decode(outputs, predictor.stride, input_shape), geometry)
-    return people, {'network': t1 - t0, 'decoding': time.perf_counter() - t1}
+    if hasattr(predictor.network, 'set_example'):  # the oracle's maps come from the annotations
+        predictor.network.set_example(example)
+    prediction = predictor.predict(example['image'], name=example['file_name'])
+    return prediction.people, {'network': prediction.network_seconds, 'decoding': prediction.decode_seconds}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -109,9 +84,7 @@ def coco_results(people, image_id):
         result = {'image_id': int(image_id), 'category_id': 1, 'score': float(person['score']),
                   'keypoints': [round(float(v), 2) for v in keypoints.ravel()]}
         if person['mask'] is not None:
-            rle = mask_utils.encode(np.asfortranarray(person['mask'].astype(np.uint8)))
-            rle['counts'] = rle['counts'].decode('ascii')
-            result['segmentation'] = rle
+            result['segmentation'] = inference.mask_rle(person['mask'])
             result['mask_score'] = float(person.get('mask_score', person['score']))
         results.append(result)
     return results
@@ -211,7 +184,7 @@ def default_output(annotation_file):
 
 
 def run(predictor, annotation_file, image_dir, output=None, max_images=None, progress=True, verbose=True):
-    """Evaluates `predictor` (inference.Predictor, or the earlier eval.Predictor) on a COCO annotation file.
+    """Evaluates `predictor` (an inference.Predictor) on a COCO annotation file.
 
     Returns dict 'keypoints_ap', 'segm_ap', 'segm_ap_keypoint_persons' (None without ground-truth
     annotations), 'keypoints_stats', 'segm_stats', 'segm_keypoint_persons_stats', 'results' (COCO result dicts
@@ -290,11 +263,15 @@ def parse_args(argv=None):
 
 
 def _missing_data(annotations, images):
-    """Message naming the missing annotation file and image folder, or None: checked before any model."""
-    missing = [what % path for what, path, exists in (
-        ('annotation file %s', annotations, os.path.isfile(annotations)),
-        ('image folder %s', images, os.path.isdir(images))) if not exists]
-    return 'COCO data not found: %s is missing' % ' and '.join(missing) if missing else None
+    """CocoPersons' message naming the missing annotation file and image folder, or None: checked before
+    any model is built (the annotations are only read when something is missing, to get that message)."""
+    if os.path.isfile(annotations) and os.path.isdir(images):
+        return None
+    try:
+        data_generator.CocoPersons(annotations, images, include_empty=True)
+    except FileNotFoundError as error:
+        return str(error)
+    return None
 
 
 def main(argv=None):

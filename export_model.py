@@ -66,48 +66,51 @@ def export(checkpoint=None, output_dir=None, stride=None, overwrite=True, log=in
     network = inference.CheckpointNetwork(checkpoint, stride=stride, finalize=False)
     for warning in network.warnings:
         log('export_model: WARNING: %s' % warning)
-    tf = inference._tf()
-    os.makedirs(output_dir, exist_ok=True)
-    saved = saved_model_dir(output_dir)
-    if os.path.exists(saved):
-        if not overwrite:
-            raise FileExistsError('%s exists (use --overwrite)' % saved)
-        shutil.rmtree(saved)
-    with network.graph.as_default():
-        outputs = network.batch_outputs
-        signature = tf.saved_model.signature_def_utils.predict_signature_def(
-            inputs={inference.INPUT_NAME: network.image}, outputs=outputs)
-        builder = tf.saved_model.Builder(saved)
-        builder.add_meta_graph_and_variables(network.session, [tf.saved_model.tag_constants.SERVING],
-                                             signature_def_map={SIGNATURE_NAME: signature}, strip_default_attrs=True)
-        builder.save()
-        log('export_model: wrote %s' % saved)
-        output_nodes = [tensor.op.name for tensor in outputs.values()]
-        frozen = tf.graph_util.convert_variables_to_constants(
-            network.session, network.graph.as_graph_def(), output_nodes)
-        # Only what the outputs need: no savers, no initialisers.
-        frozen = tf.graph_util.extract_sub_graph(frozen, output_nodes)
-    frozen_path = frozen_graph_path(output_dir)
-    with open(frozen_path, 'wb') as f:
-        f.write(frozen.SerializeToString())
-    log('export_model: wrote %s (%.1f MB)' % (frozen_path, os.path.getsize(frozen_path) / 1e6))
-    info = {
-        'checkpoint': network.checkpoint,
-        'step': network.settings['step'],
-        'depth': network.depth,
-        'stride': network.stride,
-        'training_input_size': network.settings['input_size'],
-        'pad_value': list(config.PAD_VALUE),
-        'input': inference.INPUT_NAME + ':0',
-        'outputs': inference.output_tensor_names(),
-        'signature': SIGNATURE_NAME,
-        'keypoints': list(config.KEYPOINTS),
-        'directed_edges': [list(edge) for edge in config.DIRECTED_EDGES],
-    }
-    info_path = os.path.join(output_dir, INFO)
-    with open(info_path, 'w') as f:
-        json.dump(info, f, indent=1)
-    network.close()
+    try:
+        tf = inference._tf()
+        os.makedirs(output_dir, exist_ok=True)
+        saved = saved_model_dir(output_dir)
+        if os.path.exists(saved):
+            if not overwrite:
+                raise FileExistsError('%s exists (use --overwrite)' % saved)
+            shutil.rmtree(saved)
+        with network.graph.as_default():
+            outputs = network.batch_outputs
+            signature = tf.saved_model.signature_def_utils.predict_signature_def(
+                inputs={inference.INPUT_NAME: network.image}, outputs=outputs)
+            builder = tf.saved_model.Builder(saved)
+            builder.add_meta_graph_and_variables(network.session, [tf.saved_model.tag_constants.SERVING],
+                                                 signature_def_map={SIGNATURE_NAME: signature},
+                                                 strip_default_attrs=True)
+            builder.save()
+            log('export_model: wrote %s' % saved)
+            output_nodes = [tensor.op.name for tensor in outputs.values()]
+            frozen = tf.graph_util.convert_variables_to_constants(
+                network.session, network.graph.as_graph_def(), output_nodes)
+            # Only what the outputs need: no savers, no initialisers.
+            frozen = tf.graph_util.extract_sub_graph(frozen, output_nodes)
+        frozen_path = frozen_graph_path(output_dir)
+        with open(frozen_path, 'wb') as f:
+            f.write(frozen.SerializeToString())
+        log('export_model: wrote %s (%.1f MB)' % (frozen_path, os.path.getsize(frozen_path) / 1e6))
+        info = {
+            'checkpoint': network.checkpoint,
+            'step': network.settings['step'],
+            'depth': network.depth,
+            'stride': network.stride,
+            'training_input_size': network.settings['input_size'],
+            'pad_value': list(config.PAD_VALUE),
+            'input': inference.INPUT_NAME + ':0',
+            'outputs': inference.output_tensor_names(),
+            'signature': SIGNATURE_NAME,
+            'keypoints': list(config.KEYPOINTS),
+            'directed_edges': [list(edge) for edge in config.DIRECTED_EDGES],
+        }
+        info_path = os.path.join(output_dir, INFO)
+        with open(info_path, 'w') as f:
+            json.dump(info, f, indent=1)
+    finally:
+        network.close()
     return {'saved_model': saved, 'frozen_graph': frozen_path, 'info': info_path, 'checkpoint': network.checkpoint}
 
 

@@ -715,6 +715,28 @@ Prediction = collections.namedtuple('Prediction', [
 ])
 
 
+class Prediction(Prediction):
+    """What Predictor.predict returns; network_seconds and decode_seconds are how every caller reports time."""
+    __slots__ = ()
+
+    @property
+    def network_seconds(self):
+        """Resizing, padding and the network at every scale."""
+        return self.timings['prepare'] + self.timings['network']
+
+    @property
+    def decode_seconds(self):
+        """Multi-scale merging, post_proc.decode and mapping back to source pixels."""
+        return self.timings['merge'] + self.timings['decode'] + self.timings['to_source']
+
+
+def mask_rle(mask):
+    """COCO RLE of a bool [H, W] mask as JSON takes it: {'size': [H, W], 'counts': str}."""
+    from pycocotools import mask as mask_utils
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {'size': [int(v) for v in rle['size']], 'counts': rle['counts'].decode('ascii')}
+
+
 class Predictor(object):
     """Image -> people: resize, pad, network at every scale, merge, decode, map back.
 

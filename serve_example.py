@@ -54,10 +54,14 @@ def main(argv=None):
     except (FileNotFoundError, IOError) as error:
         print('serve_example.py: error: %s' % error, file=sys.stderr)
         return 2
-    longer_side = args.longer_side or config.DEMO_LONGER_SIDE or info.get('training_input_size')
     network = load(args.export, args.frozen)
-    people = detect(network, image, longer_side)
-    network.close()
+    # The same choice as demo.py; an exported network knows its training size from export_info.json.
+    network.settings = {'input_size': info.get('training_input_size')}
+    longer_side = inference.default_longer_side(network, args.longer_side)
+    try:
+        people = detect(network, image, longer_side)
+    finally:
+        network.close()
     print('%s: %d people (longer side %s px, stride %d)' % (args.image, len(people), longer_side, network.stride))
     for n, person in enumerate(people):
         x, y = person['keypoints'][:, 0], person['keypoints'][:, 1]
