@@ -778,8 +778,9 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
                 config.BACKBONE_CHECKPOINT, config.BACKBONE_DEPTH, e,
                 backbone_download_hint(config.BACKBONE_CHECKPOINT, config.BACKBONE_DEPTH))) from e
     if config.TRAIN_FROM_SCRATCH and config.FREEZE_BATCH_NORM:
-        log('WARNING: TRAIN_FROM_SCRATCH with FREEZE_BATCH_NORM: batch norm keeps its initial statistics, so '
-            'the random network is not normalised (set FREEZE_BATCH_NORM=False, as --from-scratch does)',
+        log('note: TRAIN_FROM_SCRATCH with FREEZE_BATCH_NORM: batch norm keeps its initial statistics (mean 0, '
+            'variance 1); the random backbone stays finite (config.ZERO_INIT_RESIDUAL) but learns without '
+            'normalisation, usually more slowly (FREEZE_BATCH_NORM=False trains it, as --from-scratch does)',
             error=True)
 
     batch_size, num_steps = config.BATCH_SIZE, config.NUM_STEPS
@@ -962,8 +963,8 @@ def overrides_from_args(args):
         if value is not None:
             overrides[name] = value
     if args.from_scratch:
-        # Frozen batch norm keeps its initial statistics (mean 0, variance 1): a random network would have
-        # no normalisation at all, and its activations grow through the layers.
+        # Frozen batch norm keeps its initial statistics (mean 0, variance 1): a random network would learn
+        # without normalisation (it stays finite thanks to config.ZERO_INIT_RESIDUAL, but trains more slowly).
         overrides['TRAIN_FROM_SCRATCH'] = True
         overrides['FREEZE_BATCH_NORM'] = False
     for item in args.set:

@@ -401,6 +401,12 @@ def test_config_overrides_are_checked_and_restored():
     for name, value in config.QUICKSTART.items():
         if name not in ('NUM_STEPS', 'LEARNING_RATE', 'TRAIN_DIR'):
             assert overrides[name] == value
+    # Values config.py derives from RADIUS at import do not follow a preset's RADIUS: a preset that changes
+    # RADIUS must state them.
+    for preset in train.PRESETS:
+        values = train.preset_overrides(preset)
+        if 'RADIUS' in values:
+            assert {'OFFSET_LOSS_NORM', 'OFFSET_OUTPUT_SCALE'} <= set(values), preset
 
 
 def test_input_size_and_batch_split_are_checked_first(tmp_path):
