@@ -342,7 +342,7 @@ QUICKSTART = {  # a small model learns the synthetic set on a 2-core CPU in ~10 
     'FREEZE_BATCH_NORM': False,  # a random backbone learns faster with batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
     'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.7 s on 2 cores
-    # demo.py --preset quickstart's input size: the synthetic images' own 193 px (AP 0.159 there vs 0.088
+    # demo.py --preset quickstart's input size: the synthetic images' own 193 px (AP 0.344 there vs 0.240
     # at the training size 129, README "Quickstart"); quickstart.sh evaluates at the same size
     'DEMO_LONGER_SIDE': 193,
     'RADIUS': 16.0,  # people are ~20-130 px tall in these crops: R=32 disks would cover whole figures
