@@ -97,9 +97,8 @@ def people_json(people):
                                 for x, y, s in person['keypoints']]}
         mask = person.get('mask')
         if mask is not None:
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            record['mask'] = {'size': [int(v) for v in rle['size']], 'counts': rle['counts'].decode('ascii')}
-            record['box'] = [round(float(v), 1) for v in mask_utils.toBbox(rle)]
+            record['mask'] = inference.mask_rle(mask)
+            record['box'] = [round(float(v), 1) for v in mask_utils.toBbox(record['mask'])]
         records.append(record)
     return records
 
@@ -146,7 +145,7 @@ def offsets_picture(image, heatmaps, short_offsets, stride, threshold=None):
     kind = kinds[rows, cols]
     dx = short_offsets[rows, cols, 2 * kind]
     dy = short_offsets[rows, cols, 2 * kind + 1]
-    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    shift = config.DEBUG_OFFSET_SUBPIXEL_BITS
     start = np.stack([cols * stride, rows * stride], axis=1).astype(np.float64)
     end = start + np.stack([dx, dy], axis=1)
     lines = np.round(np.stack([start, end], axis=1) * (1 << shift)).astype(np.int32)
@@ -190,9 +189,8 @@ class Demo(object):
         self.totals = {'network': 0.0, 'decode': 0.0, 'drawing': 0.0, 'images': 0}
 
     def _account(self, prediction, drawing):
-        timings = prediction.timings
-        self.totals['network'] += timings['prepare'] + timings['network']
-        self.totals['decode'] += timings['merge'] + timings['decode'] + timings['to_source']
+        self.totals['network'] += prediction.network_seconds
+        self.totals['decode'] += prediction.decode_seconds
         self.totals['drawing'] += drawing
         self.totals['images'] += 1
 
@@ -213,11 +211,9 @@ class Demo(object):
         drawing = time.perf_counter() - t0
         write_json(written['json'], path, image.shape, prediction, self.predictor, self.network)
         self._account(prediction, drawing)
-        timings = prediction.timings
         self.log('[%d/%d] %s: %dx%d, %d people; network %.2f s, decoding %.0f ms, drawing %.0f ms -> %s'
                  % (index, count, path, image.shape[1], image.shape[0], len(prediction.people),
-                    timings['prepare'] + timings['network'],
-                    1000 * (timings['merge'] + timings['decode'] + timings['to_source']), 1000 * drawing,
+                    prediction.network_seconds, 1000 * prediction.decode_seconds, 1000 * drawing,
                     written['pose']))
         return written
 
@@ -233,7 +229,7 @@ class Demo(object):
 
     def _video_frames(self, capture, path, index, count, max_frames):
         fps = capture.get(cv2.CAP_PROP_FPS)
-        fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
+        fps = fps if fps and np.isfinite(fps) and fps > 0 else config.DEMO_VIDEO_FALLBACK_FPS
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         if max_frames:
             total = min(total, max_frames) if total > 0 else max_frames
@@ -283,7 +279,7 @@ class Demo(object):
                     self.done.append(self.video(path, n, len(paths), max_frames))
                 else:
                     self.done.append(self.image(path, n, len(paths)))
-            except data_generator.ImageReadError as error:
+            except (data_generator.ImageReadError, OSError) as error:  # OSError: an output cannot be written
                 self.skipped.append((path, str(error)))
                 self.log('[%d/%d] SKIPPED %s' % (n, len(paths), error))
         return self.done
@@ -323,7 +319,9 @@ def parse_args(argv=None):
     parser.add_argument('--limit', type=int, help='process only the first N inputs')
     parser.add_argument('--max-frames', type=int, help='process only the first N frames of each video')
     parser.add_argument('--preset', choices=('quickstart',), help='quickstart: the model of `train.py --preset '
-                                                                 'quickstart` on 4 synthetic validation images')
+                                                                 'quickstart` on %d synthetic validation images at longer side %s'
+                                                                 % (config.DEMO_PRESET_IMAGES,
+                                                                    config.QUICKSTART['DEMO_LONGER_SIDE']))
     args = parser.parse_args(argv)
     for name in ('longer_side', 'limit', 'max_frames'):
         value = getattr(args, name)
@@ -332,25 +330,26 @@ def parse_args(argv=None):
     return args
 
 
-PRESET_IMAGES = 4  # --preset quickstart: this many synthetic validation images
-
-
 def resolve(args):
-    """Inputs, checkpoint and limit after the preset: (inputs, checkpoint, limit)."""
-    inputs, checkpoint, limit = list(args.inputs), args.checkpoint, args.limit
+    """Inputs, checkpoint, limit and longer side after the preset: (inputs, checkpoint, limit, longer_side).
+    The quickstart preset runs at its DEMO_LONGER_SIDE (the synthetic images' own size) unless --longer-side,
+    --scales or --multi-scale says otherwise."""
+    inputs, checkpoint, limit, longer_side = list(args.inputs), args.checkpoint, args.limit, args.longer_side
     if args.preset == 'quickstart':
         import train
         preset = train.preset_overrides('quickstart')
         checkpoint = checkpoint or preset['TRAIN_DIR']
+        if longer_side is None and not args.scales and not args.multi_scale:
+            longer_side = preset.get('DEMO_LONGER_SIDE')
         if not inputs:
             inputs = [os.path.join(config.SYNTHETIC_DIR, 'val2017')]
-            limit = limit or PRESET_IMAGES
-    return inputs, checkpoint, limit
+            limit = limit or config.DEMO_PRESET_IMAGES
+    return inputs, checkpoint, limit, longer_side
 
 
 def main(argv=None):
     args = parse_args(argv)
-    inputs, checkpoint, limit = resolve(args)
+    inputs, checkpoint, limit, longer_side = resolve(args)
     if not inputs:
         print('demo.py: error: give an image, a folder or a video (or --preset quickstart); see --help',
               file=sys.stderr)
@@ -379,15 +378,17 @@ def main(argv=None):
     elif args.scales:
         scales = args.scales
     else:
-        scales = [inference.default_longer_side(network, args.longer_side)]
+        scales = [inference.default_longer_side(network, longer_side)]
     predictor = inference.Predictor(network, scales)
     inference.log('demo: %s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, model ready in %.1f s'
                   % (prefix, network.depth, network.settings['step'],
                      '/'.join('source' if s is None else str(s) for s in scales), network.stride,
                      time.perf_counter() - start))
     demo = Demo(predictor, network, output_dir, debug=args.debug)
-    demo.run(paths, args.max_frames)
-    network.close()
+    try:
+        demo.run(paths, args.max_frames)
+    finally:
+        network.close()
     totals = demo.totals
     if totals['images']:
         inference.log('demo: %d pictures in %.1f s; per picture: network %.2f s, decoding %.0f ms, drawing %.0f ms'

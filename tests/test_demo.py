@@ -19,6 +19,7 @@ import config
 import data_generator
 import demo
 import inference
+import plot
 from test_inference import huge_png_header
 
 SIDE = '129'  # longer side of the network input: small, fast
@@ -77,6 +78,7 @@ def test_demo_on_a_real_image(real_image_path, inference_checkpoint, tmp_path, c
     network = inference.CheckpointNetwork(inference_checkpoint)
     people = inference.Predictor(network, [129]).predict(image).people
     network.close()
+    assert people  # checkpoint_maker's network finds people here: the comparison below is not vacuous
     assert len(record['people']) == len(people)
     for written, person in zip(record['people'], people):
         np.testing.assert_allclose(np.array(written['keypoints'])[:, :2], person['keypoints'][:, :2], atol=0.01)
@@ -146,7 +148,8 @@ def test_demo_on_a_folder_of_every_kind_of_file(real_image_path, inference_check
     assert cv2.imread(os.path.join(out, 'huge_pose.jpg')).shape == (3188, 4800, 3)
 
 
-def test_demo_on_a_video(real_image_path, inference_checkpoint, tmp_path, capsys):
+def test_demo_on_a_video(real_image_path, inference_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(config, 'DEMO_PICTURE_MIN_SCORE', 0.0)  # the test network's people score low: show all
     frames, size = 6, (160, 106)
     video = str(tmp_path / 'clip.mp4')
     writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 5.0, size)
@@ -178,9 +181,51 @@ def test_demo_on_a_video(real_image_path, inference_checkpoint, tmp_path, capsys
         record = _load(os.path.join(out, 'clip_frames', name))
         assert record['frame'] == n and record['time'] == pytest.approx(n / 5.0)
         _check_json(record, size[1], size[0])
+    # Frame 0's JSON holds what the shared inference path finds on that frame (as OpenCV decodes it).
+    capture = cv2.VideoCapture(video)
+    ok, first = capture.read()
+    capture.release()
+    assert ok
+    first = cv2.cvtColor(first, cv2.COLOR_BGR2RGB)
+    network = inference.CheckpointNetwork(inference_checkpoint)
+    people = inference.Predictor(network, [int(SIDE)]).predict(first).people
+    network.close()
+    record = _load(os.path.join(out, 'clip_frames', names[0]))
+    assert people and len(record['people']) == len(people)
+    for written, person in zip(record['people'], people):
+        np.testing.assert_allclose(np.array(written['keypoints'])[:, :2], person['keypoints'][:, :2], atol=0.01)
+    # Skeletons were drawn: the output frame is nearer the frame with demo's drawing than the bare frame
+    # (both went through the lossy codec, so no exact comparison).
+    drawn = plot.draw_people(first, demo.shown(people)).astype(int)
+    assert not np.array_equal(drawn, first)
+    capture = cv2.VideoCapture(os.path.join(out, 'clip_pose.mp4'))
+    ok, written_frame = capture.read()
+    capture.release()
+    written_frame = cv2.cvtColor(written_frame, cv2.COLOR_BGR2RGB).astype(int)
+    changed = np.abs(drawn - first).sum(axis=2) > 0
+    assert np.abs(written_frame - drawn)[changed].mean() < np.abs(written_frame - first.astype(int))[changed].mean()
 
 
-def test_demo_with_several_scales(real_image_path, inference_checkpoint, tmp_path, capsys):
+def test_demo_skips_a_video_it_cannot_write_and_goes_on(real_image_path, inference_checkpoint, tmp_path,
+                                                        monkeypatch, capsys):
+    video = str(tmp_path / 'clip.mp4')
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 5.0, (160, 106))
+    writer.write(cv2.resize(cv2.imread(real_image_path), (160, 106)))
+    writer.release()
+
+    def unwritable(stem, fps, shape):
+        raise OSError('OpenCV cannot write a video to %s' % stem)
+
+    monkeypatch.setattr(demo, 'open_video_writer', unwritable)
+    out = str(tmp_path / 'out')
+    code, stdout, stderr = _run([video, real_image_path, '--checkpoint', inference_checkpoint, '--output', out,
+                                 '--longer-side', '65'], capsys)
+    assert code == 0, stderr
+    assert 'SKIPPED OpenCV cannot write a video' in stderr and 'results for 1 of 2 inputs' in stdout
+    assert os.path.isfile(os.path.join(out, '000000000785.json'))
+
+
+def test_demo_with_several_scales(real_image_path, inference_checkpoint, tmp_path, monkeypatch, capsys):
     out = str(tmp_path / 'out')
     code, _, stderr = _run([real_image_path, '--checkpoint', inference_checkpoint, '--output', out,
                             '--scales', '97', '161'], capsys)
@@ -189,6 +234,36 @@ def test_demo_with_several_scales(real_image_path, inference_checkpoint, tmp_pat
     record = _load(os.path.join(out, '000000000785.json'))
     assert record['longer_sides'] == [97, 161]
     _check_json(record, 425, 640)
+    # --multi-scale runs config.EVAL_SCALES (made small here: the paper's sizes take minutes on a CPU).
+    monkeypatch.setattr(config, 'EVAL_SCALES', (65, 97))
+    code, _, stderr = _run([real_image_path, '--checkpoint', inference_checkpoint, '--output', out,
+                            '--multi-scale'], capsys)
+    assert code == 0, stderr
+    assert _load(os.path.join(out, '000000000785.json'))['longer_sides'] == [65, 97]
+
+
+def test_demo_quickstart_preset(real_image_path, inference_checkpoint, tmp_path, monkeypatch, capsys):
+    """--preset quickstart: the preset's checkpoint folder, config.DEMO_PRESET_IMAGES synthetic validation
+    images, at the preset's DEMO_LONGER_SIDE unless --longer-side says otherwise."""
+    synthetic = tmp_path / 'synthetic'
+    (synthetic / 'val2017').mkdir(parents=True)
+    bgr = cv2.resize(cv2.imread(real_image_path), (97, 65))
+    for n in range(config.DEMO_PRESET_IMAGES + 1):
+        assert cv2.imwrite(str(synthetic / 'val2017' / ('%03d.jpg' % n)), bgr)
+    monkeypatch.setattr(config, 'SYNTHETIC_DIR', str(synthetic))
+    monkeypatch.setattr(config, 'QUICKSTART', dict(config.QUICKSTART, TRAIN_DIR=inference_checkpoint,
+                                                   DEMO_LONGER_SIDE=81))
+    out = str(tmp_path / 'out')
+    code, stdout, stderr = _run(['--preset', 'quickstart', '--output', out], capsys)
+    assert code == 0, stderr
+    assert 'results for %d of %d inputs' % ((config.DEMO_PRESET_IMAGES,) * 2) in stdout
+    record = _load(os.path.join(out, '000.json'))
+    assert record['longer_sides'] == [81]
+    assert record['checkpoint'] == inference.find_checkpoint(inference_checkpoint)
+    code, _, stderr = _run(['--preset', 'quickstart', '--output', out, '--longer-side', '65', '--limit', '1'],
+                           capsys)
+    assert code == 0, stderr
+    assert _load(os.path.join(out, '000.json'))['longer_sides'] == [65]
 
 
 def test_demo_without_a_checkpoint_says_how_to_get_one(real_image_path, tmp_path, monkeypatch, capsys):
