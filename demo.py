@@ -318,10 +318,10 @@ def parse_args(argv=None):
     parser.add_argument('--debug', action='store_true', help='also write heatmap, Hough-map and offset pictures')
     parser.add_argument('--limit', type=int, help='process only the first N inputs')
     parser.add_argument('--max-frames', type=int, help='process only the first N frames of each video')
-    parser.add_argument('--preset', choices=('quickstart',), help='quickstart: the model of `train.py --preset '
-                                                                 'quickstart` on %d synthetic validation images at longer side %s'
-                                                                 % (config.DEMO_PRESET_IMAGES,
-                                                                    config.QUICKSTART['DEMO_LONGER_SIDE']))
+    parser.add_argument('--preset', choices=('quickstart',),
+                        help='quickstart: the model of `train.py --preset quickstart` on %d synthetic validation '
+                             'images at longer side %s' % (config.DEMO_PRESET_IMAGES,
+                                                           config.QUICKSTART['DEMO_LONGER_SIDE']))
     args = parser.parse_args(argv)
     for name in ('longer_side', 'limit', 'max_frames'):
         value = getattr(args, name)

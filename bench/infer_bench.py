@@ -6,12 +6,12 @@ For each input size (longer side) it runs what demo.py runs on one image: infere
 the network at config.EVAL_OUTPUT_STRIDE, decoding, mapping back to source pixels), then the pose and mask
 pictures and the JSON with RLE masks (demo.py's functions).
 
-The network is ResNet-v2 of config.BACKBONE_DEPTH (101) with random weights (its time does not depend on the weights). A random network's
-maps hold no people, so decoding would have nothing to do: the decoder is handed instead the ground truth of
-the image encoded as maps at the same size (inference.GroundTruthNetwork, what a good network outputs), after
-the network has run. The image is a real COCO image of ../shared/coco_sample with 13 people
-(train2017/000000260906.jpg); without ../shared, a synthetic scene. --checkpoint runs a trained network and
-decodes its own maps. The first run of each size is a warm-up and is not counted.
+The network is ResNet-v2 of config.BACKBONE_DEPTH (101) with random weights (its time does not depend on the
+weights). A random network's maps hold no people, so decoding would have nothing to do: the decoder is handed
+instead the ground truth of the image encoded as maps at the same size (inference.GroundTruthNetwork, what a
+good network outputs), after the network has run. The image is a real COCO image of ../shared/coco_sample with
+13 people (train2017/000000260906.jpg); without ../shared, a synthetic scene. --checkpoint runs a trained
+network and decodes its own maps. The first run of each size is a warm-up and is not counted.
 
 Columns: ms per image for network (resize, pad, session run; with the ground truth, also its encoding, a few
 ms), decoding (post_proc.decode, mapping back), drawing (pose and mask pictures, JSON with RLE masks), their

@@ -2,7 +2,8 @@
 
 One export per session of the shared test checkpoint (conftest.inference_checkpoint); the outputs of the
 SavedModel, of the frozen graph and of inference.CheckpointNetwork are compared on a synthetic picture (runs
-without ../shared), and the checkpoint network is checked against the Polyak averages read straight from the checkpoint file.
+without ../shared), and the checkpoint network is checked against the Polyak averages read straight from the
+checkpoint file.
 """
 import json
 import os
