@@ -30,7 +30,6 @@ to train one), the model settings a checkpoint was trained with (`checkpoint_set
 of any common kind (`read_image`, `to_rgb_uint8`: grey, RGBA, 16-bit, float).
 """
 import collections
-import glob
 import os
 import re
 import sys
@@ -39,15 +38,17 @@ import time
 import cv2
 import numpy as np
 
+import checkpoints
 import config
 import data_generator
 import post_proc
+from checkpoints import checkpoint_prefix as _checkpoint_prefix, latest_in, step_of as _step_of
 
 INPUT_NAME = 'image'  # graph input: uint8 [H, W, 3] or [1, H, W, 3]
 OUTPUT_SCOPE = 'outputs'  # graph outputs are 'outputs/<name>', name in OUTPUT_NAMES
 OUTPUT_NAMES = tuple(name for name, _ in post_proc.OUTPUT_CHANNELS)
 OFFSET_NAMES = ('short_offsets', 'mid_offsets', 'long_offsets')
-CHECKPOINT_STATE = 'checkpoint'  # tf.train.Saver's state file in a train dir
+CHECKPOINT_STATE = checkpoints.CHECKPOINT_STATE
 EMA_SUFFIX = '/ExponentialMovingAverage'  # Polyak averages in a train.py checkpoint: '<variable>' + this
 
 
@@ -77,36 +78,6 @@ def how_to_get_a_checkpoint():
             '  or put a train.py checkpoint (checkpoint, model.ckpt-<step>.index, model.ckpt-<step>.data-*, '
             'config.json)\n'
             '  in %s (config.TRAIN_DIR), or pass --checkpoint DIR_OR_PREFIX.' % config.TRAIN_DIR)
-
-
-def _checkpoint_prefix(path):
-    """The checkpoint prefix `path` names ('x.index', 'x.data-00000-of-00001' or 'x' itself), or None."""
-    for pattern in (r'\.index$', r'\.data-\d+-of-\d+$', r'\.meta$'):
-        path = re.sub(pattern, '', path)
-    return path if os.path.isfile(path + '.index') else None
-
-
-def _step_of(prefix):
-    match = re.search(r'-(\d+)$', prefix)
-    return int(match.group(1)) if match else -1
-
-
-def latest_in(directory):
-    """Newest checkpoint prefix in `directory`: the one its 'checkpoint' state file names if that exists,
-    else the highest step among '*.index' files; None if there is none."""
-    state = os.path.join(directory, CHECKPOINT_STATE)
-    if os.path.isfile(state):
-        with open(state) as f:
-            match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', f.read(), re.MULTILINE)
-        if match:
-            named = match.group(1)
-            prefix = _checkpoint_prefix(named if os.path.isabs(named) else os.path.join(directory, named))
-            if prefix:
-                return prefix
-    prefixes = [p[:-len('.index')] for p in glob.glob(os.path.join(directory, '*.index'))]
-    if not prefixes:
-        return None
-    return max(prefixes, key=lambda p: (_step_of(p), os.path.getmtime(p + '.index')))
 
 
 def find_checkpoint(path=None):

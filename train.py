@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 
+import checkpoints
 import config
 
 CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
@@ -155,26 +156,17 @@ def model_overrides(train_dir):
     return overrides
 
 
-def _checkpoint_exists(prefix):
-    """True if a TF checkpoint (V2 '<prefix>.index' or a V1 single file) exists at `prefix`."""
-    return os.path.isfile(prefix + '.index') or os.path.isfile(prefix)
-
-
 def checkpoint_step(train_dir):
     """Global step of the newest checkpoint in `train_dir` (from its name model.ckpt-<step>), None if none."""
-    tf = _tf()
-    latest = tf.train.latest_checkpoint(train_dir) if os.path.isdir(train_dir) else None
+    latest = checkpoints.latest_in(train_dir)
     if latest is None:
         return None
-    try:
-        return int(latest.rsplit('-', 1)[1])
-    except (IndexError, ValueError):
-        return 0
+    return max(checkpoints.step_of(latest), 0)
 
 
 def has_checkpoint(train_dir):
     """True if the train dir holds a checkpoint to resume from (its 'checkpoint' state file), without TF."""
-    return os.path.isfile(os.path.join(train_dir, 'checkpoint'))
+    return os.path.isfile(os.path.join(train_dir, checkpoints.CHECKPOINT_STATE))
 
 
 def backbone_scope(depth=None):
@@ -234,7 +226,7 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     except OSError as e:
         problems.append('train dir %s is not writable (config.TRAIN_DIR or --train-dir): %s' % (train_dir, e))
     else:
-        if not has_checkpoint(train_dir) and not from_scratch and not _checkpoint_exists(backbone_checkpoint):
+        if not has_checkpoint(train_dir) and not from_scratch and not checkpoints.exists(backbone_checkpoint):
             problems.append(missing_backbone_message(backbone_checkpoint, config.BACKBONE_DEPTH))
     if problems:
         raise BadPathError('\n'.join(problems))
@@ -516,7 +508,7 @@ def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_ch
     tf = _tf()
     from_scratch = config.TRAIN_FROM_SCRATCH if from_scratch is None else from_scratch
     backbone_checkpoint = config.BACKBONE_CHECKPOINT if backbone_checkpoint is None else backbone_checkpoint
-    latest = tf.train.latest_checkpoint(train_dir)
+    latest = checkpoints.latest_in(train_dir)
     if latest:
         try:
             graph['saver'].restore(sess, latest)
@@ -563,13 +555,12 @@ def write_config_snapshot(train_dir, step, log):
 
 def latest_checkpoint(path):
     """Checkpoint prefix from a train dir (its newest) or a checkpoint prefix; FileNotFoundError if none."""
-    tf = _tf()
     if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        latest = checkpoints.latest_in(path)
         if latest is None:
             raise FileNotFoundError('no checkpoint in %s (train.py writes them there)' % path)
         return latest
-    if _checkpoint_exists(path):
+    if checkpoints.exists(path):
         return path
     raise FileNotFoundError('checkpoint not found: %s' % path)
 
@@ -825,7 +816,7 @@ def _train_session(train_dir, devices, session_config, log, on_step, prefetcher,
             if start_step >= num_steps:
                 log('train: step %d already reaches NUM_STEPS=%d; nothing to do' % (start_step, num_steps))
                 return {'start_step': start_step, 'step': start_step, 'stopped_by': 'done', 'how': how,
-                        'checkpoint': tf.train.latest_checkpoint(train_dir)}
+                        'checkpoint': checkpoints.latest_in(train_dir)}
             writer = tf.summary.FileWriter(train_dir)
             try:
                 with StopRequest(log) as stop:
@@ -910,7 +901,7 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
         raise
     if stop:
         log('train: stopped by %s at step %d; run the same command to resume' % (stop.signal_name, step))
-    return {'step': step, 'checkpoint': state['checkpoint'] or _tf().train.latest_checkpoint(train_dir),
+    return {'step': step, 'checkpoint': state['checkpoint'] or checkpoints.latest_in(train_dir),
             'stopped_by': stop.signal_name or 'done'}
 
 

@@ -226,6 +226,20 @@ def test_more_towers_than_gpus_is_an_error(small, tmp_path):
             train.train(train_dir, log=quiet)
 
 
+def test_checkpoint_discovery_is_shared_with_inference_and_needs_no_tensorflow(trained, tmp_path):
+    import inference
+    newest = os.path.join(trained['dir'], 'model.ckpt-%d' % STEPS)
+    assert train.latest_checkpoint(trained['dir']) == inference.find_checkpoint(trained['dir']) == newest
+    assert train.checkpoint_step(str(tmp_path)) is None and train.checkpoint_step(str(tmp_path / 'no')) is None
+    code = ('import sys, train\n'
+            'print(train.checkpoint_step(sys.argv[1]), train.latest_checkpoint(sys.argv[1]))\n'
+            'print("TENSORFLOW_IMPORTED=%s" % ("tensorflow" in sys.modules))\n')
+    result = subprocess.run([sys.executable, '-c', code, trained['dir']], cwd=REPO_DIR, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split('\n')[:2] == ['%d %s' % (STEPS, newest), 'TENSORFLOW_IMPORTED=False']
+
+
 def test_loss_check_names_the_step_and_the_loss():
     with pytest.raises(train.NonFiniteError, match='step 7: non-finite loss mid'):
         train._check_finite(7, {'total': 1.0, 'mid': float('inf'), 'heatmap': 0.5})
