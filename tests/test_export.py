@@ -132,6 +132,9 @@ def test_serve_example_decodes_what_the_checkpoint_finds(exported, checkpoint_ne
     assert len(served) == len(expected)
     for person, reference in zip(served, expected):
         np.testing.assert_allclose(np.array(person['keypoints']), reference['keypoints'], atol=1e-3)
+    # Without --longer-side: demo.py's default, the training input size export_info.json records.
+    assert serve_example.main([path, '--export', output, '--frozen']) == 0
+    assert 'longer side %d px' % export_model.read_info(output)['training_input_size'] in capsys.readouterr().out
 
 
 def test_export_without_checkpoint_says_how_to_train(tmp_path, capsys):
