@@ -71,6 +71,18 @@ def trained(small, tmp_path_factory):
     return {'dir': train_dir, 'result': result, 'steps': steps}
 
 
+def train_command(train_dir, small, extra):
+    """`python train.py` with the shared run's settings (flags and --set) followed by `extra`; a later --set
+    of the same name wins, so `extra` may override them."""
+    command = [sys.executable, os.path.join(REPO_DIR, 'train.py'), '--train-dir', train_dir,
+               '--annotations', small['TRAIN_ANNOTATIONS'], '--images', small['TRAIN_IMAGES']]
+    for name in ('BACKBONE_DEPTH', 'INPUT_SIZE', 'BATCH_SIZE', 'NUM_WORKERS', 'TRAIN_FROM_SCRATCH',
+                 'FREEZE_BATCH_NORM', 'BATCH_NORM_DECAY', 'LEARNING_RATE', 'LEARNING_RATE_WARMUP_STEPS',
+                 'SCALE_RANGE', 'MAX_TRANSLATION', 'FLIP_PROBABILITY'):
+        command += ['--set', '%s=%r' % (name, small[name])]
+    return command + list(extra)
+
+
 def copy_run(trained, tmp_path):
     """A copy of the shared train dir, so a test can change it freely."""
     target = str(tmp_path / 'run')
@@ -195,13 +207,8 @@ def test_nan_weights_are_not_checkpointed_and_the_command_exits_3(trained, small
     before the update, still finite) reaches save(), which must refuse the inf/NaN weights."""
     train_dir = copy_run(trained, tmp_path)
     before = sorted(os.listdir(train_dir))
-    command = [sys.executable, os.path.join(REPO_DIR, 'train.py'), '--train-dir', train_dir,
-               '--annotations', small['TRAIN_ANNOTATIONS'], '--images', small['TRAIN_IMAGES'],
-               '--steps', str(STEPS + 10), '--checkpoint-every', '1', '--learning-rate', 'inf']
-    for name in ('BACKBONE_DEPTH', 'INPUT_SIZE', 'BATCH_SIZE', 'NUM_WORKERS', 'TRAIN_FROM_SCRATCH',
-                 'FREEZE_BATCH_NORM', 'BATCH_NORM_DECAY', 'LEARNING_RATE_WARMUP_STEPS', 'SCALE_RANGE',
-                 'MAX_TRANSLATION', 'FLIP_PROBABILITY'):
-        command += ['--set', '%s=%r' % (name, small[name])]
+    command = train_command(train_dir, small, ['--steps', str(STEPS + 10), '--checkpoint-every', '1',
+                                               '--set', 'LEARNING_RATE=1e999'])  # float inf
     result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 3, result.stdout + result.stderr
     assert 'step %d: the weights hold NaN or inf' % (STEPS + 1) in result.stderr, result.stderr
@@ -305,14 +312,8 @@ def test_two_towers_match_one_tower(synthetic_data, small, tmp_path):
 
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(trained, small, tmp_path):
     train_dir = copy_run(trained, tmp_path)
-    command = [sys.executable, os.path.join(REPO_DIR, 'train.py'), '--train-dir', train_dir,
-               '--annotations', small['TRAIN_ANNOTATIONS'], '--images', small['TRAIN_IMAGES'],
-               '--steps', '100000', '--checkpoint-every', '100000']
-    for name in ('BACKBONE_DEPTH', 'INPUT_SIZE', 'BATCH_SIZE', 'NUM_WORKERS', 'TRAIN_FROM_SCRATCH',
-                 'FREEZE_BATCH_NORM', 'BATCH_NORM_DECAY', 'LEARNING_RATE', 'LEARNING_RATE_WARMUP_STEPS',
-                 'SCALE_RANGE', 'MAX_TRANSLATION', 'FLIP_PROBABILITY'):
-        command += ['--set', '%s=%r' % (name, small[name])]
-    command += ['--set', 'LOG_EVERY=1']
+    command = train_command(train_dir, small, ['--steps', '100000', '--checkpoint-every', '100000',
+                                               '--set', 'LOG_EVERY=1'])
     process = subprocess.Popen(command, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     lines = []
