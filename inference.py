@@ -590,13 +590,16 @@ class _GraphNetwork(object):
 
 
 class SavedModelNetwork(_GraphNetwork):
-    """export_model.py's SavedModel, through its 'serving_default' signature; stride from export_info.json."""
+    """export_model.py's SavedModel, through its 'serving_default' signature; stride and settings['input_size'] from
+    export_info.json."""
 
     def __init__(self, export_dir, stride=None, threads=None):
         tf = _tf()
         import export_model
         saved_model_dir = export_model.saved_model_dir(export_dir)
-        self.stride = export_model.read_info(export_dir)['stride'] if stride is None else int(stride)
+        info = export_model.read_info(export_dir)
+        self.stride = info['stride'] if stride is None else int(stride)
+        self.settings = {'input_size': info.get('training_input_size')}  # for default_longer_side
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.session = tf.Session(config=_session_config(threads))
@@ -608,12 +611,15 @@ class SavedModelNetwork(_GraphNetwork):
 
 
 class FrozenGraphNetwork(_GraphNetwork):
-    """export_model.py's frozen GraphDef (weights as constants); stride from export_info.json beside it."""
+    """export_model.py's frozen GraphDef (weights as constants); stride and settings['input_size'] from
+    export_info.json beside it."""
 
     def __init__(self, export_dir, stride=None, threads=None):
         tf = _tf()
         import export_model
-        self.stride = export_model.read_info(export_dir)['stride'] if stride is None else int(stride)
+        info = export_model.read_info(export_dir)
+        self.stride = info['stride'] if stride is None else int(stride)
+        self.settings = {'input_size': info.get('training_input_size')}  # for default_longer_side
         graph_def = tf.GraphDef()
         with open(export_model.frozen_graph_path(export_dir), 'rb') as f:
             graph_def.ParseFromString(f.read())

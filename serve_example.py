@@ -49,14 +49,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         import export_model
-        info = export_model.read_info(args.export)
+        export_model.read_info(args.export)  # a missing export fails here, before TensorFlow starts
         image = inference.read_image(args.image)
     except (FileNotFoundError, IOError) as error:
         print('serve_example.py: error: %s' % error, file=sys.stderr)
         return 2
     network = load(args.export, args.frozen)
-    # The same choice as demo.py; an exported network knows its training size from export_info.json.
-    network.settings = {'input_size': info.get('training_input_size')}
+    # The same choice as demo.py; the exported network knows its training size from export_info.json.
     longer_side = inference.default_longer_side(network, args.longer_side)
     try:
         people = detect(network, image, longer_side)
