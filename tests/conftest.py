@@ -4,6 +4,7 @@ Tests that need ../shared (real COCO sample, TF-Slim reference) skip with a reas
 fresh clone passes; under CI (CI=true) a missing ../shared fails instead, so that nothing skips silently there.
 """
 import os
+import subprocess
 import sys
 
 import pytest
@@ -44,6 +45,25 @@ def coco_sample():
 def slim_reference():
     """Folder of the TF-Slim ResNet-v2 reference (manifests, make_checkpoint.py, reference outputs)."""
     return require_shared(SLIM_REFERENCE_DIR)
+
+
+@pytest.fixture(scope='session')
+def make_slim_checkpoint(slim_reference, tmp_path_factory):
+    """depth -> prefix of the checkpoint ../shared/slim_reference/make_checkpoint.py writes from that depth's
+    manifest (TF-Slim names, deterministic well-scaled weights; made once per session and depth)."""
+    made = {}
+
+    def make(depth):
+        if depth not in made:
+            prefix = str(tmp_path_factory.mktemp('slim_%d' % depth) / ('resnet_v2_%d.ckpt' % depth))
+            command = [sys.executable, os.path.join(slim_reference, 'make_checkpoint.py'),
+                       os.path.join(slim_reference, 'resnet_v2_%d.manifest' % depth), prefix]
+            result = subprocess.run(command, capture_output=True, text=True)
+            assert result.returncode == 0, 'make_checkpoint.py failed:\n%s' % result.stderr[-3000:]
+            made[depth] = prefix
+        return made[depth]
+
+    return make
 
 
 @pytest.fixture(scope='session')

@@ -462,16 +462,10 @@ def test_refinement_shrinks_noisy_mid_offsets_with_exact_short_offsets_real(crow
 # ----------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def backbone_checkpoint(slim_reference, tmp_path_factory):
-    """A TF-Slim-named ResNet-v2-50 checkpoint with the reference's deterministic, well-scaled weights:
-    a stand-in for the ImageNet release (a random backbone with frozen batch norm has exploding features)."""
-    import subprocess
-    import sys
-    prefix = str(tmp_path_factory.mktemp('backbone') / 'resnet_v2_50.ckpt')
-    result = subprocess.run([sys.executable, slim_reference + '/make_checkpoint.py',
-                             slim_reference + '/resnet_v2_50.manifest', prefix], capture_output=True, text=True)
-    assert result.returncode == 0, 'make_checkpoint.py failed:\n%s' % result.stderr[-3000:]
-    return prefix
+def backbone_checkpoint(make_slim_checkpoint):
+    """A TF-Slim-named checkpoint with the reference's deterministic, well-scaled weights: a stand-in for the
+    ImageNet release (tests/conftest.py, shared with test_resnet.py)."""
+    return make_slim_checkpoint(TEST_DEPTH)
 
 
 def _init(sess, checkpoint):

@@ -6,8 +6,6 @@ once per depth and its session reused; inputs are the reference's 2x97x97 images
 """
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -83,24 +81,6 @@ class Network:
             self.sess.run(self.initializer)
             resnet.load_backbone_checkpoint(self.sess, checkpoint, self.scope)
         return self.sess
-
-
-@pytest.fixture(scope='session')
-def make_slim_checkpoint(slim_reference, tmp_path_factory):
-    """depth -> prefix of the checkpoint make_checkpoint.py writes from that depth's manifest (made once)."""
-    made = {}
-
-    def make(depth):
-        if depth not in made:
-            prefix = str(tmp_path_factory.mktemp('slim_%d' % depth) / ('resnet_v2_%d.ckpt' % depth))
-            command = [sys.executable, os.path.join(slim_reference, 'make_checkpoint.py'),
-                       os.path.join(slim_reference, 'resnet_v2_%d.manifest' % depth), prefix]
-            result = subprocess.run(command, capture_output=True, text=True)
-            assert result.returncode == 0, 'make_checkpoint.py failed:\n%s' % result.stderr[-3000:]
-            made[depth] = prefix
-        return made[depth]
-
-    return make
 
 
 @pytest.fixture(scope='module')
