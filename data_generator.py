@@ -372,6 +372,16 @@ def padded_shape(image_shape, stride):
     return tuple(((side - 1 + stride - 1) // stride) * stride + 1 for side in image_shape[:2])
 
 
+def pad_to_grid(image, stride):
+    """Pads bottom/right with config.PAD_VALUE to the padded_shape sides (the image itself if already so)."""
+    height, width = image.shape[:2]
+    out_height, out_width = padded_shape(image.shape, stride)
+    if (out_height, out_width) == (height, width):
+        return image
+    return cv2.copyMakeBorder(image, 0, out_height - height, 0, out_width - width, cv2.BORDER_CONSTANT,
+                              value=tuple(float(v) for v in config.PAD_VALUE))
+
+
 def encode_example(example, stride):
     """Targets of an example WITHOUT augmentation (eval.py's oracle mode).
 
@@ -384,11 +394,8 @@ def encode_example(example, stride):
     Returns:
       dict 'image' uint8 [H_pad, W_pad, 3] and the maps of make_targets.
     """
-    image = example['image']
-    height, width = image.shape[:2]
-    out_height, out_width = padded_shape(image.shape, stride)
-    padded = cv2.copyMakeBorder(image, 0, out_height - height, 0, out_width - width, cv2.BORDER_CONSTANT,
-                                value=tuple(float(v) for v in config.PAD_VALUE))
+    padded = pad_to_grid(example['image'], stride)
+    out_height, out_width = padded.shape[:2]
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     masks = transformer.warp_masks_to_grid(example['masks'], identity, (out_height, out_width), stride)
     crowd = transformer.warp_masks_to_grid(example['crowd_mask'], identity, (out_height, out_width), stride)

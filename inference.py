@@ -38,7 +38,6 @@ import time
 import cv2
 import numpy as np
 
-import checkpoints
 import config
 import data_generator
 import post_proc
@@ -48,7 +47,6 @@ INPUT_NAME = 'image'  # graph input: uint8 [H, W, 3] or [1, H, W, 3]
 OUTPUT_SCOPE = 'outputs'  # graph outputs are 'outputs/<name>', name in OUTPUT_NAMES
 OUTPUT_NAMES = tuple(name for name, _ in post_proc.OUTPUT_CHANNELS)
 OFFSET_NAMES = ('short_offsets', 'mid_offsets', 'long_offsets')
-CHECKPOINT_STATE = checkpoints.CHECKPOINT_STATE
 EMA_SUFFIX = '/ExponentialMovingAverage'  # Polyak averages in a train.py checkpoint: '<variable>' + this
 
 
@@ -101,14 +99,14 @@ def find_checkpoint(path=None):
             raise NoCheckpointError('checkpoint not found: %s (neither a folder nor a checkpoint prefix with '
                                     'a .index file).\n%s' % (path, how_to_get_a_checkpoint()))
         return prefix
-    prefix = latest_in(config.TRAIN_DIR) if os.path.isdir(config.TRAIN_DIR) else None
+    prefix = latest_in(config.TRAIN_DIR)
     if prefix:
         return prefix
     found = []
     if os.path.isdir(config.MODEL_DIR):
         for name in sorted(os.listdir(config.MODEL_DIR)):
             folder = os.path.join(config.MODEL_DIR, name)
-            candidate = latest_in(folder) if os.path.isdir(folder) else None
+            candidate = latest_in(folder)
             if candidate:
                 found.append(candidate)
     if not found:
@@ -256,11 +254,6 @@ Geometry = collections.namedtuple('Geometry', [
 ])
 
 
-def padded_shape(shape, stride):
-    """Smallest (n_h*s + 1, n_w*s + 1) holding an (H, W) input."""
-    return tuple(((int(side) - 1 + stride - 1) // stride) * stride + 1 for side in shape[:2])
-
-
 def resize_longer_side(image, longer_side):
     """Resizes so the longer side is `longer_side` px (None: unchanged). Returns (image, (f_x, f_y))."""
     height, width = image.shape[:2]
@@ -277,20 +270,10 @@ def resize_longer_side(image, longer_side):
     return cv2.resize(image, size, interpolation=interpolation), (size[0] / float(width), size[1] / float(height))
 
 
-def pad_to_grid(image, stride):
-    """Pads bottom/right with config.PAD_VALUE to n*stride + 1 sides (unchanged if already so)."""
-    height, width = image.shape[:2]
-    out_height, out_width = padded_shape(image.shape, stride)
-    if (out_height, out_width) == (height, width):
-        return image
-    return cv2.copyMakeBorder(image, 0, out_height - height, 0, out_width - width, cv2.BORDER_CONSTANT,
-                              value=tuple(float(v) for v in config.PAD_VALUE))
-
-
 def prepare(image, longer_side, stride):
     """Source image -> (network input uint8 [H_pad, W_pad, 3], Geometry)."""
     resized, scale = resize_longer_side(image, longer_side)
-    padded = pad_to_grid(resized, stride)
+    padded = data_generator.pad_to_grid(resized, stride)
     return padded, Geometry(tuple(image.shape[:2]), tuple(resized.shape[:2]), tuple(padded.shape[:2]), scale)
 
 
@@ -523,7 +506,23 @@ def restore_polyak_weights(sess, prefix):
     return warnings
 
 
-class CheckpointNetwork(object):
+class _GraphNetwork(object):
+    """Runs an inference graph: the checkpoint's, or an imported one (SavedModel or frozen GraphDef) whose
+    input is 'image' and outputs 'outputs/<name>'. Call: uint8 [H, W, 3] -> dict name -> float32 [H', W', C]
+    (padding to n*stride+1 happens inside the graph)."""
+
+    def _bind(self, input_name, output_names):
+        self.image = self.graph.get_tensor_by_name(input_name)
+        self.outputs = {name: self.graph.get_tensor_by_name(tensor)[0] for name, tensor in output_names.items()}
+
+    def __call__(self, image):
+        return self.session.run(self.outputs, {self.image: image})
+
+    def close(self):
+        self.session.close()
+
+
+class CheckpointNetwork(_GraphNetwork):
     """The network of a train.py checkpoint, Polyak-averaged weights, in its own graph and session.
 
     Args:
@@ -566,27 +565,6 @@ class CheckpointNetwork(object):
     @property
     def depth(self):
         return self.settings['overrides'].get('BACKBONE_DEPTH', config.BACKBONE_DEPTH)
-
-    def __call__(self, image):
-        """uint8 [H, W, 3] -> dict name -> float32 [H', W', C] (padding to n*stride+1 happens inside)."""
-        return self.session.run(self.outputs, {self.image: image})
-
-    def close(self):
-        self.session.close()
-
-
-class _GraphNetwork(object):
-    """Runs an imported inference graph (SavedModel or frozen GraphDef): input 'image', 'outputs/<name>'."""
-
-    def _bind(self, input_name, output_names):
-        self.image = self.graph.get_tensor_by_name(input_name)
-        self.outputs = {name: self.graph.get_tensor_by_name(tensor)[0] for name, tensor in output_names.items()}
-
-    def __call__(self, image):
-        return self.session.run(self.outputs, {self.image: image})
-
-    def close(self):
-        self.session.close()
 
 
 class SavedModelNetwork(_GraphNetwork):
