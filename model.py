@@ -309,34 +309,26 @@ def _check_same_grid(prediction, target, name):
                          '(same stride and input size?)' % (name, ts, ps))
 
 
-def logistic_loss(logits, labels, weights):
-    """Weighted mean logistic loss: sum(w * xent) / sum(w) over all positions and channels; 0 if sum(w)=0.
+def logistic_loss_sums(logits, labels, weights):
+    """Weighted logistic loss as (numerator sum(w * xent), denominator sum(w)), scalar float32 tensors, over
+    all positions and channels; losses_from_sums divides them (0 if sum(w) = 0).
 
     Args:
       logits, labels: float32 [B, H', W', C]; weights: float32 [B, H', W', 1] (broadcast over channels).
     """
-    return tf.math.divide_no_nan(*logistic_loss_sums(logits, labels, weights))
-
-
-def logistic_loss_sums(logits, labels, weights):
-    """logistic_loss as (numerator sum(w * xent), denominator sum(w)): scalar float32 tensors."""
     xent = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
     weights = weights * tf.ones_like(xent)
     return tf.reduce_sum(xent * weights), tf.reduce_sum(weights)
 
 
-def offset_loss(offsets, targets, valid, norm):
-    """L1 offset loss divided by `norm`, averaged over the valid (position, field) pairs; 0 if none is valid.
+def offset_loss_sums(offsets, targets, valid, norm):
+    """L1 offset loss divided by `norm` as (numerator sum(valid L1 errors) / norm, denominator sum(valid)),
+    scalar float32; losses_from_sums divides them: the mean over the valid (position, field) pairs, 0 if none.
 
     Per pair the L1 norm |dx| + |dy| of the error (input px) counts once.
     Args:
       offsets, targets: float32 [B, H', W', 2F] (dx, dy interleaved); valid: float32 [B, H', W', F] in {0, 1}.
     """
-    return tf.math.divide_no_nan(*offset_loss_sums(offsets, targets, valid, norm))
-
-
-def offset_loss_sums(offsets, targets, valid, norm):
-    """offset_loss as (numerator sum(valid L1 errors) / norm, denominator sum(valid)): scalar float32."""
     error = tf.abs(offsets - targets)
     fields = tf.shape(valid)
     error = tf.reduce_sum(tf.reshape(error, tf.concat([fields, [2]], axis=0)), axis=-1)  # |dx| + |dy|
@@ -345,13 +337,9 @@ def offset_loss_sums(offsets, targets, valid, norm):
     return tf.reduce_sum(error) / norm, tf.reduce_sum(valid)
 
 
-def head_losses(outputs, targets, norm=None):
-    """The five unweighted losses of one set of heads: dict name -> scalar float32 tensor."""
-    return {name: tf.math.divide_no_nan(*sums) for name, sums in head_loss_sums(outputs, targets, norm).items()}
-
-
 def head_loss_sums(outputs, targets, norm=None):
-    """head_losses before their division: dict name -> (numerator, denominator), scalar float32 tensors.
+    """The five unweighted losses of one set of heads before their division: dict name -> (numerator,
+    denominator), scalar float32 tensors.
 
     Sums add up over sub-batches (e.g. multi-GPU towers): dividing the added sums once gives the loss of the
     whole batch, whatever the number of valid positions in each part.
@@ -407,7 +395,19 @@ def weight_decay_loss(variables=None, decay=None):
     return decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])
 
 
-def compute_losses(outputs, targets, weights=None, variables=None, return_sums=False):
+def loss_sums(outputs, targets):
+    """(numerator, denominator) of every head loss: dict 'heatmap', ..., 'long' of the final heads and
+    'intermediate/heatmap', ... when outputs hold 'intermediate' (head_loss_sums). Sums of several sub-batches
+    add up; losses_from_sums turns them into the losses of the whole batch."""
+    sums = head_loss_sums(outputs, targets)
+    if outputs.get('intermediate') is not None:
+        with tf.name_scope('intermediate'):
+            extra = head_loss_sums(outputs['intermediate'], targets)
+        sums.update(('intermediate/' + name, value) for name, value in extra.items())
+    return sums
+
+
+def compute_losses(outputs, targets, weights=None, variables=None):
     """The PersonLab losses (PAPER.md, "Losses"), each exposed separately.
 
     Args:
@@ -419,19 +419,11 @@ def compute_losses(outputs, targets, weights=None, variables=None, return_sums=F
       dict of scalar float32 tensors: 'heatmap', 'segmentation', 'short', 'mid', 'long' (unweighted, of the
       final heads), 'intermediate' (weighted sum of the intermediate heads' losses times
       config.INTERMEDIATE_LOSS_WEIGHT; 0 without intermediate heads), 'weight_decay' and 'total'
-      (weighted sum of the five + intermediate + weight decay).
-      With return_sums=True: (that dict, sums) where sums maps 'heatmap', ..., 'long' and
-      'intermediate/heatmap', ... to each loss's (numerator, denominator) (head_loss_sums); add the sums of
-      several sub-batches and pass them to losses_from_sums to get the loss of the whole batch.
+      (weighted sum of the five + intermediate + weight decay). Multi-tower training adds the towers'
+      loss_sums and calls losses_from_sums once instead.
     """
     with tf.name_scope('losses'):
-        sums = head_loss_sums(outputs, targets)
-        if outputs.get('intermediate') is not None:
-            with tf.name_scope('intermediate'):
-                extra = head_loss_sums(outputs['intermediate'], targets)
-            sums.update(('intermediate/' + name, value) for name, value in extra.items())
-        losses = losses_from_sums(sums, weight_decay_loss(variables), weights)
-    return (losses, sums) if return_sums else losses
+        return losses_from_sums(loss_sums(outputs, targets), weight_decay_loss(variables), weights)
 
 
 def losses_from_sums(sums, weight_decay, weights=None):

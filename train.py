@@ -49,9 +49,6 @@ import config
 CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
 CHECKPOINT_PREFIX = 'model.ckpt'  # checkpoints are <train dir>/model.ckpt-<global step>
 PRESETS = {'quickstart': 'QUICKSTART'}  # --preset name -> dict of config overrides in config.py
-# Target maps fed to the network (data_generator's target contract), with their channel counts.
-TARGET_NAMES = ('heatmaps', 'short_offsets', 'short_valid', 'mid_offsets', 'mid_valid', 'long_offsets',
-                'long_valid', 'segmentation', 'seg_weights', 'kp_weights')
 LOSS_ORDER = ('total', 'heatmap', 'segmentation', 'short', 'mid', 'long', 'intermediate', 'weight_decay')
 DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.tar.gz'
 # Config values that steer the run but not what is learnt: changing them on resume is normal, not warned about.
@@ -258,19 +255,6 @@ def _tf():
     return tf
 
 
-def target_shapes(input_size, stride):
-    """Per-sample shape of each fed array: dict name -> [H, W, C] (image on the input grid, targets on the
-    output grid of `stride`)."""
-    side = (input_size - 1) // stride + 1
-    k, e = config.NUM_KEYPOINTS, config.NUM_EDGES
-    channels = {'heatmaps': k, 'short_offsets': 2 * k, 'short_valid': k, 'mid_offsets': 2 * e,
-                'mid_valid': e, 'long_offsets': 2 * k, 'long_valid': k, 'segmentation': 1,
-                'seg_weights': 1, 'kp_weights': 1}
-    shapes = {name: [side, side, channels[name]] for name in TARGET_NAMES}
-    shapes['image'] = [input_size, input_size, 3]
-    return shapes
-
-
 def learning_rate_schedule(global_step, num_steps=None):
     """Learning rate tensor at `global_step`, from config (LEARNING_RATE, LEARNING_RATE_SCHEDULE, ...).
 
@@ -343,7 +327,7 @@ def sum_gradients(tower_grads):
 
 
 def add_sums(tower_sums):
-    """Adds the (numerator, denominator) loss sums of model.compute_losses over towers: dict name -> pair."""
+    """Adds the (numerator, denominator) loss sums of model.loss_sums over towers: dict name -> pair."""
     tf = _tf()
     return {name: (tf.add_n([t[name][0] for t in tower_sums]), tf.add_n([t[name][1] for t in tower_sums]))
             for name in tower_sums[0]}
@@ -428,11 +412,10 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
     stride = config.TRAIN_OUTPUT_STRIDE
     variable_device = '/cpu:0' if num_towers > 1 else devices[0]
 
-    shapes = target_shapes(input_size, stride)
+    import data_generator  # the fed arrays are data_generator's samples: same names, shapes and dtypes
     with tf.device('/cpu:0'):
-        inputs = {'image': tf.placeholder(tf.uint8, [batch_size] + shapes['image'], name='image')}
-        for name in TARGET_NAMES:
-            inputs[name] = tf.placeholder(tf.float32, [batch_size] + shapes[name], name=name)
+        inputs = {name: tf.placeholder(tf.as_dtype(dtype), (batch_size,) + shape, name=name)
+                  for name, shape, dtype in data_generator.sample_layout(input_size, stride)}
         split = {name: tf.split(tensor, num_towers, axis=0) for name, tensor in inputs.items()}
         global_step = tf.train.get_or_create_global_step()
         learning_rate = learning_rate_schedule(global_step, num_steps)
@@ -442,13 +425,13 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
     for i, device in enumerate(devices):
         with tf.device(_placement(variable_device, device)), tf.name_scope('tower_%d' % i):
             images = split['image'][i]
-            targets = {name: split[name][i] for name in TARGET_NAMES}
+            targets = {name: split[name][i] for name in data_generator.TARGET_CHANNELS}
             outputs = model.build_model(images, is_training=True, output_stride=stride,
                                         depth=config.BACKBONE_DEPTH, reuse=True if i else None)
-            losses, sums = model.compute_losses(outputs, targets, return_sums=True)
-            tower_sums.append(sums)
+            with tf.name_scope('losses'):
+                tower_sums.append(model.loss_sums(outputs, targets))
             if i == 0:
-                weight_decay = losses['weight_decay']
+                weight_decay = model.weight_decay_loss()  # counted once, over the shared variables
                 first = (images, outputs, targets)
                 # Batch-norm statistics (when they train) follow the first tower, as in TF's multi-GPU recipes.
                 update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope='tower_0')
@@ -723,7 +706,7 @@ def _check_finite(step, losses):
             step)
 
 
-def _scalar_summary(values, step):
+def _scalar_summary(values):
     tf = _tf()
     return tf.Summary(value=[tf.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])
 
@@ -751,7 +734,7 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
     """
     train_dir = config.TRAIN_DIR if train_dir is None else train_dir
     check_settings(train_dir)
-    tf = _tf()
+    _tf()  # TensorFlow's seconds of import only once the fast checks passed
     import data_generator
     devices = tower_devices(config.NUM_GPUS) if devices is None else list(devices)
 
@@ -884,7 +867,7 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
                                 format_duration((num_steps - step) / rate if rate > 0 else None)))
                 writer.add_summary(_scalar_summary({'speed/steps_per_second': rate,
                                                     'speed/samples_per_second': rate * batch_size,
-                                                    'speed/input_wait_fraction': wait_fraction}, step), step)
+                                                    'speed/input_wait_fraction': wait_fraction}), step)
                 window = {'start': now, 'wait': 0.0, 'steps': 0, 'sums': {}}
             if step % config.CHECKPOINT_EVERY == 0:
                 save(step)
