@@ -105,6 +105,15 @@ class KeypointPersonsEval(COCOeval):
                     annotation['ignore'] = 1
 
 
+def split_results(results):
+    """(keypoint results, segm results) in COCO's result formats from result dicts holding both tasks' fields
+    (coco_results); a segm result is scored by its 'mask_score'."""
+    keypoint_results = [{k: v for k, v in r.items() if k not in ('segmentation', 'mask_score')} for r in results]
+    segm_results = [dict({k: v for k, v in r.items() if k not in ('keypoints', 'mask_score')}, score=r['mask_score'])
+                    for r in results if 'segmentation' in r]
+    return keypoint_results, segm_results
+
+
 def load_ground_truth(annotation_file):
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         return COCO(annotation_file)
@@ -196,9 +205,7 @@ def run(predictor, annotation_file, image_dir, output=None, max_images=None, pro
     if max_images is not None:
         image_ids = image_ids[:max_images]
     results, seconds = predict_and_decode(predictor, dataset, image_ids, progress)
-    keypoint_results = [{k: v for k, v in r.items() if k not in ('segmentation', 'mask_score')} for r in results]
-    segm_results = [dict({k: v for k, v in r.items() if k not in ('keypoints', 'mask_score')}, score=r['mask_score'])
-                    for r in results if 'segmentation' in r]
+    keypoint_results, segm_results = split_results(results)
     if output:
         for path, entries in ((output, keypoint_results), (segm_output_path(output), segm_results)):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

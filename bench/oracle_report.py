@@ -26,12 +26,12 @@ import os
 import sys
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
 import data_generator  # noqa: E402
 import eval as evaluation  # noqa: E402
+import inference  # noqa: E402
 import post_proc  # noqa: E402
 import transformer  # noqa: E402
 
@@ -72,9 +72,8 @@ def bound_mask(mask, shape, stride):
 
 
 def segm_result(mask, image_id, score):
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle['counts'] = rle['counts'].decode('ascii')
-    return {'image_id': int(image_id), 'category_id': 1, 'segmentation': rle, 'score': float(score)}
+    return {'image_id': int(image_id), 'category_id': 1, 'segmentation': inference.mask_rle(mask),
+            'score': float(score)}
 
 
 def decode_image(targets, height, width, stride, validity=True):
@@ -92,9 +91,7 @@ def average_precisions(coco_gt, image_ids, people_per_image):
     computes them, of decoded people (one list per image id)."""
     people = [r for image_id, image_people in zip(image_ids, people_per_image)
               for r in evaluation.coco_results(image_people, image_id)]
-    keypoint_results = [{k: v for k, v in r.items() if k not in ('segmentation', 'mask_score')} for r in people]
-    segm_results = [dict({k: v for k, v in r.items() if k not in ('keypoints', 'mask_score')}, score=r['mask_score'])
-                    for r in people]
+    keypoint_results, segm_results = evaluation.split_results(people)
     return (evaluation.evaluate(coco_gt, keypoint_results, image_ids, 'keypoints', verbose=False)[0],
             evaluation.evaluate(coco_gt, segm_results, image_ids, 'segm', verbose=False)[0],
             evaluation.evaluate(coco_gt, segm_results, image_ids, 'segm', keypoint_persons_only=True,
