@@ -332,8 +332,8 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
         distance2 = dx.astype(np.float64) ** 2 + dy.astype(np.float64) ** 2  # [M, H', W']
         nearest = np.argmin(distance2, axis=0)
         in_disk = np.take_along_axis(distance2, nearest[None], axis=0)[0] <= radius * radius
-        owners[k] = np.where(in_disk, persons[nearest], -1)
         owner = persons[nearest]
+        owners[k] = np.where(in_disk, owner, -1)
         targets['heatmaps'][..., k] = in_disk
         targets['short_valid'][..., k] = in_disk
         targets['short_offsets'][..., 2 * k] = np.where(in_disk, points[owner, k, 0] - grid_x, 0.0)

@@ -304,7 +304,7 @@ def parts_mask(parts, size):
 
 def draw_background(rng, size):
     """uint8 [size, size, 3] RGB: a smooth colour field around a random tone, fine texture, clutter shapes."""
-    cells = int(rng.integers(config.SYNTHETIC_BACKGROUND_CELLS[0], config.SYNTHETIC_BACKGROUND_CELLS[1] + 1))
+    cells = _count(rng, config.SYNTHETIC_BACKGROUND_CELLS)
     spread = config.SYNTHETIC_BACKGROUND_VARIATION
     field = np.float32(_random_colour(rng)) + rng.uniform(-spread, spread, (cells, cells, 3)).astype(np.float32)
     image = cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
@@ -312,7 +312,7 @@ def draw_background(rng, size):
     texture = rng.standard_normal((fine, fine, 3), dtype=np.float32) * _uniform(rng, config.SYNTHETIC_TEXTURE_STD)
     image += cv2.resize(texture, (size, size), interpolation=cv2.INTER_LINEAR)
     image = np.clip(image, 0, 255).astype(np.uint8)
-    count = int(rng.integers(config.SYNTHETIC_CLUTTER_SHAPES[0], config.SYNTHETIC_CLUTTER_SHAPES[1] + 1))
+    count = _count(rng, config.SYNTHETIC_CLUTTER_SHAPES)
     draw_parts(image, [random_shape(rng, size, config.SYNTHETIC_CLUTTER_SIZE) for _ in range(count)])
     return image
 
@@ -417,12 +417,13 @@ def render_scene(rng, size):
     figures = sorted(people + tiny, key=lambda f: pose_extent(f['pose'])[3])
     for figure in figures:
         figure['full_mask'] = parts_mask(figure['parts'], size)
-    _occlusion(figures, occluder_mask)
-    # Figures hidden almost entirely are left out of the picture (their few pixels could not be annotated).
+    covered = _occlusion(figures, occluder_mask)
+    # Figures hidden almost entirely are left out of the picture (their few pixels could not be annotated);
+    # the others' occlusion is then worked out again without them.
     kept = [f for f in figures if f['visible'].sum() >= config.SYNTHETIC_MIN_VISIBLE_AREA]
     if len(kept) < len(figures):
         figures = kept
-    covered = _occlusion(figures, occluder_mask)
+        covered = _occlusion(figures, occluder_mask)
 
     crowd_mask = np.zeros((size, size), bool)
     if crowd:
