@@ -974,7 +974,6 @@ def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None
     seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
     height, width = image_shape
     people = int(labels.max()) + 1 if labels.size else 0
-    count = people
     masks = []
     if people <= 0:
         return masks
@@ -988,7 +987,7 @@ def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None
         fill = background & (grown < 0) & (neighbour >= 0)
         grown[fill] = neighbour[fill]
     foreground = grid_to_input(segmentation.astype(np.float32), stride, (height, width)) > seg_threshold
-    full = grid_to_input(grown.astype(np.int16) if count < 32767 else grown.astype(np.float32), stride,
+    full = grid_to_input(grown.astype(np.int16) if people < 32767 else grown.astype(np.float32), stride,
                          (height, width), cv2.INTER_NEAREST)
     full = np.where(foreground, full, -1)
     rows_any = np.zeros((people, labels.shape[0]), bool)
