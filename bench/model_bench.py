@@ -76,7 +76,7 @@ def conv_flops(graph):
         if op.type not in CONV_OPS:
             continue
         if op.type == 'MatMul':
-            a, b = op.inputs[0].shape.as_list(), op.inputs[1].shape.as_list()
+            a = op.inputs[0].shape.as_list()
             inner = a[0] if op.get_attr('transpose_a') else a[1]
             total += 2 * int(np.prod(op.outputs[0].shape.as_list())) * inner
             continue

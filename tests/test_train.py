@@ -4,13 +4,11 @@ One short training run (module fixture) is shared: it must lower the loss and le
 config; copies of its train dir are then resumed (same step, same momentum and moving averages), poisoned
 (NaN guard), stopped by SIGTERM, and read back as averaged weights the way eval.py and demo.py do.
 """
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
