@@ -111,6 +111,7 @@ def write_json(path, source, image_shape, prediction, predictor, network, extra=
         'checkpoint': getattr(network, 'checkpoint', None),
         'longer_sides': predictor.scales,
         'stride': predictor.stride,
+        'radius': predictor.radius,
         'keypoint_names': list(config.KEYPOINTS),
         'people': people_json(prediction.people),
     }
@@ -315,6 +316,8 @@ def parse_args(argv=None):
     size.add_argument('--scales', type=int, nargs='+', metavar='SIDE', help='several input sizes (multi-scale)')
     size.add_argument('--multi-scale', action='store_true', help='the paper\'s scales, config.EVAL_SCALES %s'
                                                                  % (config.EVAL_SCALES,))
+    parser.add_argument('--radius', type=float, help='disk radius R in px to decode with (default: the RADIUS the '
+                                                   'checkpoint was trained with, from its config.json)')
     parser.add_argument('--debug', action='store_true', help='also write heatmap, Hough-map and offset pictures')
     parser.add_argument('--limit', type=int, help='process only the first N inputs')
     parser.add_argument('--max-frames', type=int, help='process only the first N frames of each video')
@@ -327,6 +330,8 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error('--%s must be positive' % name.replace('_', '-'))
+    if args.radius is not None and not args.radius > 0:
+        parser.error('--radius must be a positive number of px, got %s' % args.radius)
     return args
 
 
@@ -379,11 +384,11 @@ def main(argv=None):
         scales = args.scales
     else:
         scales = [inference.default_longer_side(network, longer_side)]
-    predictor = inference.Predictor(network, scales)
-    inference.log('demo: %s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, model ready in %.1f s'
-                  % (prefix, network.depth, network.settings['step'],
-                     '/'.join('source' if s is None else str(s) for s in scales), network.stride,
-                     time.perf_counter() - start))
+    predictor = inference.Predictor(network, scales, radius=args.radius)
+    inference.log('demo: %s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, decoding radius %g px, '
+                  'model ready in %.1f s' % (prefix, network.depth, network.settings['step'],
+                                             '/'.join('source' if s is None else str(s) for s in scales),
+                                             network.stride, predictor.radius, time.perf_counter() - start))
     demo = Demo(predictor, network, output_dir, debug=args.debug)
     try:
         demo.run(paths, args.max_frames)
