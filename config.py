@@ -87,6 +87,9 @@ MAX_TRANSLATION = 0.25  # random shift of the crop centre, uniform in +-fraction
 FLIP_PROBABILITY = 0.5  # left-right flip with swapped keypoint types [R]
 ROTATION_DEGREES = 0.0  # max random rotation; 0 turns rotation off (the paper does not rotate) [C]
 PAD_VALUE = (124, 116, 104)  # RGB fill outside the source image (ImageNet mean) [C]
+# Inference shrinks with area averaging (inference.resize_longer_side); plain bilinear warping of a 0.3-0.6x
+# shrink aliases (more high-frequency energy than the test images have). docs/training.md, "Quickstart recipe".
+AUGMENT_AREA_SHRINK = True  # shrinking augmentations average areas first (cv2.INTER_AREA), as inference does [C]
 
 # ----------------------------------------------------------------------------
 # Data pipeline (data_generator.py)
