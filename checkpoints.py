@@ -46,3 +46,11 @@ def latest_in(directory):
     if not prefixes:
         return None
     return max(prefixes, key=lambda p: (step_of(p), os.path.getmtime(p + '.index')))
+
+
+def all_in(directory):
+    """Every checkpoint prefix in `directory` ('*.index' files), oldest step first; [] if none."""
+    if not os.path.isdir(directory):
+        return []
+    prefixes = [p[:-len('.index')] for p in glob.glob(os.path.join(directory, '*.index'))]
+    return sorted(prefixes, key=lambda p: (step_of(p), os.path.getmtime(p + '.index')))

@@ -48,7 +48,7 @@ import config
 
 CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
 CHECKPOINT_PREFIX = 'model.ckpt'  # checkpoints are <train dir>/model.ckpt-<global step>
-PRESETS = {'quickstart': 'QUICKSTART'}  # --preset name -> dict of config overrides in config.py
+PRESETS = {'quickstart': 'QUICKSTART', 'overfit': 'OVERFIT'}  # --preset name -> config overrides in config.py
 LOSS_ORDER = ('total', 'heatmap', 'segmentation', 'short', 'mid', 'long', 'intermediate', 'weight_decay')
 DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.tar.gz'
 # Config values that steer the run but not what is learnt: changing them on resume is normal, not warned about.
@@ -906,7 +906,8 @@ def parse_args(argv=None):
         description='Train PersonLab (settings in config.py; these flags override a few of them).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--preset', choices=sorted(PRESETS),
-                        help='start from a preset of config.py (quickstart: small model, synthetic data, CPU)')
+                        help='start from a preset of config.py (quickstart: small model, synthetic data, CPU; '
+                             'overfit: bench/overfit.py\'s memorisation of a few real images)')
     parser.add_argument('--train-dir', help='checkpoints and summaries (config.TRAIN_DIR)')
     parser.add_argument('--annotations', help='COCO person_keypoints JSON (config.TRAIN_ANNOTATIONS)')
     parser.add_argument('--images', help='folder of the training images (config.TRAIN_IMAGES)')
