@@ -114,6 +114,7 @@ BATCH_NORM_TRAIN_AFFINE = True  # gamma and beta train even with frozen statisti
 # backbone with frozen unit statistics (feature rms ~2e4 at ResNet-101). Checkpoints overwrite it.
 ZERO_INIT_RESIDUAL = True  # each unit's conv3 kernel starts at 0, so a random backbone keeps O(1) features [C]
 REFINEMENT_STEPS = 2  # recurrent offset refinement iterations (Eq. 2) [P]
+LONG_SELF_REFINEMENT_STEPS = 2  # long-range offsets first refined with themselves this often, then with S_k [I]
 INTERMEDIATE_SUPERVISION = True  # extra heads on block3 with the same losses [R/I]
 INTERMEDIATE_LOSS_WEIGHT = 1.0  # weight of the intermediate heads' total loss [C]
 # The intermediate heads read this block's output normalised by the next unit's preact (relu(batch norm) with

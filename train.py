@@ -135,7 +135,9 @@ def load_run_config(train_dir):
 
 # Config values that decide the network a checkpoint holds: eval.py and demo.py build the model with the run's.
 MODEL_CONFIG_NAMES = ('BACKBONE_DEPTH', 'INTERMEDIATE_SUPERVISION', 'INTERMEDIATE_BLOCK', 'OFFSET_OUTPUT_SCALE',
-                      'REFINEMENT_STEPS', 'BATCH_NORM_EPSILON', 'RADIUS')
+                      'REFINEMENT_STEPS', 'LONG_SELF_REFINEMENT_STEPS', 'BATCH_NORM_EPSILON', 'RADIUS')
+# What a run whose config.json predates a model setting trained with: the behaviour before the setting existed.
+MODEL_CONFIG_BEFORE = {'LONG_SELF_REFINEMENT_STEPS': 0}
 
 
 def model_overrides(train_dir):
@@ -150,6 +152,8 @@ def model_overrides(train_dir):
         if name in run_config:
             value = run_config[name]
             overrides[name] = tuple(value) if isinstance(value, list) else value
+        elif name in MODEL_CONFIG_BEFORE:
+            overrides[name] = MODEL_CONFIG_BEFORE[name]
     return overrides
 
 

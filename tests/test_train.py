@@ -429,3 +429,18 @@ def test_input_size_and_batch_split_are_checked_first(tmp_path):
     with train.config_overrides({'BATCH_SIZE': 3, 'NUM_GPUS': 2}):
         with pytest.raises(ValueError, match='multiple of NUM_GPUS'):
             train.check_settings(str(tmp_path))
+
+
+def test_a_run_from_before_a_model_setting_existed_is_built_as_it_was_trained(tmp_path):
+    """config.json of a run older than LONG_SELF_REFINEMENT_STEPS: the model is built without the
+    self-refinement it never had; a newer run's own value wins over config.py's."""
+    import json
+    snapshot = {name: value for name, value in train.config_snapshot().items()
+                if name != 'LONG_SELF_REFINEMENT_STEPS'}
+    with open(str(tmp_path / train.CONFIG_SNAPSHOT), 'w') as f:
+        json.dump({'config': snapshot}, f)
+    assert train.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 0
+    snapshot['LONG_SELF_REFINEMENT_STEPS'] = 3
+    with open(str(tmp_path / train.CONFIG_SNAPSHOT), 'w') as f:
+        json.dump({'config': snapshot}, f)
+    assert train.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 3
