@@ -8,6 +8,7 @@ labelled keypoints (eval.py's 'segm AP (keypoint persons)'): a keypoint-seeded d
 """
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -87,3 +88,22 @@ def save_curve(path, rows, oracle, title):
               ('keypoints AP, oracle %.3f' % oracle[0], [(0, oracle[0])], True),
               ('segm AP, oracle %.3f' % oracle[1], [(0, oracle[1])], True)]
     return plot.save_image(path, plot.curve_picture(series, title=title, x_label='training steps', y_label='AP'))
+
+
+def train_and_measure(train_args, train_dir, annotations, images, longer_side, oracle, png, title):
+    """Runs `python train.py <train_args> --train-dir <train_dir>` (its progress shown as it goes), then measures
+    every checkpoint it left (learning_curve) and draws the curve next to `oracle` into `png`.
+
+    Returns (exit status of train.py, rows of learning_curve); rows is [] when training failed.
+    """
+    command = [sys.executable, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                            'train.py')] + list(train_args) + ['--train-dir', train_dir]
+    print('training: %s' % ' '.join(command), flush=True)
+    status = subprocess.call(command)
+    if status != 0:
+        return status, []
+    rows = learning_curve(train_dir, annotations, images, longer_side)
+    if rows:
+        save_curve(png, rows, oracle, title)
+        print('learning curve: %s' % png, flush=True)
+    return status, rows

@@ -17,7 +17,6 @@ Run again without --fresh, it resumes the training in its train dir and evaluate
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 
@@ -26,7 +25,6 @@ import learning  # noqa: E402  (puts the project on the path)
 from _shared import coco_sample_dir  # noqa: E402
 import config  # noqa: E402
 
-TRAIN_SCRIPT = os.path.join(config.ROOT_DIR, 'train.py')
 SUBSET_FILE = 'overfit_subset.json'  # the evaluated (and trained) images' COCO file, in the train dir
 MIN_IMAGES, MIN_PERSONS = 8, 20  # the least a memorisation test should cover
 
@@ -67,26 +65,17 @@ def main(argv=None):
     oracle = learning.oracle_ap(subset, images, size, radius)
     print('oracle at %d px: keypoints AP %.3f segm AP %.3f' % (size, oracle[0], oracle[1]), flush=True)
 
-    command = [sys.executable, TRAIN_SCRIPT, '--preset', 'overfit', '--annotations', subset, '--images', images,
-               '--train-dir', args.train_dir]
+    train_args = ['--preset', 'overfit', '--annotations', subset, '--images', images]
     if args.steps:
-        command += ['--steps', str(args.steps)]
-    print('training: %s' % ' '.join(command), flush=True)
-    train_start = time.perf_counter()
-    status = subprocess.call(command)
-    train_minutes = (time.perf_counter() - train_start) / 60.0
-    if status != 0:
-        print('overfit: error: train.py exited with status %d' % status, file=sys.stderr)
-        return status
-    rows = learning.learning_curve(args.train_dir, subset, images, size)
-    if not rows:
-        print('overfit: error: no checkpoint in %s' % args.train_dir, file=sys.stderr)
-        return 1
+        train_args += ['--steps', str(args.steps)]
     png = args.png or os.path.join(args.train_dir, 'overfit_curve.png')
-    learning.save_curve(png, rows, oracle, 'Overfit: %d real COCO images at %d px, ResNet-v2-50 from scratch'
-                        % (num_images, size))
+    title = 'Overfit: %d real COCO images at %d px, ResNet-v2-50 from scratch' % (num_images, size)
+    status, rows = learning.train_and_measure(train_args, args.train_dir, subset, images, size, oracle, png, title)
+    if status != 0 or not rows:
+        print('overfit: error: train.py exited with status %d%s' % (status, '' if status else ', no checkpoint'),
+              file=sys.stderr)
+        return status or 1
     step, keypoints_ap, segm_ap = rows[-1]
-    print('learning curve: %s; training took %.1f min' % (png, train_minutes))
     print('overfit: keypoints AP %.3f segm AP %.3f (oracle %.3f / %.3f) after %d steps, %.1f min'
           % (keypoints_ap, segm_ap, oracle[0], oracle[1], step, (time.perf_counter() - start) / 60.0))
     return 0
