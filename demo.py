@@ -327,6 +327,10 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error('--%s must be positive' % name.replace('_', '-'))
+    try:
+        inference.check_scales(args.scales)
+    except ValueError as error:
+        parser.error('--%s' % error)
     return args
 
 

@@ -264,8 +264,10 @@ def parse_args(argv=None):
         parser.error('--max-images must be at least 1')
     if args.oracle and (args.scales or args.multi_scale):
         parser.error('--scales and --multi-scale apply to --checkpoint (the oracle works at the source size)')
-    if args.scales and min(args.scales) < 2:
-        parser.error('--scales must be longer sides in px, got %s' % args.scales)
+    try:
+        inference.check_scales(args.scales)
+    except ValueError as error:
+        parser.error('--%s' % error)
     return args
 
 
