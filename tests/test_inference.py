@@ -11,6 +11,7 @@ import pytest
 import config
 import data_generator
 import inference
+from test_data_generator import _jpeg_with_exif_orientation
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -72,6 +73,20 @@ def test_read_image_files_of_every_kind(coco_sample, tmp_path):
     (tmp_path / 'panorama.png').write_bytes(huge_png_header(60000, 50000))
     with pytest.raises(inference.UnusableImageError, match=r'panorama.png is 60000x50000 px \(3000 megapixels\)'):
         inference.read_image(str(tmp_path / 'panorama.png'))
+
+
+def test_read_image_applies_the_exif_orientation(tmp_path):
+    # The demo, eval and serving reader shows a photo as viewers do (the training reader keeps the stored
+    # pixels, where COCO's annotations live): orientation 6 turns the stored image 90 degrees clockwise.
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:, :8] = (255, 0, 0)
+    path = tmp_path / 'turned.jpg'
+    path.write_bytes(_jpeg_with_exif_orientation(pixels, 6))
+    assert data_generator.read_image(str(path)).shape == (48, 64, 3)  # the tag is there
+    image = inference.read_image(str(path))
+    assert image.shape == (64, 48, 3)
+    assert image[:6, :, 0].mean() > 200 and image[:6, :, 2].mean() < 50  # the left band is now on top
+    assert image[10:, :, 0].mean() < 50
 
 
 def huge_png_header(width, height):
