@@ -332,6 +332,10 @@ def parse_args(argv=None):
             parser.error('--%s must be positive' % name.replace('_', '-'))
     if args.radius is not None and not args.radius > 0:
         parser.error('--radius must be a positive number of px, got %s' % args.radius)
+    try:
+        inference.check_scales(args.scales)
+    except ValueError as error:
+        parser.error('--%s' % error)
     return args
 
 

@@ -275,8 +275,10 @@ def parse_args(argv=None):
         parser.error('--max-images must be at least 1')
     if args.oracle and (args.scales or args.multi_scale):
         parser.error('--scales and --multi-scale apply to --checkpoint (the oracle works at the source size)')
-    if args.scales and min(args.scales) < 2:
-        parser.error('--scales must be longer sides in px, got %s' % args.scales)
+    try:
+        inference.check_scales(args.scales)
+    except ValueError as error:
+        parser.error('--%s' % error)
     if args.radius is not None and not args.radius > 0:
         parser.error('--radius must be a positive number of px, got %s' % args.radius)
     if args.oracle_heads is not None:

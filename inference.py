@@ -754,6 +754,18 @@ def mask_rle(mask):
     return {'size': [int(v) for v in rle['size']], 'counts': rle['counts'].decode('ascii')}
 
 
+def check_scales(scales):
+    """The list of `scales` (None -> [None]: the source size); ValueError naming the bad value unless each
+    is a longer side in px (an integer >= 2) or None. demo.py and eval.py check --scales with it."""
+    scales = [None] if scales is None else list(scales)
+    if not scales:
+        raise ValueError('scales must name at least one longer side (or None for the source size)')
+    for scale in scales:
+        if scale is not None and (int(scale) != scale or scale < 2):
+            raise ValueError('scales must be longer sides in px (integers >= 2), got %r' % (scale,))
+    return scales
+
+
 class Predictor(object):
     """Image -> people: resize, pad, network at every scale, merge, decode, map back.
 
@@ -769,13 +781,7 @@ class Predictor(object):
         self.network = network
         self.radius = decode_radius(network, radius)
         self.stride = int(network.stride)
-        scales = [None] if scales is None else list(scales)
-        if not scales:
-            raise ValueError('scales must name at least one longer side (or None for the source size)')
-        for scale in scales:
-            if scale is not None and (int(scale) != scale or scale < 2):
-                raise ValueError('scales must be longer sides in px (integers >= 2), got %r' % (scale,))
-        self.scales = scales
+        self.scales = check_scales(scales)
 
     def network_outputs(self, image, timings=None):
         """Maps of an RGB uint8 image at every scale, merged: (maps dict, Geometry). Adds seconds to

@@ -526,6 +526,11 @@ def test_a_stuck_worker_is_an_error_not_a_hang(train, monkeypatch, tmp_path, cap
     pid_file = str(tmp_path / 'stuck.pid')
     monkeypatch.setattr(data_generator, 'make_sample', functools.partial(_stuck_on_crowd_image, pid_file))
     monkeypatch.setattr(config, 'WORKER_STOP_GRACE', 0.5)
+    # The crowd image first: results are awaited in task order, so the stuck sample is the first and only
+    # wait that can run out, however slowly the healthy workers go on a loaded machine.
+    order = data_generator.epoch_order
+    monkeypatch.setattr(data_generator, 'epoch_order',
+                        lambda *args: sorted(order(*args), key=lambda image_id: image_id != CROWD_IMAGE))
     generator = data_generator.SampleGenerator(train, batch_size=2, input_size=65, stride=8, num_workers=2,
                                                seed=0, start_method='fork', timeout=1.0)
     with caplog.at_level(logging.WARNING, logger='data_generator'):

@@ -293,7 +293,14 @@ def test_demo_bad_arguments(argv, message, capsys):
     assert code == 2 and message in stderr
 
 
-def test_demo_rejects_a_non_positive_size(real_image_path, capsys):
-    with pytest.raises(SystemExit):
-        demo.main([real_image_path, '--longer-side', '0'])
-    assert '--longer-side must be positive' in capsys.readouterr().err
+@pytest.mark.parametrize('flag, value, message', [
+    ('--longer-side', '0', '--longer-side must be positive'),
+    ('--limit', '-1', '--limit must be positive'),
+    ('--max-frames', '0', '--max-frames must be positive'),
+    ('--scales', '0', '--scales must be longer sides in px (integers >= 2), got 0'),
+])
+def test_demo_rejects_a_non_positive_size(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as raised:
+        demo.main(['photo.jpg', flag, value])  # refused while parsing, before the file is looked for
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err

@@ -115,12 +115,17 @@ def test_eval_names_missing_data_before_building_the_network(inference_checkpoin
     assert missing in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('argv', [['--oracle', '--checkpoint', 'x'], ['--checkpoint', 'x', '--scales', '0'],
-                                  ['--oracle', '--scales', '401']])
-def test_eval_bad_arguments(argv, capsys):
-    with pytest.raises(SystemExit):
+@pytest.mark.parametrize('argv, message', [
+    (['--oracle', '--checkpoint', 'x'], 'argument --checkpoint: not allowed with argument --oracle'),
+    (['--checkpoint', 'x', '--scales', '0'], '--scales must be longer sides in px'),
+    (['--oracle', '--scales', '401'], '--scales and --multi-scale apply to --checkpoint'),
+    (['--checkpoint', 'x', '--max-images', '0'], '--max-images must be at least 1'),
+])
+def test_eval_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as raised:
         evaluation.main(argv)
-    assert capsys.readouterr().err
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------------------

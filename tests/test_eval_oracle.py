@@ -108,6 +108,8 @@ def test_missing_files_give_a_clear_error(tmp_path, capsys):
     assert 'none.json' in error and 'no_images' in error
 
 
-def test_mode_is_required():
-    with pytest.raises(SystemExit):
+def test_mode_is_required(capsys):
+    with pytest.raises(SystemExit) as raised:
         evaluation.parse_args(['--annotations', 'x.json'])
+    assert raised.value.code == 2
+    assert 'one of the arguments --oracle --checkpoint is required' in capsys.readouterr().err

@@ -11,6 +11,7 @@ import pytest
 import config
 import data_generator
 import inference
+from test_data_generator import _jpeg_with_exif_orientation
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -72,6 +73,20 @@ def test_read_image_files_of_every_kind(coco_sample, tmp_path):
     (tmp_path / 'panorama.png').write_bytes(huge_png_header(60000, 50000))
     with pytest.raises(inference.UnusableImageError, match=r'panorama.png is 60000x50000 px \(3000 megapixels\)'):
         inference.read_image(str(tmp_path / 'panorama.png'))
+
+
+def test_read_image_applies_the_exif_orientation(tmp_path):
+    # The demo, eval and serving reader shows a photo as viewers do (the training reader keeps the stored
+    # pixels, where COCO's annotations live): orientation 6 turns the stored image 90 degrees clockwise.
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:, :8] = (255, 0, 0)
+    path = tmp_path / 'turned.jpg'
+    path.write_bytes(_jpeg_with_exif_orientation(pixels, 6))
+    assert data_generator.read_image(str(path)).shape == (48, 64, 3)  # the tag is there
+    image = inference.read_image(str(path))
+    assert image.shape == (64, 48, 3)
+    assert image[:6, :, 0].mean() > 200 and image[:6, :, 2].mean() < 50  # the left band is now on top
+    assert image[10:, :, 0].mean() < 50
 
 
 def huge_png_header(width, height):
@@ -149,6 +164,45 @@ def test_merge_scales_brings_offset_fields_to_one_grid():
                                atol=1e-3)
     assert np.abs(merged['short_offsets'] - maps[1]['short_offsets']).max() < 0.5
     np.testing.assert_allclose(merged['heatmaps'], 0.4)
+
+
+def test_merge_scales_weights_each_offset_field_by_its_own_heatmap():
+    """As a network's outputs (no validity maps): fields that differ between scales merge into the average
+    weighted by p_k of the field's keypoint (short), of the edge's source keypoint (mid), by p_S (long)."""
+    rng = np.random.RandomState(5)
+    stride, source = 8, np.zeros((120, 160, 3), np.uint8)
+    edges = np.array(config.DIRECTED_EDGES)
+    geometries = [inference.prepare(source, side, stride)[1] for side in (161, 321)]
+    target = geometries[1]
+    maps, fields, heat, seg = [], [], [], []
+    for geometry in geometries:
+        rows, cols = (np.array(geometry.padded_shape) - 1) // stride + 1
+        heat.append(rng.uniform(0.05, 0.95, config.NUM_KEYPOINTS))
+        seg.append(rng.uniform(0.05, 0.95))
+        scale_maps = {'heatmaps': np.tile(heat[-1], (rows, cols, 1)).astype(np.float32),
+                      'segmentation': np.full((rows, cols, 1), seg[-1], np.float32)}
+        # Constant fields, given in reference-scale pixels and stored in this scale's pixels.
+        to_this_scale = np.array(geometry.scale) / np.array(target.scale)
+        fields.append({})
+        for name, count in (('short_offsets', config.NUM_KEYPOINTS), ('mid_offsets', config.NUM_EDGES),
+                            ('long_offsets', config.NUM_KEYPOINTS)):
+            field = fields[-1][name] = rng.uniform(-20, 20, (count, 2))
+            scale_maps[name] = np.tile((field * to_this_scale).ravel(), (rows, cols, 1)).astype(np.float32)
+        maps.append(scale_maps)
+    merged, reference = inference.merge_scales(maps, geometries, stride)
+    assert reference == target
+    weights = {
+        'short_offsets': [heat[0], heat[1]],
+        'mid_offsets': [heat[0][edges[:, 0]], heat[1][edges[:, 0]]],
+        'long_offsets': [np.full(config.NUM_KEYPOINTS, seg[0]), np.full(config.NUM_KEYPOINTS, seg[1])],
+    }
+    for name, (w0, w1) in weights.items():
+        (a, b), w0, w1 = (scale[name] for scale in fields), w0[:, None], w1[:, None]
+        average = ((w0 * a + w1 * b) / (w0 + w1)).ravel()
+        assert np.abs(average - (a + b).ravel() / 2).max() > 1, name  # the weighting matters here
+        np.testing.assert_allclose(merged[name], np.broadcast_to(average, merged[name].shape), atol=1e-3,
+                                   err_msg=name)
+    np.testing.assert_allclose(merged['heatmaps'][3, 4], (heat[0] + heat[1]) / 2, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------------

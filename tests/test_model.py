@@ -266,9 +266,9 @@ def _outputs_from(maps, logit=8.0):
             'long_offsets': tf.constant(maps['long_offsets'])}
 
 
-def _numpy_head_losses(predicted, targets, logit):
+def _numpy_head_losses(predicted, targets, logit, norm):
     """Independent reference of the five head losses of _outputs_from(predicted, logit), float64:
-    cross-entropy from the probabilities, offset errors from the even (dx) and odd (dy) channels."""
+    cross-entropy from the probabilities, offset errors from the even (dx) and odd (dy) channels over `norm`."""
     def xent(binary, labels, weights):
         p = 1 / (1 + np.exp(-(2 * binary.astype(np.float64) - 1) * logit))
         loss = -labels * np.log(p) - (1 - labels) * np.log(1 - p)
@@ -278,7 +278,7 @@ def _numpy_head_losses(predicted, targets, logit):
     def l1(name, valid):
         error = predicted[name].astype(np.float64) - targets[name]
         per_field = np.abs(error[..., 0::2]) + np.abs(error[..., 1::2])
-        return (per_field * targets[valid]).sum() / targets[valid].sum() / config.RADIUS
+        return (per_field * targets[valid]).sum() / targets[valid].sum() / norm
 
     return {'heatmap': xent(predicted['heatmaps'], targets['heatmaps'], targets['kp_weights']),
             'segmentation': xent(predicted['segmentation'], targets['segmentation'], targets['seg_weights']),
@@ -286,7 +286,19 @@ def _numpy_head_losses(predicted, targets, logit):
             'long': l1('long_offsets', 'long_valid')}
 
 
-def test_losses_are_exact_on_a_hand_computed_example():
+# loss name -> (its config name, the paper's weight); distinct weights, so that a swap of two shows.
+PAPER_LOSS_WEIGHTS = {'heatmap': ('HEATMAP_LOSS_WEIGHT', 4.0), 'segmentation': ('SEGMENTATION_LOSS_WEIGHT', 2.0),
+                      'short': ('SHORT_OFFSET_LOSS_WEIGHT', 1.0), 'mid': ('MID_OFFSET_LOSS_WEIGHT', 0.25),
+                      'long': ('LONG_OFFSET_LOSS_WEIGHT', 0.125)}
+
+
+def test_losses_are_exact_on_a_hand_computed_example(monkeypatch):
+    # Set here, not read from config.py (which users edit): the paper's weights, and an offset normaliser
+    # unlike RADIUS (they differ in the quickstart preset), so that dividing by the wrong one shows.
+    for name, value in PAPER_LOSS_WEIGHTS.values():
+        monkeypatch.setattr(config, name, value)
+    monkeypatch.setattr(config, 'OFFSET_LOSS_NORM', 20.0)
+    assert config.RADIUS != 20.0
     rng = np.random.RandomState(3)
     targets = _synthetic_targets(rng, batch=1, height=3, width=4)
     predicted = _synthetic_targets(rng, batch=1, height=3, width=4)
@@ -294,11 +306,10 @@ def test_losses_are_exact_on_a_hand_computed_example():
     losses = model.compute_losses(outputs, targets, variables=[])
     with _session() as sess:
         values = sess.run(losses)
-    expected = _numpy_head_losses(predicted, targets, logit=1.5)
+    expected = _numpy_head_losses(predicted, targets, logit=1.5, norm=20.0)
     for name in model.LOSS_NAMES:
         np.testing.assert_allclose(values[name], expected[name], rtol=1e-5, err_msg=name)
-    weights = model.loss_weights()
-    expected_total = sum(weights[name] * expected[name] for name in model.LOSS_NAMES)
+    expected_total = sum(PAPER_LOSS_WEIGHTS[name][1] * expected[name] for name in model.LOSS_NAMES)
     np.testing.assert_allclose(values['total'], expected_total, rtol=1e-5)
     assert values['intermediate'] == 0 and values['weight_decay'] == 0
 
@@ -314,8 +325,8 @@ def test_intermediate_loss_is_its_weight_times_the_weighted_intermediate_head_lo
     with _session() as sess:
         values = sess.run(model.compute_losses(outputs, targets, variables=[]))
     weights = model.loss_weights()
-    expected_final = _numpy_head_losses(final, targets, logit=1.5)
-    expected_intermediate = _numpy_head_losses(intermediate, targets, logit=2.5)
+    expected_final = _numpy_head_losses(final, targets, logit=1.5, norm=config.OFFSET_LOSS_NORM)
+    expected_intermediate = _numpy_head_losses(intermediate, targets, logit=2.5, norm=config.OFFSET_LOSS_NORM)
     expected = 0.3 * sum(weights[name] * expected_intermediate[name] for name in model.LOSS_NAMES)
     np.testing.assert_allclose(values['intermediate'], expected, rtol=1e-5)
     for name in model.LOSS_NAMES:  # the five keys stay those of the final heads

@@ -163,6 +163,27 @@ def test_rotation_default_follows_the_config(monkeypatch):
             assert (_rotation(default) > 0) == (degrees > 0)
 
 
+def test_random_scale_and_shift_stay_within_the_configured_ranges(monkeypatch):
+    """Over many draws, the factor on top of the fit spans config.SCALE_RANGE and the centre's shift spans
+    +-config.MAX_TRANSLATION of the output side per axis, never beyond."""
+    monkeypatch.setattr(config, 'SCALE_RANGE', (0.6, 1.4))
+    monkeypatch.setattr(config, 'MAX_TRANSLATION', 0.15)
+    monkeypatch.setattr(config, 'ROTATION_DEGREES', 0.0)
+    shape, output = (300, 500), (401, 301)
+    fit = min(401 / 300.0, 301 / 500.0)
+    centre = np.array([(500 - 1) / 2.0, (300 - 1) / 2.0, 1.0])
+    output_centre = np.array([(301 - 1) / 2.0, (401 - 1) / 2.0])
+    factors, shifts = [], []
+    for seed in range(400):
+        matrix, _ = transformer.random_affine(seed, shape, output)
+        factors.append(np.abs(np.linalg.det(matrix[:, :2])) ** 0.5 / fit)
+        # A flip mirrors the shifted centre about the output centre: |shift| is the same.
+        shifts.append(np.abs(matrix @ centre - output_centre) / [301, 401])
+    factors, shifts = np.array(factors), np.array(shifts)
+    assert 0.6 <= factors.min() < 0.65 and 1.35 < factors.max() <= 1.4, (factors.min(), factors.max())
+    assert (shifts <= 0.15 + 1e-12).all() and (shifts.max(axis=0) > 0.14).all(), shifts.max(axis=0)
+
+
 @pytest.mark.parametrize('stride', [8, 16])
 def test_masks_go_straight_onto_the_grid(crowded, stride):
     shape, out = crowded['image'].shape, (257, 257)
