@@ -155,6 +155,7 @@ LEARNING_RATE_DECAY_FACTOR = 0.1  # 'step' schedule multiplier [C]
 TRAIN_FROM_SCRATCH = False  # True: random backbone instead of BACKBONE_CHECKPOINT (train.py --from-scratch) [C]
 CHECKPOINTS_TO_KEEP = 5  # newest checkpoints kept in TRAIN_DIR [C]
 LOG_EVERY = 20  # steps between progress lines (step, losses, speed, input wait, ETA) [C]
+ETA_WARMUP_STEPS = 2  # first steps of a (re)start left out of the ETA: they build and optimise the graph [C]
 SUMMARY_IMAGES = 2  # samples shown in the TensorBoard image summary [C]
 PREFETCH_BATCHES = 4  # batches train.py keeps ready ahead of the training step [C]
 

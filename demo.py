@@ -35,6 +35,7 @@ from pycocotools import mask as mask_utils
 import config
 import data_generator
 import inference
+import machine
 import plot
 import post_proc
 
@@ -402,4 +403,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    machine.quiet_tensorflow()  # before main() imports TensorFlow
     sys.exit(main())

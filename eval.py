@@ -42,6 +42,7 @@ from pycocotools.cocoeval import COCOeval
 import config
 import data_generator
 import inference
+import machine
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -327,4 +328,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    machine.quiet_tensorflow()  # before main() imports TensorFlow
     sys.exit(main())
