@@ -259,7 +259,8 @@ def parse_args(argv=None):
     scales.add_argument('--multi-scale', action='store_true',
                         help='--checkpoint: the paper\'s scales, config.EVAL_SCALES %s' % (config.EVAL_SCALES,))
     parser.add_argument('--stride', type=int, default=config.EVAL_OUTPUT_STRIDE, help='output stride')
-    parser.add_argument('--quiet', action='store_true', help='no progress line')
+    parser.add_argument('--quiet', action='store_true', help='print only the last line (the APs): no progress, '
+                                                             'no COCOeval tables')
     args = parser.parse_args(argv)
     if args.max_images is not None and args.max_images < 1:
         parser.error('--max-images must be at least 1')
@@ -306,19 +307,21 @@ def main(argv=None):
         network = predictor.network
         for warning in network.warnings:
             sys.stderr.write('eval.py: WARNING: %s\n' % warning)
-        print('%s (ResNet-v2-%d, step %d), longer side %s px, output stride %d'
-              % (network.checkpoint, network.depth, network.settings['step'],
-                 '/'.join(str(s) for s in predictor.scales), network.stride))
+        if not args.quiet:
+            print('%s (ResNet-v2-%d, step %d), longer side %s px, output stride %d'
+                  % (network.checkpoint, network.depth, network.settings['step'],
+                     '/'.join(str(s) for s in predictor.scales), network.stride))
         output = output or default_output(args.annotations)
     try:
         summary = run(predictor, args.annotations, args.images, output, args.max_images,
-                      progress=not args.quiet)
+                      progress=not args.quiet, verbose=not args.quiet)
     except (FileNotFoundError, data_generator.ImageReadError) as error:
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
     count = max(len(summary['image_ids']), 1)
-    print('per image: network %.2f s, decoding %.1f ms' % (summary['network_seconds'] / count,
-                                                          1000.0 * summary['decode_seconds'] / count))
+    if not args.quiet:
+        print('per image: network %.2f s, decoding %.1f ms' % (summary['network_seconds'] / count,
+                                                              1000.0 * summary['decode_seconds'] / count))
     if summary['keypoints_ap'] is None:
         print('%s: no AP (no ground truth); results in %s and %s' % (mode, output, segm_output_path(output)))
     else:
