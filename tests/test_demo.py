@@ -67,7 +67,7 @@ def test_demo_on_a_real_image(real_image_path, inference_checkpoint, tmp_path, c
     assert 'trained on synthetic.py' not in stderr  # its config.json names COCO's annotations
     # --debug says what its pictures are, and each image's line names every file written.
     assert all('NAME_%s.jpg' % name in stderr for name in demo.DEBUG_PICTURES)
-    assert '-> %s (and %s)' % (os.path.join(out, '000000000785_pose.jpg'), ', '.join(
+    assert '-> %s (and %s, 000000000785.json)' % (os.path.join(out, '000000000785_pose.jpg'), ', '.join(
         '000000000785_%s.jpg' % name for name in ['masks'] + list(demo.DEBUG_PICTURES))) in stderr
     image = inference.read_image(real_image_path)
     for name in ('pose', 'masks'):
