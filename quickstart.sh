@@ -37,4 +37,4 @@ echo "== demo on synthetic validation images"
 python demo.py --preset quickstart
 
 echo "== model/quickstart/ holds $(du -sh model/quickstart | cut -f1): checkpoints with Adam's slots, to resume;"
-echo "   to keep or share only the averaged weights (a quarter of one checkpoint): docs/training.md, on disk"
+echo "   to keep or share only the averaged weights (a quarter of one checkpoint): docs/training.md, 'What the quickstart leaves on disk'"
