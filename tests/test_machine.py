@@ -12,7 +12,7 @@ def test_matmul_speed_is_measured_in_about_the_given_time():
     assert 0.01 < gflops < 1e5  # a 2-core CPU of this project gives tens to hundreds
 
 
-def test_machine_py_prints_one_line(tmp_path):
+def test_machine_py_prints_one_line():
     result = subprocess.run([sys.executable, 'machine.py'], cwd=config.ROOT_DIR, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
