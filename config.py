@@ -159,6 +159,7 @@ LEARNING_RATE_DECAY_FACTOR = 0.1  # 'step' schedule multiplier [C]
 TRAIN_FROM_SCRATCH = False  # True: random backbone instead of BACKBONE_CHECKPOINT (train.py --from-scratch) [C]
 CHECKPOINTS_TO_KEEP = 5  # newest checkpoints kept in TRAIN_DIR [C]
 LOG_EVERY = 20  # steps between progress lines (step, losses, speed, input wait, ETA) [C]
+ETA_WARMUP_STEPS = 2  # first steps of a (re)start left out of the ETA: they build and optimise the graph [C]
 SUMMARY_IMAGES = 2  # samples shown in the TensorBoard image summary [C]
 PREFETCH_BATCHES = 4  # batches train.py keeps ready ahead of the training step [C]
 
@@ -336,7 +337,7 @@ COCO_SKELETON = (  # COCO person category 'skeleton': 1-based keypoint pairs, as
 # ----------------------------------------------------------------------------
 # Presets: `train.py --preset NAME` applies one of these dicts over the values above (flags win)
 # ----------------------------------------------------------------------------
-QUICKSTART = {  # a small model learns the synthetic set on a 2-core CPU in ~10 minutes (README) [C]
+QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and machines: docs/training.md) [C]
     # the synthetic set written by synthetic.py (README, "Synthetic data")
     'TRAIN_ANNOTATIONS': os.path.join(SYNTHETIC_DIR, 'annotations', 'person_keypoints_train2017.json'),
     'TRAIN_IMAGES': os.path.join(SYNTHETIC_DIR, 'train2017'),
@@ -346,8 +347,8 @@ QUICKSTART = {  # a small model learns the synthetic set on a 2-core CPU in ~10 
     'FREEZE_BATCH_NORM': False,  # a random backbone learns faster with batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
     'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.7 s on 2 cores
-    # demo.py --preset quickstart's input size: the synthetic images' own 193 px (AP 0.344 there vs 0.240
-    # at the training size 129, README "Quickstart"); quickstart.sh evaluates at the same size
+    # demo.py --preset quickstart's input size: the synthetic images' own 193 px (a higher AP there than at
+    # the training size 129, README "Quickstart"); quickstart.sh evaluates at the same size
     'DEMO_LONGER_SIDE': 193,
     'RADIUS': 16.0,  # people are ~20-130 px tall in these crops: R=32 disks would cover whole figures
     # Not derived from the preset's RADIUS: the quickstart's measured AP (README) was trained with these at the
@@ -355,14 +356,14 @@ QUICKSTART = {  # a small model learns the synthetic set on a 2-core CPU in ~10 
     'OFFSET_LOSS_NORM': 32.0,
     'OFFSET_OUTPUT_SCALE': 32.0,
     'BATCH_SIZE': 8,  # images per step
-    'NUM_STEPS': 700,  # ~8 minutes on 2 idle cores
+    'NUM_STEPS': 700,  # how long on which machine: docs/training.md
     'OPTIMIZER': 'adam',  # learns faster from scratch than SGD: AP 0.085 vs 0.035 at 600 steps (README)
     'LEARNING_RATE': 1e-3,  # Adam's usual rate
     'LEARNING_RATE_SCHEDULE': 'cosine',  # anneal to 0 at NUM_STEPS
     'LEARNING_RATE_WARMUP_STEPS': 50,  # ramp up while batch norm statistics settle
     'MOVING_AVERAGE_DECAY': 0.99,  # Polyak averaging over the last ~100 steps of a short run
     'CHECKPOINT_EVERY': 100,  # steps between checkpoints
-    'CHECKPOINTS_TO_KEEP': 2,  # each holds weights, 2 Adam slots and averages: ~380 MB
+    'CHECKPOINTS_TO_KEEP': 2,  # each holds weights, 2 Adam slots and averages (size: docs/training.md)
     'LOG_EVERY': 10,  # steps between progress lines
     'SUMMARY_EVERY': 50,  # steps between TensorBoard summaries
 }

@@ -35,6 +35,7 @@ from pycocotools import mask as mask_utils
 import config
 import data_generator
 import inference
+import machine
 import plot
 import post_proc
 
@@ -71,6 +72,30 @@ def list_inputs(paths, limit=None, log=inference.log):
                 'VIDEO_EXTENSIONS)' % (path, len(names) - len(known)))
         files.extend(os.path.join(path, n) for n in known)
     return files[:limit] if limit else files
+
+
+def screen_inputs(paths):
+    """Splits the inputs by their headers, before the model is loaded (seconds) for nothing: a video by its
+    extension (config.VIDEO_EXTENSIONS) that OpenCV opens, else an image whose first bytes are an image
+    format's (inference.check_image_header). Returns (usable paths, [(path, why) refused])."""
+    usable, refused = [], []
+    for path in paths:
+        try:
+            if is_video(path):
+                capture = cv2.VideoCapture(path)
+                opened = capture.isOpened()
+                capture.release()
+                if not opened:
+                    raise data_generator.ImageReadError('%s cannot be opened as a video by OpenCV' % path)
+            else:
+                inference.check_image_header(path)
+            usable.append(path)
+        except inference.UnusableImageError as error:  # an image, but too large
+            refused.append((path, str(error)))
+        except data_generator.ImageReadError as error:
+            refused.append((path, '%s (nor a video: those need one of the extensions %s)'
+                            % (error, ' '.join(config.VIDEO_EXTENSIONS)) if not is_video(path) else str(error)))
+    return usable, refused
 
 
 def output_stem(path, output_dir, taken):
@@ -120,6 +145,16 @@ def write_json(path, source, image_shape, prediction, predictor, network, extra=
         json.dump(record, f)
 
 
+def count_people(count):
+    """'1 person', '3 people'."""
+    return '%d %s' % (count, 'person' if count == 1 else 'people')
+
+
+def people_counts(people):
+    """'5 people found, 3 drawn': the JSON keeps everyone, the pictures only those shown()."""
+    return '%s found, %d drawn' % (count_people(len(people)), len(shown(people)))
+
+
 def shown(people, min_score=None):
     """The people pictures show: score at least config.DEMO_PICTURE_MIN_SCORE (the JSON keeps everyone)."""
     min_score = config.DEMO_PICTURE_MIN_SCORE if min_score is None else min_score
@@ -160,9 +195,15 @@ def offsets_picture(image, heatmaps, short_offsets, stride, threshold=None):
     return canvas
 
 
+# --debug's pictures, <name>_<key>.jpg: what each shows (demo.py says it when it starts)
+DEBUG_PICTURES = {'heatmaps': 'strongest keypoint heatmap', 'hough': 'Hough votes per keypoint type',
+                  'offsets': 'short-range offsets'}
+
+
 def debug_pictures(image, prediction, stride):
-    """name -> RGB picture on the network's input at the decoding grid's scale: 'heatmaps' (maximum over the
-    keypoint types), 'hough' (Hough maps, post_proc.hough_voting) and 'offsets' (short-range offsets)."""
+    """name -> RGB picture on the network's input at the decoding grid's scale, for each key of
+    DEBUG_PICTURES: 'heatmaps' (maximum over the keypoint types), 'hough' (Hough maps,
+    post_proc.hough_voting) and 'offsets' (short-range offsets)."""
     padded, _ = inference.prepare(image, max(prediction.geometry.input_shape), stride)
     maps = prediction.maps
     hough = post_proc.hough_voting(maps['heatmaps'], maps['short_offsets'], stride)
@@ -212,10 +253,11 @@ class Demo(object):
         drawing = time.perf_counter() - t0
         write_json(written['json'], path, image.shape, prediction, self.predictor, self.network)
         self._account(prediction, drawing)
-        self.log('[%d/%d] %s: %dx%d, %d people; network %.2f s, decoding %.0f ms, drawing %.0f ms -> %s'
-                 % (index, count, path, image.shape[1], image.shape[0], len(prediction.people),
+        pictures = [os.path.basename(written[name]) for name in written if name not in ('pose', 'json')]
+        self.log('[%d/%d] %s: %dx%d, %s; network %.2f s, decoding %.0f ms, drawing %.0f ms -> %s (and %s)'
+                 % (index, count, path, image.shape[1], image.shape[0], people_counts(prediction.people),
                     prediction.network_seconds, 1000 * prediction.decode_seconds, 1000 * drawing,
-                    written['pose']))
+                    written['pose'], ', '.join(pictures + [os.path.basename(written['json'])])))
         return written
 
     def video(self, path, index, count, max_frames=None):
@@ -259,9 +301,9 @@ class Demo(object):
                 elapsed = time.perf_counter() - start
                 rate = frame_index / elapsed
                 left = ', %.0f s left' % ((total - frame_index) / rate) if total > frame_index else ''
-                sys.stderr.write('\r[%d/%d] %s: frame %d%s, %d people, %.2f frames/s%s   ' % (
-                    index, count, path, frame_index, '/%d' % total if total > 0 else '', len(prediction.people),
-                    rate, left))
+                sys.stderr.write('\r[%d/%d] %s: frame %d%s, %s, %.2f frames/s%s   ' % (
+                    index, count, path, frame_index, '/%d' % total if total > 0 else '',
+                    people_counts(prediction.people), rate, left))
                 sys.stderr.flush()
         finally:
             if writer is not None:
@@ -364,14 +406,20 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     try:
-        paths = list_inputs(inputs, limit)
+        listed = list_inputs(inputs, limit)
         prefix = inference.find_checkpoint(checkpoint)  # before TensorFlow: a missing model fails at once
     except (FileNotFoundError, inference.NoCheckpointError) as error:
         print('demo.py: %s' % error, file=sys.stderr)
         return 2
-    if not paths:
+    if not listed:
         print('demo.py: no image or video in %s' % ', '.join(inputs), file=sys.stderr)
         return 2
+    paths, refused = screen_inputs(listed)  # before the model's seconds of loading
+    if not paths:
+        print('demo.py: error: nothing to process: %s' % '; '.join(why for _, why in refused), file=sys.stderr)
+        return 2
+    for path, why in refused:
+        inference.log('demo: SKIPPED %s' % why)
     output_dir = args.output or config.DEMO_OUTPUT_DIR
     os.makedirs(output_dir, exist_ok=True)
     start = time.perf_counter()
@@ -393,7 +441,16 @@ def main(argv=None):
                   'model ready in %.1f s' % (prefix, network.depth, network.settings['step'],
                                              '/'.join('source' if s is None else str(s) for s in scales),
                                              network.stride, predictor.radius, time.perf_counter() - start))
+    if network.settings.get('trained_on_synthetic'):
+        inference.log('demo: note: this model was trained on synthetic.py\'s figures only (its config.json: '
+                      'TRAIN_ANNOTATIONS=%s); on photos of real people it finds few or none: train on COCO '
+                      'for those (README, "Training")' % network.settings['train_annotations'])
+    if args.debug:
+        inference.log('demo: --debug also writes, for each image NAME, on the network\'s input: %s'
+                      % ', '.join('NAME_%s%s (%s)' % (name, PICTURE_EXTENSION, what)
+                                  for name, what in DEBUG_PICTURES.items()))
     demo = Demo(predictor, network, output_dir, debug=args.debug)
+    demo.skipped.extend(refused)
     try:
         demo.run(paths, args.max_frames)
     finally:
@@ -404,11 +461,12 @@ def main(argv=None):
                       % (totals['images'], time.perf_counter() - start, totals['network'] / totals['images'],
                          1000 * totals['decode'] / totals['images'], 1000 * totals['drawing'] / totals['images']))
     if demo.skipped:
-        inference.log('demo: skipped %d of %d inputs:\n%s' % (len(demo.skipped), len(paths), '\n'.join(
+        inference.log('demo: skipped %d of %d inputs:\n%s' % (len(demo.skipped), len(listed), '\n'.join(
             '  %s' % message for _, message in demo.skipped)))
-    print('demo: results for %d of %d inputs in %s' % (len(demo.done), len(paths), output_dir))
+    print('demo: results for %d of %d inputs in %s' % (len(demo.done), len(listed), output_dir))
     return 0 if demo.done else 1
 
 
 if __name__ == '__main__':
+    machine.quiet_tensorflow()  # before main() imports TensorFlow
     sys.exit(main())

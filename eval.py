@@ -42,6 +42,7 @@ from pycocotools.cocoeval import COCOeval
 import config
 import data_generator
 import inference
+import machine
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -269,7 +270,8 @@ def parse_args(argv=None):
                         help='disk radius R in px to decode with (default: the RADIUS the checkpoint was trained '
                              'with, from its config.json; the oracle: config.RADIUS)')
     parser.add_argument('--stride', type=int, default=config.EVAL_OUTPUT_STRIDE, help='output stride')
-    parser.add_argument('--quiet', action='store_true', help='no progress line')
+    parser.add_argument('--quiet', action='store_true', help='print only the last line (the APs): no progress, '
+                                                             'no COCOeval tables')
     args = parser.parse_args(argv)
     if args.max_images is not None and args.max_images < 1:
         parser.error('--max-images must be at least 1')
@@ -327,22 +329,24 @@ def main(argv=None):
         network = getattr(predictor.network, 'network', predictor.network)  # under a partial oracle
         for warning in network.warnings:
             sys.stderr.write('eval.py: WARNING: %s\n' % warning)
-        print('%s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, decoding radius %g px%s'
-              % (network.checkpoint, network.depth, network.settings['step'],
-                 '/'.join(str(s) for s in predictor.scales), network.stride, predictor.radius,
-                 ', ground truth for %s' % ', '.join(args.oracle_heads) if args.oracle_heads else ''))
+        if not args.quiet:
+            print('%s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, decoding radius %g px%s'
+                  % (network.checkpoint, network.depth, network.settings['step'],
+                     '/'.join(str(s) for s in predictor.scales), network.stride, predictor.radius,
+                     ', ground truth for %s' % ', '.join(args.oracle_heads) if args.oracle_heads else ''))
         if args.oracle_heads:
             mode = 'checkpoint with oracle %s' % '+'.join(args.oracle_heads)
         output = output or default_output(args.annotations)
     try:
         summary = run(predictor, args.annotations, args.images, output, args.max_images,
-                      progress=not args.quiet)
+                      progress=not args.quiet, verbose=not args.quiet)
     except (FileNotFoundError, data_generator.ImageReadError) as error:
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
     count = max(len(summary['image_ids']), 1)
-    print('per image: network %.2f s, decoding %.1f ms' % (summary['network_seconds'] / count,
-                                                          1000.0 * summary['decode_seconds'] / count))
+    if not args.quiet:
+        print('per image: network %.2f s, decoding %.1f ms' % (summary['network_seconds'] / count,
+                                                              1000.0 * summary['decode_seconds'] / count))
     if summary['keypoints_ap'] is None:
         print('%s: no AP (no ground truth); results in %s and %s' % (mode, output, segm_output_path(output)))
     else:
@@ -352,4 +356,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    machine.quiet_tensorflow()  # before main() imports TensorFlow
     sys.exit(main())

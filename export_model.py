@@ -28,6 +28,7 @@ import sys
 
 import config
 import inference
+import machine
 
 SIGNATURE_NAME = 'serving_default'
 SAVED_MODEL = 'saved_model'
@@ -142,4 +143,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    machine.quiet_tensorflow()  # before main() imports TensorFlow
     sys.exit(main())

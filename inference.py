@@ -70,7 +70,7 @@ def _tf():
 def how_to_get_a_checkpoint():
     """The lines NoCheckpointError ends with: how to train a model or where to put one."""
     return ('  Train one:  python train.py                     (COCO; README, "Training")\n'
-            '     or, on a CPU in about 10 minutes:\n'
+            '     or, on a CPU (synthetic people, minutes to an hour: docs/training.md):\n'
             '              python train.py --preset quickstart  (synthetic people; then: python demo.py '
             '--preset quickstart)\n'
             '  or put a train.py checkpoint (checkpoint, model.ckpt-<step>.index, model.ckpt-<step>.data-*, '
@@ -128,10 +128,14 @@ def checkpoint_settings(prefix):
                     or None if unknown (then config.RADIUS)
       'step'        the global step in the checkpoint's name (-1 if none)
       'warnings'    list of messages for the user
+      'train_annotations'     the run's TRAIN_ANNOTATIONS, or None if unknown
+      'trained_on_synthetic'  True if those were a synthetic.py set (synthetic.is_synthetic_run)
     """
+    import synthetic
     import train
     train_dir = os.path.dirname(os.path.abspath(prefix))
     warnings = []
+    run = {}
     if os.path.isfile(os.path.join(train_dir, train.CONFIG_SNAPSHOT)):
         run = train.load_run_config(train_dir)
         overrides = dict(train.model_overrides(train_dir))
@@ -151,7 +155,8 @@ def checkpoint_settings(prefix):
         warnings.append('no %s beside %s: building ResNet-v2-%d with the other model settings of config.py'
                         % (train.CONFIG_SNAPSHOT, prefix, depths[0]))
     return {'overrides': overrides, 'input_size': input_size, 'radius': radius, 'step': _step_of(prefix),
-            'warnings': warnings}
+            'warnings': warnings, 'train_annotations': run.get('TRAIN_ANNOTATIONS'),
+            'trained_on_synthetic': synthetic.is_synthetic_run(run)}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -217,22 +222,35 @@ def header_size(path):
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def read_image(path):
-    """uint8 [H, W, 3] RGB of an image file of any common kind (grey, RGBA, 16-bit, float TIFF).
-
-    JPEG orientation (EXIF) is applied, as viewers show the picture. An image above config.MAX_INPUT_PIXELS
-    is refused from its header, before decoding could exhaust the memory.
-    Raises data_generator.ImageReadError naming the file if it is missing or cannot be decoded, and
-    UnusableImageError if it is too small (check_size), too large or of an unsupported pixel type.
-    """
+def check_image_header(path):
+    """Judges an image file from its first bytes only, in milliseconds: demo.py checks every input this way
+    before it loads the model. Raises data_generator.ImageReadError naming the file if it is missing or no
+    image format OpenCV reads starts like it (a text file, a video), UnusableImageError if its header gives
+    a size above config.MAX_INPUT_PIXELS (decoding it could exhaust the memory). A file that passes may
+    still fail to decode (truncated): read_image says so."""
     if not os.path.isfile(path):
         raise data_generator.ImageReadError('%s does not exist' % path)
+    if not cv2.haveImageReader(path):
+        raise data_generator.ImageReadError('%s is not an image: no image format OpenCV reads starts like it'
+                                            % path)
     size = header_size(path)
     if size and size[0] * size[1] > config.MAX_INPUT_PIXELS:
         raise UnusableImageError(
             '%s is %dx%d px (%.0f megapixels), above config.MAX_INPUT_PIXELS (%.0f): shrink it first; the '
             'network sees it resized anyway' % (path, size[0], size[1], size[0] * size[1] / 1e6,
                                                 config.MAX_INPUT_PIXELS / 1e6))
+
+
+def read_image(path):
+    """uint8 [H, W, 3] RGB of an image file of any common kind (grey, RGBA, 16-bit, float TIFF).
+
+    JPEG orientation (EXIF) is applied, as viewers show the picture. The header is checked first
+    (check_image_header): an image above config.MAX_INPUT_PIXELS is refused before decoding could exhaust
+    the memory.
+    Raises data_generator.ImageReadError naming the file if it is missing or cannot be decoded, and
+    UnusableImageError if it is too small (check_size), too large or of an unsupported pixel type.
+    """
+    check_image_header(path)
     data = np.fromfile(path, np.uint8)
     # IMREAD_COLOR | ANYDEPTH keeps 16 bits and applies EXIF orientation; only IMREAD_UNCHANGED keeps alpha.
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None

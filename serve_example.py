@@ -24,6 +24,7 @@ import sys
 
 import config
 import inference
+import machine
 import post_proc
 
 
@@ -81,4 +82,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    machine.quiet_tensorflow()  # before main() imports TensorFlow
     sys.exit(main())

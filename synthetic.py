@@ -57,6 +57,9 @@ _ONE = 1 << _SHIFT
 # kept only if it rasterises back to the exact mask, else the exact (unsimplified) contour is used.
 _SIMPLIFY_TOLERANCE = 0.5
 _PROGRESS_SECONDS = 2.0  # at most one progress line per this many seconds
+# The annotation files' info.description, which they start with: is_synthetic_run recognises them by it.
+DESCRIPTION = 'PersonLab synthetic people (synthetic.py), COCO person_keypoints format'
+_HEAD_BYTES = 4096  # is_synthetic_run reads this much of an annotation file (COCO's own are hundreds of MB)
 
 
 # ----------------------------------------------------------------------------
@@ -616,7 +619,7 @@ def write_split(split, count, paths, image_size, seed, log=print):
             log('%s2017: %d/%d images, %.0f images/s' % (split, index + 1, count,
                                                          (index + 1) / max(now - start, 1e-9)))
     data = {
-        'info': {'description': 'PersonLab synthetic people (synthetic.py), COCO person_keypoints format',
+        'info': {'description': DESCRIPTION,  # first in the file: is_synthetic_run reads only the start
                  'version': '1.0', 'year': 2024, 'contributor': 'synthetic.py',
                  'seed': seed, 'image_size': image_size},
         'licenses': [],
@@ -654,6 +657,24 @@ def _check_arguments(num_train, num_val, image_size, seed):
             config.SYNTHETIC_MIN_IMAGE_SIZE, image_size))
     if problems:
         raise ValueError('make_dataset: ' + '; '.join(problems))
+
+
+def is_synthetic_run(run_config):
+    """True if a train.py run trained on a synthetic.py set, from its config.json values (train.load_run_config):
+    its TRAIN_ANNOTATIONS lie in its SYNTHETIC_DIR (true wherever the checkpoint was copied), or the file, if
+    it is here, starts with DESCRIPTION (a set written with --output elsewhere)."""
+    path = run_config.get('TRAIN_ANNOTATIONS')
+    if not path:
+        return False
+    folder = run_config.get('SYNTHETIC_DIR')
+    if folder and os.path.abspath(path).startswith(os.path.join(os.path.abspath(folder), '')):
+        return True
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(_HEAD_BYTES)
+    except OSError:
+        return False
+    return json.dumps(DESCRIPTION).encode() in head
 
 
 def make_dataset(output_dir=None, num_train=None, num_val=None, image_size=None, seed=None, log=print):

@@ -45,6 +45,7 @@ import time
 
 import checkpoints
 import config
+import machine
 
 CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
 CHECKPOINT_PREFIX = 'model.ckpt'  # checkpoints are <train dir>/model.ckpt-<global step>
@@ -696,6 +697,30 @@ def format_duration(seconds):
     return ('%dd %s' % (days, text)) if days else text
 
 
+class Eta(object):
+    """Time left from the mean step time since the warm-up: the first config.ETA_WARMUP_STEPS steps after a
+    (re)start also build and optimise the graph (seconds to a minute), which would make the first ETA hours
+    too long. Feed it the wall-clock time after each step; `text` is '?' until a step after the warm-up."""
+
+    def __init__(self, start_step, num_steps, start_time, warmup_steps=None):
+        warmup_steps = config.ETA_WARMUP_STEPS if warmup_steps is None else warmup_steps
+        self.warmed_up_at = start_step + warmup_steps  # the step whose end starts the clock
+        self.num_steps = num_steps
+        self.clock = start_time if warmup_steps == 0 else None
+
+    def seconds_left(self, step, now):
+        """Seconds to num_steps at the mean rate of the steps after the warm-up; None before one ran."""
+        if step == self.warmed_up_at:
+            self.clock = now
+        if self.clock is None or step <= self.warmed_up_at:
+            return None
+        return (self.num_steps - step) * (now - self.clock) / (step - self.warmed_up_at)
+
+    def text(self, step, now):
+        left = self.seconds_left(step, now)
+        return format_duration(left) if left is not None else '? (warm-up)'
+
+
 def _default_log(message, error=False):
     print(message, file=sys.stderr if error else sys.stdout, flush=True)
 
@@ -831,8 +856,9 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
         log('train: saved %s' % state['checkpoint'])
 
     step = start_step
-    window = {'start': time.perf_counter(), 'wait': 0.0, 'steps': 0, 'sums': {}}
     last_time = time.perf_counter()
+    window = {'start': last_time, 'wait': 0.0, 'steps': 0, 'sums': {}}
+    eta = Eta(start_step, num_steps, last_time)
     try:
         while step < num_steps and not stop:
             wait_before = prefetcher.wait_seconds
@@ -853,6 +879,7 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
             if on_step is not None:
                 on_step({'step': step, 'losses': values, 'step_seconds': now - last_time, 'wait_seconds': wait})
             last_time = now
+            time_left = eta.text(step, now)  # every step: the clock starts at the end of the warm-up
             window['wait'] += wait
             window['steps'] += 1
             for name, value in values.items():
@@ -867,8 +894,7 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
                 log('step %d/%d  loss %.4f [%s]  lr %.2e  %.2f steps/s  %.1f samples/s  input wait %.0f%%  '
                     'ETA %s' % (step, num_steps, means['total'],
                                 ' '.join('%s %.3f' % (n, means[n]) for n in LOSS_ORDER[1:] if n in means),
-                                out['lr'], rate, rate * batch_size, 100.0 * wait_fraction,
-                                format_duration((num_steps - step) / rate if rate > 0 else None)))
+                                out['lr'], rate, rate * batch_size, 100.0 * wait_fraction, time_left))
                 writer.add_summary(_scalar_summary({'speed/steps_per_second': rate,
                                                     'speed/samples_per_second': rate * batch_size,
                                                     'speed/input_wait_fraction': wait_fraction}), step)
@@ -981,4 +1007,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    machine.quiet_tensorflow()  # before main() imports TensorFlow
     sys.exit(main())

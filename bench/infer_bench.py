@@ -32,6 +32,7 @@ import config  # noqa: E402
 import data_generator  # noqa: E402
 import demo  # noqa: E402
 import inference  # noqa: E402
+import machine  # noqa: E402
 from _shared import coco_sample_dir  # noqa: E402
 
 SHARED_DIR = coco_sample_dir()
@@ -88,6 +89,8 @@ def main(argv=None):
     parser.add_argument('--repeats', type=int, default=3, help='timed runs per size (after one warm-up)')
     parser.add_argument('--checkpoint', help='a trained checkpoint instead of random weights')
     args = parser.parse_args(argv)
+    machine.quiet_tensorflow()
+    print('machine: %s' % machine.describe(), flush=True)  # the docs give times beside this figure
     example, source = bench_example()
     image = example['image']
     start = time.perf_counter()

@@ -32,7 +32,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import machine  # noqa: E402
+
+machine.quiet_tensorflow()
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -183,6 +185,7 @@ def main():
     parser.add_argument('--inter', type=int, default=1, help='inter-op threads')
     parser.add_argument('--no-train', action='store_true', help='time the forward pass only')
     args = parser.parse_args()
+    print('machine: %s' % machine.describe(), flush=True)  # the docs give times beside this figure
     session_conf = session_config(args.intra, args.inter)
     print('ResNet-v2-%d, batch 1, %d CPU cores, intra-op %d / inter-op %d threads, TensorFlow %s, '
           'best of %d runs [median]' % (config.BACKBONE_DEPTH, os.cpu_count(), args.intra, args.inter,

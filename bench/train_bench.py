@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
+import machine  # noqa: E402
 import train  # noqa: E402
 from _shared import coco_sample_dir  # noqa: E402
 
@@ -65,6 +66,8 @@ def main(argv=None):
     parser.add_argument('--depth', type=int, default=config.BACKBONE_DEPTH)
     parser.add_argument('--workers', type=int, default=config.NUM_WORKERS)
     args = parser.parse_args(argv)
+    machine.quiet_tensorflow()
+    print('machine: %s' % machine.describe(), flush=True)  # the docs give times beside this figure
 
     work_dir = tempfile.mkdtemp(prefix='train_bench_')
     try:

@@ -64,6 +64,11 @@ def test_demo_on_a_real_image(real_image_path, inference_checkpoint, tmp_path, c
     assert code == 0, stderr
     assert '[1/1] %s: 640x425' % real_image_path in stderr and 'network' in stderr and 'decoding' in stderr
     assert 'results for 1 of 1 inputs' in stdout
+    assert 'trained on synthetic.py' not in stderr  # its config.json names COCO's annotations
+    # --debug says what its pictures are, and each image's line names every file written.
+    assert all('NAME_%s.jpg' % name in stderr for name in demo.DEBUG_PICTURES)
+    assert '-> %s (and %s, 000000000785.json)' % (os.path.join(out, '000000000785_pose.jpg'), ', '.join(
+        '000000000785_%s.jpg' % name for name in ['masks'] + list(demo.DEBUG_PICTURES))) in stderr
     image = inference.read_image(real_image_path)
     for name in ('pose', 'masks'):
         picture = cv2.imread(os.path.join(out, '000000000785_%s.jpg' % name))
@@ -72,6 +77,8 @@ def test_demo_on_a_real_image(real_image_path, inference_checkpoint, tmp_path, c
         assert cv2.imread(os.path.join(out, '000000000785_%s.jpg' % name)).shape == (89, 129, 3)
     record = _load(os.path.join(out, '000000000785.json'))
     _check_json(record, 425, 640)
+    drawn = sum(p['score'] >= config.DEMO_PICTURE_MIN_SCORE for p in record['people'])
+    assert '640x425, %s found, %d drawn;' % (demo.count_people(len(record['people'])), drawn) in stderr
     assert record['longer_sides'] == [129] and record['stride'] == config.EVAL_OUTPUT_STRIDE
     assert record['checkpoint'] == inference.find_checkpoint(inference_checkpoint)
     # The JSON holds what the shared inference path finds with the same checkpoint.
@@ -91,9 +98,13 @@ def test_demo_json_and_pictures_show_the_people(coco_sample, tmp_path):
     dataset = data_generator.CocoPersons(coco_sample['val_annotations'], coco_sample['val_images'])
     example = dataset.load_example(40083)
     predictor = inference.Predictor(inference.GroundTruthNetwork(example, [401]), [401])
-    runner = demo.Demo(predictor, None, str(tmp_path), log=lambda message: None)
+    lines = []
+    runner = demo.Demo(predictor, None, str(tmp_path), log=lines.append)
     written = runner.image(example['file_name'], 1, 1)
     record = _load(written['json'])
+    # The line counts everyone the JSON holds and those the pictures show (score >= DEMO_PICTURE_MIN_SCORE).
+    drawn = sum(p['score'] >= config.DEMO_PICTURE_MIN_SCORE for p in record['people'])
+    assert '%d people found, %d drawn;' % (len(record['people']), drawn) in lines[0]
     height, width = example['image'].shape[:2]
     _check_json(record, height, width)
     labelled = [(kp, mask) for kp, mask in zip(example['keypoints'], example['masks']) if (kp[:, 2] > 0).sum() >= 8]
@@ -282,6 +293,57 @@ def test_demo_without_a_checkpoint_says_how_to_get_one(real_image_path, tmp_path
     monkeypatch.setattr(config, 'TRAIN_DIR', str(tmp_path / 'model' / 'personlab'))
     code, _, stderr = _run([real_image_path, '--output', str(tmp_path / 'out')], capsys)
     assert code == 2 and config.TRAIN_DIR in stderr and 'python train.py' in stderr
+
+
+def test_people_are_counted_in_words():
+    assert [demo.count_people(n) for n in (0, 1, 2)] == ['0 people', '1 person', '2 people']
+    people = [{'score': s} for s in (0.9, config.DEMO_PICTURE_MIN_SCORE, config.DEMO_PICTURE_MIN_SCORE / 2)]
+    assert demo.people_counts(people) == '3 people found, 2 drawn'
+    assert demo.people_counts(people[:1]) == '1 person found, 1 drawn'
+
+
+def test_demo_refuses_what_is_not_an_image_before_loading_the_model(real_image_path, inference_checkpoint,
+                                                                   tmp_path, monkeypatch, capsys):
+    readme = os.path.join(config.ROOT_DIR, 'README.md')
+    (tmp_path / 'clip.mp4').write_bytes(b'not a video')
+
+    def no_model(*args, **kwargs):
+        raise AssertionError('the model was loaded before the inputs were checked')
+
+    monkeypatch.setattr(inference, 'CheckpointNetwork', no_model)
+    out = tmp_path / 'out'
+    code, _, stderr = _run([readme, str(tmp_path / 'clip.mp4'), '--checkpoint', inference_checkpoint,
+                            '--output', str(out)], capsys)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('demo.py: error: nothing to process: ')
+    assert '%s is not an image' % readme in lines[0] and 'extensions .mp4' in lines[0]  # a video's would do
+    assert '%s cannot be opened as a video' % (tmp_path / 'clip.mp4') in lines[0]
+    assert not out.exists()
+
+
+def test_demo_notes_a_model_trained_on_synthetic_figures(real_image_path, inference_checkpoint, tmp_path,
+                                                          capsys):
+    """A checkpoint whose config.json names a synthetic.py set (written outside SYNTHETIC_DIR: recognised from
+    the file's first bytes) gets one note line, after the unusable inputs were skipped without the model."""
+    import synthetic
+    data = synthetic.make_dataset(str(tmp_path / 'figures'), num_train=1, num_val=1, image_size=65, seed=1,
+                                  log=None)
+    run = str(tmp_path / 'run')
+    shutil.copytree(inference_checkpoint, run)
+    with open(os.path.join(run, 'config.json')) as f:
+        record = json.load(f)
+    record['config']['TRAIN_ANNOTATIONS'] = data['train_annotations']
+    with open(os.path.join(run, 'config.json'), 'w') as f:
+        json.dump(record, f)
+    readme = os.path.join(config.ROOT_DIR, 'README.md')
+    code, stdout, stderr = _run([readme, real_image_path, '--checkpoint', run, '--output', str(tmp_path / 'out'),
+                                 '--longer-side', '65'], capsys)
+    assert code == 0, stderr
+    notes = [line for line in stderr.splitlines() if 'trained on synthetic.py' in line]
+    assert len(notes) == 1 and data['train_annotations'] in notes[0] and 'COCO' in notes[0]
+    assert stderr.index('SKIPPED %s is not an image' % readme) < stderr.index('model ready')
+    assert 'skipped 1 of 2 inputs' in stderr and 'results for 1 of 2 inputs' in stdout
 
 
 @pytest.mark.parametrize('argv, message', [

@@ -6,6 +6,9 @@ with the ground truth standing in for the network at a resized scale, where AP m
 """
 import json
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 from pycocotools.coco import COCO
@@ -53,6 +56,23 @@ def test_eval_with_a_checkpoint_on_the_val_sample(coco_sample, inference_checkpo
     for annotation in loaded.anns.values():  # masks at the original image size
         image = ground_truth.imgs[annotation['image_id']]
         assert annotation['segmentation']['size'] == [image['height'], image['width']]
+
+
+def test_eval_quiet_prints_the_summary_line_and_nothing_else(coco_sample, inference_checkpoint, tmp_path):
+    """As a user runs it (quickstart.sh does): --quiet gives the AP line alone, no COCOeval tables, and
+    TensorFlow's C++ start-up lines (absl::InitializeLog, cpu_feature_guard, MLIR) are hidden."""
+    env = dict(os.environ)
+    env.pop('TF_CPP_MIN_LOG_LEVEL', None)  # the user's own level would win (machine.quiet_tensorflow)
+    result = subprocess.run(
+        [sys.executable, 'eval.py', '--quiet', '--max-images', '1', '--scales', '97', '--output',
+         str(tmp_path / 'results.json')] + _args(coco_sample, '--checkpoint', inference_checkpoint),
+        cwd=config.ROOT_DIR, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r'checkpoint: keypoints AP \S+ segm AP \S+ segm AP \(keypoint persons\) \S+\n',
+                        result.stdout), result.stdout
+    assert 'absl::InitializeLog' not in result.stderr
+    assert not re.search(r'^[IWEF]\d{4} ', result.stderr, re.M), result.stderr  # absl's C++ log line format
+    assert os.path.isfile(str(tmp_path / 'results.json'))
 
 
 def test_eval_maps_results_back_to_the_original_pixels(coco_sample):
@@ -156,11 +176,11 @@ def test_a_checkpoint_decodes_with_the_radius_it_was_trained_with(coco_sample, t
     finally:
         network.close()
     code = evaluation.main(_args(coco_sample, '--checkpoint', train_dir, '--scales', '97', '--max-images', '1',
-                                 '--output', str(tmp_path / 'a.json'), '--quiet'))
+                                 '--output', str(tmp_path / 'a.json')))
     out = capsys.readouterr().out
     assert code == 0 and 'decoding radius %g px' % radius in out
     code = evaluation.main(_args(coco_sample, '--checkpoint', train_dir, '--scales', '97', '--max-images', '1',
-                                 '--radius', '24', '--output', str(tmp_path / 'b.json'), '--quiet'))
+                                 '--radius', '24', '--output', str(tmp_path / 'b.json')))
     assert code == 0 and 'decoding radius 24 px' in capsys.readouterr().out
 
 

@@ -99,6 +99,20 @@ def test_category_is_cocos_person_category(coco_sample):
         assert ours[key] == real[key], key
 
 
+def test_a_run_on_the_synthetic_set_is_recognised(dataset, coco_sample, tmp_path):
+    """From a run's config.json values: its TRAIN_ANNOTATIONS inside its SYNTHETIC_DIR (even where the file is
+    absent: a checkpoint copied to another machine), or a file that starts like synthetic.py's."""
+    elsewhere = {'SYNTHETIC_DIR': str(tmp_path / 'synthetic')}
+    assert synthetic.is_synthetic_run(dict(elsewhere, TRAIN_ANNOTATIONS=dataset['train_annotations']))
+    assert synthetic.is_synthetic_run({'SYNTHETIC_DIR': dataset['root'],
+                                       'TRAIN_ANNOTATIONS': str(tmp_path / 'gone' / 'x.json')}) is False
+    inside = os.path.join(dataset['root'], 'annotations', 'gone.json')
+    assert synthetic.is_synthetic_run({'SYNTHETIC_DIR': dataset['root'], 'TRAIN_ANNOTATIONS': inside})
+    assert not synthetic.is_synthetic_run(dict(elsewhere, TRAIN_ANNOTATIONS=coco_sample['val_annotations']))
+    assert not synthetic.is_synthetic_run(dict(elsewhere, TRAIN_ANNOTATIONS=str(tmp_path / 'missing.json')))
+    assert not synthetic.is_synthetic_run({})
+
+
 def test_images_decode_at_the_stated_size(dataset):
     for split in ('train', 'val'):
         coco = load_coco(dataset[split + '_annotations'])

@@ -61,12 +61,17 @@ def small(synthetic_data):
 
 @pytest.fixture(scope='module')
 def trained(small, tmp_path_factory):
-    """The shared run: STEPS steps from scratch; returns its train dir, result and per-step losses."""
+    """The shared run: STEPS steps from scratch; returns its train dir, result, per-step losses and log lines."""
     train_dir = str(tmp_path_factory.mktemp('run'))
-    steps = []
+    steps, lines = [], []
+
+    def log(message, error=False):
+        lines.append(message)
+        quiet(message, error)
+
     with train.config_overrides(small):
-        result = train.train(train_dir, log=quiet, on_step=steps.append)
-    return {'dir': train_dir, 'result': result, 'steps': steps}
+        result = train.train(train_dir, log=log, on_step=steps.append)
+    return {'dir': train_dir, 'result': result, 'steps': steps, 'log': lines}
 
 
 def train_command(train_dir, small, extra):
@@ -117,6 +122,27 @@ def test_training_lowers_the_loss_and_checkpoints(trained):
     assert run_config['BACKBONE_DEPTH'] == 50 and run_config['INPUT_SIZE'] == 65
     assert run_config['LEARNING_RATE'] == SMALL['LEARNING_RATE']
     assert any(name.startswith('events.out.tfevents') for name in os.listdir(trained['dir']))
+
+
+def test_eta_leaves_the_graph_warm_up_out(trained):
+    """The progress lines' ETA comes from the steps after config.ETA_WARMUP_STEPS, whose first run builds and
+    optimises the graph: none on the first line, then (steps left) x the mean time of the steps since."""
+    progress = {int(line.split()[1].split('/')[0]): line for line in trained['log'] if line.startswith('step ')}
+    assert sorted(progress) == [1] + list(range(SMALL['LOG_EVERY'], STEPS + 1, SMALL['LOG_EVERY']))
+    assert progress[1].endswith('ETA ? (warm-up)')
+    seconds = [s['step_seconds'] for s in trained['steps']]
+    warm = config.ETA_WARMUP_STEPS
+    for step in progress:
+        if step > warm:
+            left = (STEPS - step) * np.mean(seconds[warm:step])
+            assert progress[step].endswith('ETA %s' % train.format_duration(left)), progress[step]
+
+
+def test_eta_counts_from_a_resumed_step():
+    eta = train.Eta(start_step=300, num_steps=700, start_time=100.0, warmup_steps=2)
+    assert eta.seconds_left(301, 160.0) is None and eta.seconds_left(302, 161.0) is None
+    assert eta.seconds_left(304, 163.0) == pytest.approx(396 * 1.0)
+    assert train.Eta(0, 10, start_time=5.0, warmup_steps=0).seconds_left(2, 9.0) == pytest.approx(16.0)
 
 
 def test_checkpoint_holds_momentum_and_averages(trained):
