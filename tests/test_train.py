@@ -429,3 +429,81 @@ def test_input_size_and_batch_split_are_checked_first(tmp_path):
     with train.config_overrides({'BATCH_SIZE': 3, 'NUM_GPUS': 2}):
         with pytest.raises(ValueError, match='multiple of NUM_GPUS'):
             train.check_settings(str(tmp_path))
+
+
+def _clone_checkpoint(prefix, step):
+    """A copy of the checkpoint at `prefix` named for `step` beside it (an earlier run's checkpoint)."""
+    target = '%s-%d' % (prefix.rsplit('-', 1)[0], step)
+    for path in [prefix + '.index'] + [p for p in os.listdir(os.path.dirname(prefix))
+                                       if p.startswith(os.path.basename(prefix) + '.data-')]:
+        path = os.path.join(os.path.dirname(prefix), os.path.basename(path))
+        shutil.copyfile(path, target + path[len(prefix):])
+    return target
+
+
+def test_restarts_keep_at_most_checkpoints_to_keep_and_no_leftovers(trained, small, tmp_path):
+    """Checkpoints of earlier runs and the leftovers of saves cut short (TensorFlow's own file names) go;
+    the train dir ends with CHECKPOINTS_TO_KEEP checkpoints."""
+    train_dir = copy_run(trained, tmp_path)
+    newest = os.path.join(train_dir, 'model.ckpt-%d' % STEPS)
+    for step in (5, 10, 15):
+        _clone_checkpoint(newest, step)
+    leftovers = ['model.ckpt-%d.data-00000-of-00001.tempstate1704991444316822412' % (STEPS + 5),
+                 'model.ckpt-%d.data-00000-of-00001' % (STEPS + 4),  # renamed, but its index never written
+                 'checkpoint.tmp3f2a']
+    for name in leftovers:
+        with open(os.path.join(train_dir, name), 'wb') as f:
+            f.write(b'\0' * 1000)
+    with train.config_overrides(dict(small, NUM_STEPS=STEPS + 3, CHECKPOINT_EVERY=1, CHECKPOINTS_TO_KEEP=2)):
+        result = train.train(train_dir, log=quiet)
+    names = sorted(os.listdir(train_dir))
+    assert result['start_step'] == STEPS and result['step'] == STEPS + 3, (result, names)
+    assert sorted(n for n in names if n.endswith('.index')) == ['model.ckpt-%d.index' % s
+                                                               for s in (STEPS + 2, STEPS + 3)], (result, names)
+    assert not [n for n in names if n in leftovers or 'tempstate' in n or n.startswith('checkpoint.tmp')], names
+    data = sorted(n[:n.index('.data-')] for n in names if '.data-' in n)
+    assert data == ['model.ckpt-%d' % s for s in (STEPS + 2, STEPS + 3)], names
+    with open(os.path.join(train_dir, 'checkpoint')) as f:
+        state = f.read()
+    assert 'model.ckpt-%d"' % (STEPS + 1) not in state and 'model.ckpt-%d"' % (STEPS + 3) in state
+
+
+def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(trained, small, tmp_path):
+    train_dir = copy_run(trained, tmp_path)
+    damaged = os.path.join(train_dir, 'model.ckpt-%d' % STEPS)
+    data = [n for n in os.listdir(train_dir) if n.startswith('model.ckpt-%d.data-' % STEPS)][0]
+    os.truncate(os.path.join(train_dir, data), 1000)
+    messages = []
+    with train.config_overrides(dict(small, NUM_STEPS=26, CHECKPOINT_EVERY=1000)):
+        result = train.train(train_dir, log=lambda message, error=False: messages.append(message))
+    text = '\n'.join(messages)
+    assert result['start_step'] == 25 and result['step'] == 26, text
+    assert 'WARNING: %s cannot be read' % damaged in text and 'deleting the damaged %s' % damaged in text
+    assert not [n for n in os.listdir(train_dir) if n.startswith('model.ckpt-%d.' % STEPS)]
+
+
+def test_a_second_training_in_the_same_train_dir_refuses_naming_the_first(trained, small, tmp_path):
+    import checkpoints
+    train_dir = copy_run(trained, tmp_path)
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time, checkpoints\n'
+                               'lock = checkpoints.TrainDirLock(sys.argv[1]).acquire()\n'
+                               'print("locked", flush=True)\ntime.sleep(600)\n', train_dir],
+                              cwd=REPO_DIR, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        before = sorted(os.listdir(train_dir))
+        result = subprocess.run(train_command(train_dir, small, ['--steps', str(STEPS + 5)]), cwd=str(tmp_path),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert 'in use by another training (pid %d on ' % holder.pid in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert sorted(os.listdir(train_dir)) == before
+        with pytest.raises(checkpoints.TrainDirBusyError, match='pid %d' % holder.pid):
+            checkpoints.TrainDirLock(train_dir).acquire()
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock, nothing stays stuck
+        holder.wait()
+    with checkpoints.TrainDirLock(train_dir):
+        with pytest.raises(checkpoints.TrainDirBusyError, match='this process'):
+            checkpoints.TrainDirLock(train_dir).acquire()
+    checkpoints.TrainDirLock(train_dir).acquire().release()
