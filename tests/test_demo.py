@@ -221,7 +221,7 @@ def test_demo_skips_a_video_it_cannot_write_and_goes_on(real_image_path, inferen
     code, stdout, stderr = _run([video, real_image_path, '--checkpoint', inference_checkpoint, '--output', out,
                                  '--longer-side', '65'], capsys)
     assert code == 0, stderr
-    assert 'SKIPPED OpenCV cannot write a video' in stderr and 'results for 1 of 2 inputs' in stdout
+    assert 'SKIPPED %s: OpenCV cannot write a video' % video in stderr and 'results for 1 of 2 inputs' in stdout
     assert os.path.isfile(os.path.join(out, '000000000785.json'))
 
 
@@ -296,4 +296,4 @@ def test_demo_bad_arguments(argv, message, capsys):
 def test_demo_rejects_a_non_positive_size(real_image_path, capsys):
     with pytest.raises(SystemExit):
         demo.main([real_image_path, '--longer-side', '0'])
-    assert '--longer-side must be positive' in capsys.readouterr().err
+    assert '--longer-side must be at least 2 px' in capsys.readouterr().err
