@@ -353,6 +353,9 @@ def main(argv=None):
     except (FileNotFoundError, data_generator.ImageReadError) as error:
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
+    except OSError as error:  # a fault, not a mistake: a full disk while writing the results
+        sys.stderr.write('eval.py: error: %s\n' % error)
+        return 1
     count = max(len(summary['image_ids']), 1)
     print('per image: network %.2f s, decoding %.1f ms' % (summary['network_seconds'] / count,
                                                           1000.0 * summary['decode_seconds'] / count))
