@@ -15,6 +15,8 @@ The train dir holds:
                                     ('<var>/Momentum'), Polyak averages ('<var>/ExponentialMovingAverage'),
                                     global_step
   config.json                       the config values the checkpoints were trained with (see load_run_config)
+  .train.lock                       held by the training running there (checkpoints.TrainDirLock): a second
+                                    one in the same train dir stops at once, naming it
   events.out.tfevents.*             TensorBoard: every loss, learning rate, speed, input wait, and images of
                                     the predicted heatmaps and segmentation next to the input and the targets
 
@@ -1028,7 +1030,8 @@ def overrides_from_args(args):
 
 
 def main(argv=None):
-    """Command line: exit status 0 done, 2 bad settings or paths, 3 NaN/inf, 130 stopped by a signal."""
+    """Command line: exit status 0 done, 2 bad settings or paths, a train dir in use by another training or
+    without a checkpoint this model can resume from, 3 NaN/inf, 130 stopped by a signal."""
     args = parse_args(argv)
     try:
         overrides = overrides_from_args(args)

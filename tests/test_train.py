@@ -431,60 +431,86 @@ def test_input_size_and_batch_split_are_checked_first(tmp_path):
             train.check_settings(str(tmp_path))
 
 
-def _clone_checkpoint(prefix, step):
-    """A copy of the checkpoint at `prefix` named for `step` beside it (an earlier run's checkpoint)."""
-    target = '%s-%d' % (prefix.rsplit('-', 1)[0], step)
-    for path in [prefix + '.index'] + [p for p in os.listdir(os.path.dirname(prefix))
-                                       if p.startswith(os.path.basename(prefix) + '.data-')]:
-        path = os.path.join(os.path.dirname(prefix), os.path.basename(path))
-        shutil.copyfile(path, target + path[len(prefix):])
-    return target
+def tiny_run(train_dir, keep, steps=(), name='weights', shape=(8,)):
+    """A graph with the keys restore_or_initialise uses (one variable `name`, global_step, the Saver with
+    max_to_keep=keep) in a session, as a train.py run builds them; saves at `steps` with weights = the step.
+    Returns (session, graph dict); the caller closes the session."""
+    import tensorflow.compat.v1 as tf
+    tf.disable_eager_execution()
+    graph = tf.Graph()
+    with graph.as_default():
+        weights = tf.get_variable(name, shape, initializer=tf.zeros_initializer())
+        global_step = tf.train.get_or_create_global_step()
+        value = tf.placeholder(tf.int64, [])
+        set_step = tf.group(tf.assign(global_step, value), tf.assign(weights, tf.fill(shape, tf.cast(value,
+                                                                                                      tf.float32))))
+        run = {'saver': tf.train.Saver(max_to_keep=keep, save_relative_paths=True), 'global_step': global_step,
+               'weights': weights, 'reset_averages': tf.no_op()}
+        sess = tf.Session(graph=graph)
+        sess.run(tf.global_variables_initializer())
+        for step in steps:
+            sess.run(set_step, {value: step})
+            run['saver'].save(sess, os.path.join(train_dir, train.CHECKPOINT_PREFIX), global_step=step,
+                              write_meta_graph=False)
+    return sess, run
 
 
-def test_restarts_keep_at_most_checkpoints_to_keep_and_no_leftovers(trained, small, tmp_path):
-    """Checkpoints of earlier runs and the leftovers of saves cut short (TensorFlow's own file names) go;
-    the train dir ends with CHECKPOINTS_TO_KEEP checkpoints."""
-    train_dir = copy_run(trained, tmp_path)
-    newest = os.path.join(train_dir, 'model.ckpt-%d' % STEPS)
-    for step in (5, 10, 15):
-        _clone_checkpoint(newest, step)
-    leftovers = ['model.ckpt-%d.data-00000-of-00001.tempstate1704991444316822412' % (STEPS + 5),
-                 'model.ckpt-%d.data-00000-of-00001' % (STEPS + 4),  # renamed, but its index never written
-                 'checkpoint.tmp3f2a']
+def _steps_on_disk(train_dir):
+    import checkpoints
+    return [checkpoints.step_of(p) for p in checkpoints.all_in(train_dir)]
+
+
+def test_restarts_keep_at_most_checkpoints_to_keep_and_no_leftovers(tmp_path):
+    """Every restart has a new Saver, which knows nothing of its predecessors' checkpoints; saves cut short
+    leave TensorFlow's partial files. A run that starts prunes both, and its Saver deletes the rest."""
+    train_dir = str(tmp_path)
+    for steps in ((5, 10), (15, 25), (40,)):  # three earlier runs, each keeping 2 of its own
+        tiny_run(train_dir, 2, steps)[0].close()
+    leftovers = ['model.ckpt-45.data-00000-of-00001.tempstate1704991444316822412',  # SIGKILL during a save
+                 'model.ckpt-44.data-00000-of-00001',  # renamed, but its index never written
+                 'checkpoint.tmp3f2a9c']
     for name in leftovers:
         with open(os.path.join(train_dir, name), 'wb') as f:
             f.write(b'\0' * 1000)
-    with train.config_overrides(dict(small, NUM_STEPS=STEPS + 3, CHECKPOINT_EVERY=1, CHECKPOINTS_TO_KEEP=2)):
-        result = train.train(train_dir, log=quiet)
-    names = sorted(os.listdir(train_dir))
-    assert result['start_step'] == STEPS and result['step'] == STEPS + 3, (result, names)
-    assert sorted(n for n in names if n.endswith('.index')) == ['model.ckpt-%d.index' % s
-                                                               for s in (STEPS + 2, STEPS + 3)], (result, names)
-    assert not [n for n in names if n in leftovers or 'tempstate' in n or n.startswith('checkpoint.tmp')], names
-    data = sorted(n[:n.index('.data-')] for n in names if '.data-' in n)
-    assert data == ['model.ckpt-%d' % s for s in (STEPS + 2, STEPS + 3)], names
-    with open(os.path.join(train_dir, 'checkpoint')) as f:
-        state = f.read()
-    assert 'model.ckpt-%d"' % (STEPS + 1) not in state and 'model.ckpt-%d"' % (STEPS + 3) in state
+    assert _steps_on_disk(train_dir) == [5, 10, 15, 25, 40]
+    sess, run = tiny_run(train_dir, 2)
+    with sess, train.config_overrides({'CHECKPOINTS_TO_KEEP': 2}):
+        step, how = train.restore_or_initialise(sess, run, train_dir, log=quiet)
+        assert step == 40 and how.startswith('resumed') and sess.run(run['weights'])[0] == 40
+        assert _steps_on_disk(train_dir) == [25, 40]
+        assert not set(leftovers) & set(os.listdir(train_dir)), os.listdir(train_dir)
+        for step in (41, 42):
+            run['saver'].save(sess, os.path.join(train_dir, train.CHECKPOINT_PREFIX), global_step=step,
+                              write_meta_graph=False)
+        assert _steps_on_disk(train_dir) == [41, 42]
+        assert sorted(n for n in os.listdir(train_dir) if n.startswith('model.ckpt')) == [
+            'model.ckpt-%d.%s' % (s, end) for s in (41, 42) for end in ('data-00000-of-00001', 'index')]
 
 
-def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(trained, small, tmp_path):
-    train_dir = copy_run(trained, tmp_path)
-    damaged = os.path.join(train_dir, 'model.ckpt-%d' % STEPS)
-    data = [n for n in os.listdir(train_dir) if n.startswith('model.ckpt-%d.data-' % STEPS)][0]
-    os.truncate(os.path.join(train_dir, data), 1000)
+def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path):
+    train_dir = str(tmp_path)
+    tiny_run(train_dir, 5, (10, 20))[0].close()
+    damaged = os.path.join(train_dir, 'model.ckpt-20')
+    os.truncate(damaged + '.data-00000-of-00001', 10)
     messages = []
-    with train.config_overrides(dict(small, NUM_STEPS=26, CHECKPOINT_EVERY=1000)):
-        result = train.train(train_dir, log=lambda message, error=False: messages.append(message))
-    text = '\n'.join(messages)
-    assert result['start_step'] == 25 and result['step'] == 26, text
-    assert 'WARNING: %s cannot be read' % damaged in text and 'deleting the damaged %s' % damaged in text
-    assert not [n for n in os.listdir(train_dir) if n.startswith('model.ckpt-%d.' % STEPS)]
+    sess, run = tiny_run(train_dir, 5)
+    with sess:
+        step, how = train.restore_or_initialise(sess, run, train_dir,
+                                                log=lambda message, error=False: messages.append(message))
+        assert step == 10 and sess.run(run['weights'])[0] == 10, how
+    assert 'WARNING: %s cannot be read (OutOfRangeError' % damaged in messages[0], messages
+    assert 'deleting the damaged %s' % damaged in messages[1] and _steps_on_disk(train_dir) == [10]
+    # Another model's checkpoint (other variables) is not "damaged": it stays, and the error says so.
+    sess, run = tiny_run(train_dir, 5, name='other')
+    with sess, pytest.raises(train.CheckpointMismatchError, match='do not match this model'):
+        train.restore_or_initialise(sess, run, train_dir, log=quiet)
+    assert _steps_on_disk(train_dir) == [10]
 
 
-def test_a_second_training_in_the_same_train_dir_refuses_naming_the_first(trained, small, tmp_path):
+def test_a_second_training_in_the_same_train_dir_refuses_naming_the_first(small, tmp_path):
     import checkpoints
-    train_dir = copy_run(trained, tmp_path)
+    train_dir = str(tmp_path / 'run')
+    os.makedirs(train_dir)
     holder = subprocess.Popen([sys.executable, '-c', 'import sys, time, checkpoints\n'
                                'lock = checkpoints.TrainDirLock(sys.argv[1]).acquire()\n'
                                'print("locked", flush=True)\ntime.sleep(600)\n', train_dir],
