@@ -64,7 +64,9 @@ def _mtime(path):
 
 
 def all_in(directory):
-    """Every checkpoint prefix in `directory` that has its '.index', oldest first (by step, then time)."""
+    """Every checkpoint prefix in `directory` ('*.index' files), oldest step first; [] if none."""
+    if not os.path.isdir(directory):
+        return []
     prefixes = [p[:-len('.index')] for p in glob.glob(os.path.join(glob.escape(directory), '*.index'))]
     return sorted(prefixes, key=lambda p: (step_of(p), _mtime(p + '.index')))
 

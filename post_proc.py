@@ -119,7 +119,8 @@ def check_outputs(outputs, stride, image_shape):
                 name, array.min(), array.max()))
     for name in maps:
         array = maps[name]
-        if name.endswith('_offsets') and array.size and (array.min() < -OFFSET_LIMIT or array.max() > OFFSET_LIMIT):
+        if name.endswith('_offsets') and array.size and (array.min() < -OFFSET_LIMIT
+                                                         or array.max() > OFFSET_LIMIT):
             maps[name] = np.clip(array, -OFFSET_LIMIT, OFFSET_LIMIT)  # a copy: the caller's maps stay as they were
     return maps, (height, width)
 
