@@ -465,6 +465,37 @@ def sample_layout(input_size, stride):
                      for name, channels in TARGET_CHANNELS.items()]
 
 
+RING_PREFIX = 'personlab_ring_'  # shared-memory name: <prefix><creator pid>_<random>
+SHM_DIR = '/dev/shm'  # where Linux keeps named shared memory
+
+
+def remove_stale_rings(shm_dir=SHM_DIR):
+    """Frees the SampleRing memory of processes that no longer exist (a process group killed outright gives
+    nobody the chance to unlink it), and only theirs. Returns the names removed."""
+    removed = []
+    try:
+        names = os.listdir(shm_dir)
+    except OSError:  # no /dev/shm (not Linux): nothing to look after
+        return removed
+    for name in names:
+        if not name.startswith(RING_PREFIX):
+            continue
+        try:
+            pid = int(name[len(RING_PREFIX):].split('_')[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(shm_dir, name))
+                removed.append(name)
+        except PermissionError:  # alive, another user's
+            continue
+    if removed:
+        LOG.warning('freed the shared memory of dead trainings: %s', ', '.join(removed))
+    return removed
+
+
 class SampleRing(object):
     """Shared memory for `count` samples: workers write a sample into a slot, the parent copies it out.
 
@@ -477,7 +508,9 @@ class SampleRing(object):
         self.layout = layout
         self.count = count
         self.slot_bytes = sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in layout)
-        self.memory = shared_memory.SharedMemory(create=True, size=max(1, self.slot_bytes * count))
+        remove_stale_rings()
+        self.memory = shared_memory.SharedMemory(name='%s%d_%s' % (RING_PREFIX, os.getpid(), os.urandom(4).hex()),
+                                                 create=True, size=max(1, self.slot_bytes * count))
         self._owner = True
 
     def __getstate__(self):

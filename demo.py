@@ -141,7 +141,7 @@ def write_json(path, source, image_shape, prediction, predictor, network, extra=
         'people': people_json(prediction.people),
     }
     record.update(extra or {})
-    with open(path, 'w') as f:
+    with inference.atomic_output(path) as partial, open(partial, 'w') as f:
         json.dump(record, f)
 
 
@@ -244,12 +244,14 @@ class Demo(object):
         t0 = time.perf_counter()
         written = {'pose': stem + '_pose' + PICTURE_EXTENSION, 'masks': stem + '_masks' + PICTURE_EXTENSION,
                    'json': stem + '.json'}
-        plot.save_image(written['pose'], pose_picture(image, prediction.people))
-        plot.save_image(written['masks'], masks_picture(image, prediction.people))
+        pictures = {'pose': pose_picture(image, prediction.people), 'masks': masks_picture(image, prediction.people)}
         if self.debug:
             for name, picture in debug_pictures(image, prediction, self.predictor.stride).items():
                 written[name] = '%s_%s%s' % (stem, name, PICTURE_EXTENSION)
-                plot.save_image(written[name], picture)
+                pictures[name] = picture
+        for name, picture in pictures.items():
+            with inference.atomic_output(written[name]) as partial:
+                plot.save_image(partial, picture)
         drawing = time.perf_counter() - t0
         write_json(written['json'], path, image.shape, prediction, self.predictor, self.network)
         self._account(prediction, drawing)
@@ -279,7 +281,7 @@ class Demo(object):
         stem = output_stem(path, self.output_dir, self.taken)
         frames_dir = stem + '_frames'
         os.makedirs(frames_dir, exist_ok=True)
-        writer, video_path = None, None
+        writer, video_path, partial = None, None, None
         frame_index, start = 0, time.perf_counter()
         try:
             while not max_frames or frame_index < max_frames:
@@ -291,7 +293,7 @@ class Demo(object):
                 t0 = time.perf_counter()
                 picture = plot.draw_people(image, shown(prediction.people))
                 if writer is None:
-                    writer, video_path = open_video_writer(stem, fps, image.shape)
+                    writer, video_path, partial = open_video_writer(stem, fps, image.shape)
                 writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
                 drawing = time.perf_counter() - t0
                 write_json(os.path.join(frames_dir, '%06d.json' % frame_index), path, image.shape, prediction,
@@ -308,7 +310,16 @@ class Demo(object):
         finally:
             if writer is not None:
                 writer.release()
+                # Renamed only once complete; OpenCV does not report a failed write (a full disk): an empty
+                # file is one.
+                complete = sys.exc_info()[0] is None and os.path.getsize(partial) > 0
+                if complete:
+                    os.replace(partial, video_path)
+                else:
+                    os.remove(partial)
         sys.stderr.write('\n')
+        if writer is not None and not os.path.exists(video_path):
+            raise OSError('the video %s could not be written' % video_path)
         if frame_index == 0:
             raise data_generator.ImageReadError('%s: no frame could be read' % path)
         self.log('[%d/%d] %s: %d frames -> %s, %s/' % (index, count, path, frame_index, video_path, frames_dir))
@@ -323,20 +334,25 @@ class Demo(object):
                 else:
                     self.done.append(self.image(path, n, len(paths)))
             except (data_generator.ImageReadError, OSError) as error:  # OSError: an output cannot be written
-                self.skipped.append((path, str(error)))
-                self.log('[%d/%d] SKIPPED %s' % (n, len(paths), error))
+                message = str(error) if path in str(error) else '%s: %s' % (path, error)
+                self.skipped.append((path, message))
+                self.log('[%d/%d] SKIPPED %s' % (n, len(paths), message))
         return self.done
 
 
 def open_video_writer(stem, fps, shape):
-    """cv2.VideoWriter for an RGB frame shape: config.DEMO_VIDEO_FOURCC .mp4, else MJPG .avi."""
+    """cv2.VideoWriter for an RGB frame shape: config.DEMO_VIDEO_FOURCC .mp4, else MJPG .avi. Returns
+    (writer, video path, the temporary path it writes to until the video is complete)."""
     height, width = shape[:2]
     for fourcc, extension in ((config.DEMO_VIDEO_FOURCC, '.mp4'), ('MJPG', '.avi')):
         path = stem + '_pose' + extension
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        partial = inference.partial_path(path)
+        writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
         if writer.isOpened():
-            return writer, path
+            return writer, path, partial
         writer.release()
+        if os.path.exists(partial):
+            os.remove(partial)
     raise OSError('OpenCV cannot write a video (tried %s .mp4 and MJPG .avi) to %s' % (config.DEMO_VIDEO_FOURCC,
                                                                                      stem))
 
@@ -368,10 +384,12 @@ def parse_args(argv=None):
                              'images at longer side %s' % (config.DEMO_PRESET_IMAGES,
                                                            config.QUICKSTART['DEMO_LONGER_SIDE']))
     args = parser.parse_args(argv)
-    for name in ('longer_side', 'limit', 'max_frames'):
+    for name in ('limit', 'max_frames'):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error('--%s must be positive' % name.replace('_', '-'))
+    if args.longer_side is not None and args.longer_side < inference.MIN_LONGER_SIDE:
+        parser.error('--longer-side must be at least %d px, got %d' % (inference.MIN_LONGER_SIDE, args.longer_side))
     if args.radius is not None and not args.radius > 0:
         parser.error('--radius must be a positive number of px, got %s' % args.radius)
     try:
@@ -421,7 +439,11 @@ def main(argv=None):
     for path, why in refused:
         inference.log('demo: SKIPPED %s' % why)
     output_dir = args.output or config.DEMO_OUTPUT_DIR
-    os.makedirs(output_dir, exist_ok=True)
+    try:  # before the model: an unusable --output must not wait for the network to have run on every input
+        inference.writable_folder(output_dir, '--output folder')
+    except OSError as error:
+        print('demo.py: error: %s' % error, file=sys.stderr)
+        return 2
     start = time.perf_counter()
     try:
         network = inference.CheckpointNetwork(prefix)

@@ -36,6 +36,7 @@ import sys
 import time
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -197,15 +198,17 @@ def default_output(annotation_file):
     return os.path.join(config.EVAL_RESULTS_DIR, 'person_keypoints_%s_personlab_results.json' % split)
 
 
-def run(predictor, annotation_file, image_dir, output=None, max_images=None, progress=True, verbose=True):
+def run(predictor, annotation_file, image_dir, output=None, max_images=None, progress=True, verbose=True,
+        data=None):
     """Evaluates `predictor` (an inference.Predictor) on a COCO annotation file.
 
     Returns dict 'keypoints_ap', 'segm_ap', 'segm_ap_keypoint_persons' (None without ground-truth
     annotations), 'keypoints_stats', 'segm_stats', 'segm_keypoint_persons_stats', 'results' (COCO result dicts
     with both tasks' fields), 'image_ids', 'network_seconds', 'decode_seconds'.
-    Raises FileNotFoundError naming a missing annotation file or image folder.
+    `data`: load_data(annotation_file, image_dir) if already loaded.
+    Raises FileNotFoundError naming a missing annotation file or image folder, ValueError naming a malformed one.
     """
-    dataset = data_generator.CocoPersons(annotation_file, image_dir, include_empty=True)
+    dataset, coco_gt = data or load_data(annotation_file, image_dir)
     image_ids = list(dataset.image_ids)
     if max_images is not None:
         image_ids = image_ids[:max_images]
@@ -214,14 +217,13 @@ def run(predictor, annotation_file, image_dir, output=None, max_images=None, pro
     if output:
         for path, entries in ((output, keypoint_results), (segm_output_path(output), segm_results)):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, 'w') as f:
+            with inference.atomic_output(path) as partial, open(partial, 'w') as f:
                 json.dump(entries, f)
             if verbose:
                 print('wrote %d results to %s' % (len(entries), path))
     summary = {'keypoints_ap': None, 'segm_ap': None, 'segm_ap_keypoint_persons': None, 'keypoints_stats': None,
                'segm_stats': None, 'segm_keypoint_persons_stats': None, 'results': results,
                'image_ids': image_ids, 'network_seconds': seconds['network'], 'decode_seconds': seconds['decoding']}
-    coco_gt = load_ground_truth(annotation_file)
     if 'annotations' not in coco_gt.dataset:
         if verbose:
             print('no ground-truth annotations in %s (COCO test-dev?): results only, no AP' % annotation_file)
@@ -293,29 +295,65 @@ def parse_args(argv=None):
     return args
 
 
-def _missing_data(annotations, images):
-    """CocoPersons' message naming the missing annotation file and image folder, or None: checked before
-    any model is built (the annotations are only read when something is missing, to get that message)."""
-    if os.path.isfile(annotations) and os.path.isdir(images):
-        return None
-    try:
-        data_generator.CocoPersons(annotations, images, include_empty=True)
-    except FileNotFoundError as error:
-        return str(error)
-    return None
+def check_ground_truth(coco_gt, annotation_file):
+    """Raises ValueError naming the first person annotation COCOeval would fail on, so that a malformed file
+    stops before any image is predicted, not after: 'keypoints' not 3 * config.NUM_KEYPOINTS numbers, no
+    'area', 'iscrowd' or 4-number 'bbox', a segmentation pycocotools cannot turn into a mask."""
+    expected = 3 * config.NUM_KEYPOINTS
+    for annotation in coco_gt.dataset.get('annotations', []):
+        where = '%s: annotation %s (image %s)' % (annotation_file, annotation.get('id'), annotation.get('image_id'))
+        try:
+            keypoints = np.asarray(annotation['keypoints'], np.float64)
+            problem = (None if keypoints.ndim == 1 and keypoints.size == expected else
+                       "'keypoints' has %d numbers, COCO person keypoints have %d" % (keypoints.size, expected))
+            float(annotation['area']), int(annotation['iscrowd'])
+            if problem is None and np.asarray(annotation['bbox'], np.float64).shape != (4,):
+                problem = "'bbox' is not 4 numbers"
+        except KeyError as error:
+            problem = 'no %s' % error
+        except (TypeError, ValueError) as error:
+            problem = 'a value is not a number (%s)' % error
+        if problem is None:
+            try:
+                rle = coco_gt.annToRLE(annotation)
+                mask_utils.area(rle)  # reads the counts as COCOeval's IoU will
+                image = coco_gt.imgs[annotation['image_id']]
+                if [int(v) for v in rle['size']] != [image['height'], image['width']]:
+                    problem = "'segmentation' of size %s on a %dx%d image" % (rle['size'], image['width'],
+                                                                              image['height'])
+            except Exception as error:  # pycocotools raises anything from TypeError to IndexError
+                problem = "unreadable 'segmentation' (%s: %s)" % (type(error).__name__, error)
+        if problem:
+            raise ValueError('%s: %s' % (where, problem))
+
+
+def load_data(annotations, images):
+    """(CocoPersons, pycocotools COCO) of the evaluation set, checked before any model is built.
+    Raises FileNotFoundError naming a missing file or folder, ValueError naming a file that is not COCO
+    person keypoints (truncated, another format, a malformed annotation)."""
+    dataset = data_generator.CocoPersons(annotations, images, include_empty=True)
+    coco_gt = load_ground_truth(annotations)
+    check_ground_truth(coco_gt, annotations)
+    return dataset, coco_gt
 
 
 def main(argv=None):
     args = parse_args(argv)
-    output = args.output
+    output = args.output if args.output or args.oracle else default_output(args.annotations)
+    try:  # everything a user gives is checked before the model is built and any image predicted
+        data = load_data(args.annotations, args.images)
+        if output:
+            if os.path.isdir(output):
+                raise OSError('--output %s is a folder; give a file name such as %s' % (
+                    output, os.path.join(output, os.path.basename(default_output(args.annotations)))))
+            inference.writable_folder(os.path.dirname(os.path.abspath(output)), 'results folder')
+    except (OSError, ValueError) as error:
+        sys.stderr.write('eval.py: error: %s\n' % error)
+        return 2
     if args.oracle:
         predictor, mode = OraclePredictor(args.stride, args.radius), 'oracle'
     else:
         mode = 'checkpoint'
-        problem = _missing_data(args.annotations, args.images)
-        if problem:
-            sys.stderr.write('eval.py: error: %s\n' % problem)
-            return 2
         scales = list(config.EVAL_SCALES) if args.multi_scale else args.scales
         try:
             inference.find_checkpoint(args.checkpoint)  # before TensorFlow: a missing model fails at once
@@ -336,13 +374,15 @@ def main(argv=None):
                      ', ground truth for %s' % ', '.join(args.oracle_heads) if args.oracle_heads else ''))
         if args.oracle_heads:
             mode = 'checkpoint with oracle %s' % '+'.join(args.oracle_heads)
-        output = output or default_output(args.annotations)
     try:
         summary = run(predictor, args.annotations, args.images, output, args.max_images,
-                      progress=not args.quiet, verbose=not args.quiet)
+                      progress=not args.quiet, verbose=not args.quiet, data=data)
     except (FileNotFoundError, data_generator.ImageReadError) as error:
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
+    except OSError as error:  # a fault, not a mistake: a full disk while writing the results
+        sys.stderr.write('eval.py: error: %s\n' % error)
+        return 1
     count = max(len(summary['image_ids']), 1)
     if not args.quiet:
         print('per image: network %.2f s, decoding %.1f ms' % (summary['network_seconds'] / count,

@@ -30,6 +30,7 @@ to train one), the model settings a checkpoint was trained with (`checkpoint_set
 of any common kind (`read_image`, `to_rgb_uint8`: grey, RGBA, 16-bit, float).
 """
 import collections
+import contextlib
 import os
 import re
 import sys
@@ -41,13 +42,15 @@ import numpy as np
 import config
 import data_generator
 import post_proc
-from checkpoints import checkpoint_prefix as _checkpoint_prefix, latest_in, step_of as _step_of
+from checkpoints import UnreadableCheckpointError, checkpoint_prefix as _checkpoint_prefix, latest_in, \
+    step_of as _step_of
 
 INPUT_NAME = 'image'  # graph input: uint8 [H, W, 3] or [1, H, W, 3]
 OUTPUT_SCOPE = 'outputs'  # graph outputs are 'outputs/<name>', name in OUTPUT_NAMES
 OUTPUT_NAMES = tuple(name for name, _ in post_proc.OUTPUT_CHANNELS)
 OFFSET_NAMES = ('short_offsets', 'mid_offsets', 'long_offsets')
 EMA_SUFFIX = '/ExponentialMovingAverage'  # Polyak averages in a train.py checkpoint: '<variable>' + this
+MIN_LONGER_SIDE = 2  # px: the smallest input the resize takes (demo.py and eval.py check their sizes with it)
 
 
 class NoCheckpointError(FileNotFoundError):
@@ -145,7 +148,11 @@ def checkpoint_settings(prefix):
         radius = run.get('RADIUS')
     else:
         tf = _tf()
-        names = [name for name, _ in tf.train.list_variables(prefix)]
+        try:
+            names = [name for name, _ in tf.train.list_variables(prefix)]
+        except tf.errors.OpError as error:
+            raise UnreadableCheckpointError('%s cannot be read: %s' % (prefix, str(error).strip().splitlines()[0]))
+
         depths = sorted({int(m.group(1)) for m in (re.match(r'resnet_v2_(\d+)/', n) for n in names) if m})
         if len(depths) != 1:
             raise ValueError('%s is not a PersonLab checkpoint: expected the variables of one ResNet-v2 '
@@ -282,8 +289,8 @@ def resize_longer_side(image, longer_side):
     if longer_side is None:
         return image, (1.0, 1.0)
     longer_side = int(longer_side)
-    if longer_side < 2:
-        raise ValueError('longer side must be at least 2 px, got %d' % longer_side)
+    if longer_side < MIN_LONGER_SIDE:
+        raise ValueError('longer side must be at least %d px, got %d' % (MIN_LONGER_SIDE, longer_side))
     factor = longer_side / float(max(height, width))
     size = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
     if size == (width, height):
@@ -556,7 +563,10 @@ class CheckpointNetwork(_GraphNetwork):
       finalize: freeze the graph once built (False lets export_model.py add its savers).
     Attributes: stride, checkpoint (prefix or None), settings (checkpoint_settings), warnings, graph, session,
       image (the input placeholder), batch_outputs (name -> [1, H', W', C] tensors).
-    Raises NoCheckpointError (before building anything) and ValueError for a checkpoint that does not fit.
+    A folder's newest checkpoint that vanishes while the graph is built (deleted by a training still writing
+    there) or cannot be read (truncated) gives way to the next newest readable one (a warning if damaged).
+    Raises NoCheckpointError (before building anything) and ValueError for a checkpoint that does not fit or
+    that cannot be read (checkpoints.UnreadableCheckpointError, also when no checkpoint of the folder can).
     """
 
     def __init__(self, checkpoint=None, stride=None, random_weights=False, depth=None, threads=None,
@@ -569,7 +579,7 @@ class CheckpointNetwork(_GraphNetwork):
                              'input_size': None, 'radius': None, 'step': -1, 'warnings': []}
         else:
             self.checkpoint = find_checkpoint(checkpoint)
-            self.settings = checkpoint_settings(self.checkpoint)
+            self.settings = checkpoint_settings(self.checkpoint)  # the folder's config.json: any of its checkpoints
         self.warnings = list(self.settings['warnings'])
         tf = _tf()
         self.graph = tf.Graph()
@@ -580,9 +590,25 @@ class CheckpointNetwork(_GraphNetwork):
             if random_weights:
                 self.session.run(tf.global_variables_initializer())
             else:
-                self.warnings += restore_polyak_weights(self.session, self.checkpoint)
+                self._restore(checkpoint)
         if finalize:  # export_model.py adds its savers to the graph
             self.graph.finalize()
+
+    def _restore(self, asked):
+        """Restores the newest readable checkpoint of the folder `asked` names (None: the folder
+        find_checkpoint chose): a training may delete or be writing its newest one meanwhile, and a damaged
+        one falls back to the previous with a warning. A prefix asked for by name is restored or fails."""
+        import train
+        source = asked if asked and os.path.isdir(asked) else (os.path.dirname(self.checkpoint) if not asked
+                                                                else self.checkpoint)
+
+        def restore(prefix):
+            self.warnings += restore_polyak_weights(self.session, prefix)
+
+        self.checkpoint, _ = train.restore_newest_readable(source, restore, self.warnings.append)
+        if self.checkpoint is None:
+            raise NoCheckpointError('no checkpoint left in %s.\n%s' % (source, how_to_get_a_checkpoint()))
+        self.settings['step'] = _step_of(self.checkpoint)
 
     @property
     def depth(self):
@@ -779,8 +805,8 @@ def check_scales(scales):
     if not scales:
         raise ValueError('scales must name at least one longer side (or None for the source size)')
     for scale in scales:
-        if scale is not None and (int(scale) != scale or scale < 2):
-            raise ValueError('scales must be longer sides in px (integers >= 2), got %r' % (scale,))
+        if scale is not None and (int(scale) != scale or scale < MIN_LONGER_SIDE):
+            raise ValueError('scales must be longer sides in px (integers >= %d), got %r' % (MIN_LONGER_SIDE, scale))
     return scales
 
 
@@ -864,6 +890,43 @@ def decode_radius(network, radius=None):
     if radius is None:
         radius = (getattr(network, 'settings', None) or {}).get('radius')
     return float(config.RADIUS if radius is None else radius)
+
+
+def partial_path(path):
+    """Where an output is written until it is complete: a hidden name beside `path`, same extension."""
+    folder, name = os.path.split(os.path.abspath(path))
+    root, extension = os.path.splitext(name)
+    return os.path.join(folder, '.%s.partial-%d%s' % (root, os.getpid(), extension))
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a temporary path beside `path` (same extension, so OpenCV picks the same format) to write the
+    whole output to; renamed to `path` when the block completes, removed if it fails (a full disk, an
+    interrupted run): a file at `path` is always complete.
+
+        with inference.atomic_output('out/x.json') as partial:
+            with open(partial, 'w') as f: json.dump(record, f)
+    """
+    partial = partial_path(path)
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def writable_folder(folder, what='output folder'):
+    """Creates `folder` if needed and checks that it takes a new file, before any work is done.
+    Raises OSError with one line naming it."""
+    import train
+    try:
+        os.makedirs(folder, exist_ok=True)
+        train.probe_writable(folder)
+    except OSError as error:
+        raise OSError('%s %s cannot be written: %s' % (what, folder, error.strerror or error)) from None
+    return folder
 
 
 def log(message):

@@ -62,6 +62,10 @@ TIE_WEIGHT = 1e-6
 # mask_distance works on all keypoints at once up to this many (point, person, keypoint) terms (fewer numpy
 # calls), one keypoint at a time beyond (no large temporaries): an implementation choice, same result.
 MASK_DISTANCE_BLOCK = 1 << 16
+# Offsets are clipped to +-this many input px before decoding: far beyond any image, so a real offset is never
+# changed, yet small enough that sums and squares of positions stay finite in float32 (an offset near the
+# float32 maximum would overflow to inf, then NaN, then a garbage integer index).
+OFFSET_LIMIT = float(1 << 20)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -84,14 +88,18 @@ def check_outputs(outputs, stride, image_shape):
 
     Raises ValueError naming the bad input: a missing output, a shape that does not match the input size
     and stride, NaN or infinite values, or probabilities (and validity maps) outside [0, 1] (logits passed
-    by mistake).  Returns (maps dict name -> float32 [H', W', C], validity maps included if given, (H, W)).
+    by mistake).  Offsets beyond +-OFFSET_LIMIT px are clipped to it (any finite offset decodes).
+    Returns (maps dict name -> float32 [H', W', C], validity maps included if given, (H, W)).
     """
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError('stride must be a positive integer, got %r' % (stride,))
     stride = int(stride)
-    if len(image_shape) < 2 or int(image_shape[0]) < 1 or int(image_shape[1]) < 1:
-        raise ValueError('image_shape must be (H, W[, C]) with H, W >= 1, got %r' % (tuple(image_shape),))
-    height, width = int(image_shape[0]), int(image_shape[1])
+    try:
+        height, width = int(image_shape[0]), int(image_shape[1])
+    except (TypeError, ValueError, IndexError):
+        height = width = 0
+    if height < 1 or width < 1:
+        raise ValueError('image_shape must be (H, W[, C]) with H, W >= 1, got %r' % (image_shape,))
     rows, cols = grid_shape((height, width), stride)
     if not hasattr(outputs, 'keys'):
         raise ValueError('outputs must be a dict of numpy arrays, got %s' % type(outputs).__name__)
@@ -109,6 +117,11 @@ def check_outputs(outputs, stride, image_shape):
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise ValueError('outputs[%r] must hold values in [0, 1], found [%g, %g] (logits?)' % (
                 name, array.min(), array.max()))
+    for name in maps:
+        array = maps[name]
+        if name.endswith('_offsets') and array.size and (array.min() < -OFFSET_LIMIT
+                                                         or array.max() > OFFSET_LIMIT):
+            maps[name] = np.clip(array, -OFFSET_LIMIT, OFFSET_LIMIT)  # a copy: the caller's maps stay as they were
     return maps, (height, width)
 
 

@@ -15,6 +15,8 @@ The train dir holds:
                                     ('<var>/Momentum'), Polyak averages ('<var>/ExponentialMovingAverage'),
                                     global_step
   config.json                       the config values the checkpoints were trained with (see load_run_config)
+  .train.lock                       held by the training running there (checkpoints.TrainDirLock): a second
+                                    one in the same train dir stops at once, naming it
   events.out.tfevents.*             TensorBoard: every loss, learning rate, speed, input wait, and images of
                                     the predicted heatmaps and segmentation next to the input and the targets
 
@@ -64,6 +66,10 @@ class BadPathError(OSError):
 
 class DeviceError(ValueError):
     """More towers (NUM_GPUS) than visible GPUs."""
+
+
+class CheckpointMismatchError(ValueError):
+    """The train dir's checkpoint holds the variables of another model than the one configured."""
 
 
 class NonFiniteError(RuntimeError):
@@ -224,7 +230,7 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     if not os.path.isdir(images):
         problems.append('training image folder not found: %s (config.TRAIN_IMAGES or --images)' % images)
     try:
-        _probe_writable(train_dir)
+        probe_writable(train_dir)
     except OSError as e:
         problems.append('train dir %s is not writable (config.TRAIN_DIR or --train-dir): %s' % (train_dir, e))
     else:
@@ -235,7 +241,7 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     os.makedirs(train_dir, exist_ok=True)
 
 
-def _probe_writable(folder):
+def probe_writable(folder):
     """Raises OSError unless `folder`, or the nearest existing folder above it, takes a new file.
 
     Creates nothing that stays: a run that fails on another path must not leave an empty train dir behind.
@@ -483,30 +489,49 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
             'reset_averages': reset_averages, 'towers': num_towers}
 
 
-def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_checkpoint=None):
-    """Resumes from the newest checkpoint of `train_dir`, or initialises a fresh run.
+def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_checkpoint=None, log=None):
+    """Resumes from the newest readable checkpoint of `train_dir`, or initialises a fresh run.
 
     Fresh: every variable from its initialiser, then (unless from scratch) the backbone from the TF-Slim
-    checkpoint, then the moving averages set to those weights.
+    checkpoint, then the moving averages set to those weights. A damaged newer checkpoint (a truncated file)
+    is reported through log(message, error=True), passed over and deleted. Then the train dir is pruned to
+    config.CHECKPOINTS_TO_KEEP checkpoints (those of earlier runs count) without leftovers of interrupted
+    saves, and the Saver takes the kept ones over so that it deletes them in turn: the caller must hold the
+    train dir's checkpoints.TrainDirLock.
     Args:
       graph: build_training_graph's dict.
     Returns:
       (global step, description of what was done).
+    Raises:
+      CheckpointMismatchError: the newest checkpoint holds another model's variables.
     """
     tf = _tf()
+    log = log or _default_log
     from_scratch = config.TRAIN_FROM_SCRATCH if from_scratch is None else from_scratch
     backbone_checkpoint = config.BACKBONE_CHECKPOINT if backbone_checkpoint is None else backbone_checkpoint
-    latest = checkpoints.latest_in(train_dir)
-    if latest:
-        try:
-            graph['saver'].restore(sess, latest)
-        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-            raise RuntimeError('cannot resume from %s: its variables do not match this model (was it trained '
-                               'with another BACKBONE_DEPTH or INTERMEDIATE_SUPERVISION? compare %s): %s'
-                               % (latest, os.path.join(train_dir, CONFIG_SNAPSHOT),
-                                  str(e).splitlines()[0])) from None
-        return int(sess.run(graph['global_step'])), 'resumed from %s' % latest
-    sess.run(tf.global_variables_initializer())
+    restored, damaged = None, []
+    if checkpoints.latest_in(train_dir):
+        def restore(prefix):
+            try:
+                graph['saver'].restore(sess, prefix)
+            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+                if not checkpoints.exists(prefix):
+                    raise  # gone meanwhile, not a mismatch
+                raise CheckpointMismatchError(
+                    'cannot resume from %s: its variables do not match this model (was it trained with another '
+                    'BACKBONE_DEPTH or INTERMEDIATE_SUPERVISION? compare %s): %s'
+                    % (prefix, os.path.join(train_dir, CONFIG_SNAPSHOT), str(e).splitlines()[0])) from None
+        restored, damaged = restore_newest_readable(train_dir, restore, lambda m: log('WARNING: ' + m, error=True))
+    if restored is None:
+        sess.run(tf.global_variables_initializer())
+    for prefix in damaged:  # it would count as one of the newest and shadow the intact ones from eval.py
+        log('train: deleting the damaged %s' % prefix, error=True)
+        checkpoints.remove(prefix)
+    protect = [restored] if restored else []
+    kept = checkpoints.prune(train_dir, CHECKPOINT_PREFIX, config.CHECKPOINTS_TO_KEEP, protect=protect)
+    graph['saver'].recover_last_checkpoints(kept)
+    if restored:
+        return int(sess.run(graph['global_step'])), 'resumed from %s' % restored
     if from_scratch:
         how = 'fresh start, every weight random (from scratch)'
     else:
@@ -515,6 +540,47 @@ def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_ch
         how = 'fresh start, backbone from %s' % backbone_checkpoint
     sess.run(graph['reset_averages'])
     return 0, how
+
+
+def restore_newest_readable(path, restore, warn):
+    """Calls restore(prefix) on the newest checkpoint of `path` that can be read.
+
+    `path` is a train dir or a checkpoint prefix. In a train dir, a checkpoint that vanishes meanwhile (the
+    retention of a training that is writing there) is passed over for the next newest, and so is a damaged
+    one (truncated or unreadable files: TensorFlow's DataLossError, OutOfRangeError or a bare OpError), with
+    warn(message). A prefix asked for by name has no fallback. Any other error of restore() propagates.
+    Returns (prefix restored or None if `path` has no checkpoint, list of the damaged prefixes passed over).
+    Raises checkpoints.UnreadableCheckpointError if checkpoints exist but none can be read.
+    """
+    tf = _tf()
+    tried, damaged = [], []
+    while True:
+        remaining = [p for p in checkpoints.candidates(path) if p not in tried]
+        if not remaining:
+            break
+        prefix = remaining[0]
+        tried.append(prefix)
+        try:
+            restore(prefix)
+            return prefix, damaged
+        except (tf.errors.OpError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if not checkpoints.exists(prefix):
+                continue  # deleted by a training's retention while we read it: the next newest
+            unreadable = isinstance(error, (tf.errors.DataLossError, tf.errors.OutOfRangeError)) or \
+                type(error) is tf.errors.OpError
+            if not unreadable:
+                raise
+            damaged.append(prefix)
+            if not os.path.isdir(path):
+                break
+            warn('%s cannot be read (%s: %s): trying the previous checkpoint' % (
+                prefix, type(error).__name__, reason))
+    if not tried:
+        return None, damaged
+    raise checkpoints.UnreadableCheckpointError(
+        'no readable checkpoint in %s: %s' % (path, '; '.join(
+            '%s %s' % (p, 'is damaged' if p in damaged else 'vanished') for p in tried)))
 
 
 def write_config_snapshot(train_dir, step, log):
@@ -758,11 +824,19 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
       dict: 'start_step', 'step' (last step run), 'checkpoint' (newest saved), 'stopped_by' ('done' or the
       signal name), 'how' (resumed / fresh start).
     Raises:
-      BadPathError, ValueError before TensorFlow is imported; DeviceError (more towers than GPUs) before the
-      data is read; NonFiniteError on a NaN or inf loss or weight.
+      BadPathError, ValueError, checkpoints.TrainDirBusyError (another training holds the train dir) before
+      TensorFlow is imported; DeviceError (more towers than GPUs) before the data is read;
+      CheckpointMismatchError, checkpoints.UnreadableCheckpointError on resume; NonFiniteError on a NaN or inf
+      loss or weight.
     """
     train_dir = config.TRAIN_DIR if train_dir is None else train_dir
     check_settings(train_dir)
+    with checkpoints.TrainDirLock(train_dir):  # a second training here stops now, before TensorFlow loads
+        return _train_locked(train_dir, devices, session_config, log, on_step)
+
+
+def _train_locked(train_dir, devices, session_config, log, on_step):
+    """train() once the train dir is this process's."""
     _tf()  # TensorFlow's seconds of import only once the fast checks passed
     import data_generator
     devices = tower_devices(config.NUM_GPUS) if devices is None else list(devices)
@@ -821,7 +895,7 @@ def _train_session(train_dir, devices, session_config, log, on_step, prefetcher,
         if session_config is None:
             session_config = tf.ConfigProto(allow_soft_placement=True)
         with tf.Session(config=session_config) as sess:
-            start_step, how = restore_or_initialise(sess, graph, train_dir)
+            start_step, how = restore_or_initialise(sess, graph, train_dir, log=log)
             log('train: %s at step %d (graph and session ready in %.0f s)'
                 % (how, start_step, time.perf_counter() - graph_start))
             write_config_snapshot(train_dir, start_step, log)
@@ -853,6 +927,8 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
                                  'saving them: the newest checkpoint holds the last good weights' % step, step)
         state['checkpoint'] = graph['saver'].save(sess, prefix, global_step=step, write_meta_graph=False)
         state['saved_step'] = step
+        # The Saver deletes its own old checkpoints; this also removes what a failed save left (full disk).
+        checkpoints.prune(train_dir, CHECKPOINT_PREFIX, config.CHECKPOINTS_TO_KEEP, protect=[state['checkpoint']])
         log('train: saved %s' % state['checkpoint'])
 
     step = start_step
@@ -985,7 +1061,8 @@ def overrides_from_args(args):
 
 
 def main(argv=None):
-    """Command line: exit status 0 done, 2 bad settings or paths, 3 NaN/inf, 130 stopped by a signal."""
+    """Command line: exit status 0 done, 2 bad settings or paths, a train dir in use by another training or
+    without a checkpoint this model can resume from, 3 NaN/inf, 130 stopped by a signal."""
     args = parse_args(argv)
     try:
         overrides = overrides_from_args(args)
@@ -997,8 +1074,10 @@ def main(argv=None):
     try:
         with config_overrides(overrides):
             result = train()
-    except (BadPathError, DeviceError) as e:  # found once TensorFlow is up: a non-COCO annotation file, a
-        # wrong backbone, more towers than GPUs
+    except (BadPathError, DeviceError, checkpoints.TrainDirBusyError, CheckpointMismatchError,
+            checkpoints.UnreadableCheckpointError) as e:  # a second training in the train dir; found once
+        # TensorFlow is up: a non-COCO annotation file, a wrong backbone, more towers than GPUs, a train dir
+        # of another model or with no readable checkpoint
         print('train.py: error: %s' % e, file=sys.stderr)
         return 2
     except NonFiniteError:

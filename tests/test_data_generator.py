@@ -613,3 +613,32 @@ def test_unreadable_images_are_logged_skipped_and_counted(coco_sample, raw_annot
         with pytest.raises(RuntimeError, match='every image .* is unreadable'):
             list(data_generator.SampleGenerator(only_bad, batch_size=2, input_size=65, stride=8,
                                                 num_workers=workers))
+
+
+@pytest.mark.skipif(not os.path.isdir(data_generator.SHM_DIR), reason='needs Linux /dev/shm')
+def test_shared_memory_of_a_killed_process_group_is_freed_at_the_next_start():
+    """A process group killed outright leaves its ring in /dev/shm (its resource tracker dies with it); the
+    next SampleRing frees it, and leaves the ring of a live process alone."""
+    code = ('import time, numpy as np, data_generator\n'
+            'ring = data_generator.SampleRing([("x", (4096,), np.dtype(np.uint8))], 2)\n'
+            'print(ring.memory.name, flush=True)\ntime.sleep(600)\n')
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    processes = [subprocess.Popen([sys.executable, '-c', code], cwd=repo, stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True) for _ in range(2)]
+    ring = None
+    try:
+        dead, alive = [p.stdout.readline().strip() for p in processes]
+        os.killpg(processes[0].pid, signal.SIGKILL)
+        processes[0].wait()
+        assert os.path.exists(os.path.join(data_generator.SHM_DIR, dead))
+        ring = data_generator.SampleRing([('x', (16,), np.dtype(np.uint8))], 1)
+        assert not os.path.exists(os.path.join(data_generator.SHM_DIR, dead))
+        assert os.path.exists(os.path.join(data_generator.SHM_DIR, alive))
+        assert ring.memory.name.startswith('%s%d_' % (data_generator.RING_PREFIX, os.getpid()))
+    finally:
+        if ring is not None:
+            ring.close()
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait()

@@ -232,7 +232,7 @@ def test_demo_skips_a_video_it_cannot_write_and_goes_on(real_image_path, inferen
     code, stdout, stderr = _run([video, real_image_path, '--checkpoint', inference_checkpoint, '--output', out,
                                  '--longer-side', '65'], capsys)
     assert code == 0, stderr
-    assert 'SKIPPED OpenCV cannot write a video' in stderr and 'results for 1 of 2 inputs' in stdout
+    assert 'SKIPPED %s: OpenCV cannot write a video' % video in stderr and 'results for 1 of 2 inputs' in stdout
     assert os.path.isfile(os.path.join(out, '000000000785.json'))
 
 
@@ -356,7 +356,8 @@ def test_demo_bad_arguments(argv, message, capsys):
 
 
 @pytest.mark.parametrize('flag, value, message', [
-    ('--longer-side', '0', '--longer-side must be positive'),
+    ('--longer-side', '0', '--longer-side must be at least 2 px, got 0'),
+    ('--longer-side', '1', '--longer-side must be at least 2 px, got 1'),
     ('--limit', '-1', '--limit must be positive'),
     ('--max-frames', '0', '--max-frames must be positive'),
     ('--scales', '0', '--scales must be longer sides in px (integers >= 2), got 0'),

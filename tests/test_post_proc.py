@@ -535,3 +535,25 @@ def test_bad_inputs_raise_clear_errors():
         post_proc.decode(outputs, 0, shape)
     with pytest.raises(ValueError, match='scoring'):
         post_proc.decode(outputs, STRIDE, shape, scoring='best')
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_finite_offsets_near_the_float32_maximum_decode(seed):
+    """Offsets of up to 3.4e38 px on a share of the cells: people or [], finite, and the caller's maps intact."""
+    _, _, outputs, shape = make_scene(seed, 3, 129, noise=1.0)
+    rng = np.random.RandomState(seed)
+    for name in ('short_offsets', 'mid_offsets', 'long_offsets'):
+        huge = rng.uniform(size=outputs[name].shape) < (0.05, 0.3, 1.0)[seed % 3]
+        outputs[name][huge] = (rng.choice([-1, 1], huge.sum()) * rng.choice([3.4e38, 2e38, 1e30, 1e10], huge.sum()))
+    before = {name: value.copy() for name, value in outputs.items()}
+    decoded = post_proc.decode(outputs, STRIDE, shape)
+    for person in decoded:
+        assert np.isfinite(person['keypoints']).all() and np.isfinite(person['score'])
+        assert person['mask'].shape == shape
+    for name, value in before.items():
+        np.testing.assert_array_equal(outputs[name], value)
+
+
+def test_image_shape_none_is_a_value_error():
+    with pytest.raises(ValueError, match='image_shape'):
+        post_proc.decode(zero_outputs((65, 65)), STRIDE, None)

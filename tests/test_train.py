@@ -474,3 +474,107 @@ def test_a_run_from_before_a_model_setting_existed_is_built_as_it_was_trained(tm
     with open(str(tmp_path / train.CONFIG_SNAPSHOT), 'w') as f:
         json.dump({'config': snapshot}, f)
     assert train.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 3
+
+
+def tiny_run(train_dir, keep, steps=(), name='weights', shape=(8,)):
+    """A graph with the keys restore_or_initialise uses (one variable `name`, global_step, the Saver with
+    max_to_keep=keep) in a session, as a train.py run builds them; saves at `steps` with weights = the step.
+    Returns (session, graph dict); the caller closes the session."""
+    import tensorflow.compat.v1 as tf
+    tf.disable_eager_execution()
+    graph = tf.Graph()
+    with graph.as_default():
+        weights = tf.get_variable(name, shape, initializer=tf.zeros_initializer())
+        global_step = tf.train.get_or_create_global_step()
+        value = tf.placeholder(tf.int64, [])
+        set_step = tf.group(tf.assign(global_step, value), tf.assign(weights, tf.fill(shape, tf.cast(value,
+                                                                                                      tf.float32))))
+        run = {'saver': tf.train.Saver(max_to_keep=keep, save_relative_paths=True), 'global_step': global_step,
+               'weights': weights, 'reset_averages': tf.no_op()}
+        sess = tf.Session(graph=graph)
+        sess.run(tf.global_variables_initializer())
+        for step in steps:
+            sess.run(set_step, {value: step})
+            run['saver'].save(sess, os.path.join(train_dir, train.CHECKPOINT_PREFIX), global_step=step,
+                              write_meta_graph=False)
+    return sess, run
+
+
+def _steps_on_disk(train_dir):
+    import checkpoints
+    return [checkpoints.step_of(p) for p in checkpoints.all_in(train_dir)]
+
+
+def test_restarts_keep_at_most_checkpoints_to_keep_and_no_leftovers(tmp_path):
+    """Every restart has a new Saver, which knows nothing of its predecessors' checkpoints; saves cut short
+    leave TensorFlow's partial files. A run that starts prunes both, and its Saver deletes the rest."""
+    train_dir = str(tmp_path)
+    for steps in ((5, 10), (15, 25), (40,)):  # three earlier runs, each keeping 2 of its own
+        tiny_run(train_dir, 2, steps)[0].close()
+    leftovers = ['model.ckpt-45.data-00000-of-00001.tempstate1704991444316822412',  # SIGKILL during a save
+                 'model.ckpt-44.data-00000-of-00001',  # renamed, but its index never written
+                 'checkpoint.tmp3f2a9c']
+    for name in leftovers:
+        with open(os.path.join(train_dir, name), 'wb') as f:
+            f.write(b'\0' * 1000)
+    assert _steps_on_disk(train_dir) == [5, 10, 15, 25, 40]
+    sess, run = tiny_run(train_dir, 2)
+    with sess, train.config_overrides({'CHECKPOINTS_TO_KEEP': 2}):
+        step, how = train.restore_or_initialise(sess, run, train_dir, log=quiet)
+        assert step == 40 and how.startswith('resumed') and sess.run(run['weights'])[0] == 40
+        assert _steps_on_disk(train_dir) == [25, 40]
+        assert not set(leftovers) & set(os.listdir(train_dir)), os.listdir(train_dir)
+        for step in (41, 42):
+            run['saver'].save(sess, os.path.join(train_dir, train.CHECKPOINT_PREFIX), global_step=step,
+                              write_meta_graph=False)
+        assert _steps_on_disk(train_dir) == [41, 42]
+        assert sorted(n for n in os.listdir(train_dir) if n.startswith('model.ckpt')) == [
+            'model.ckpt-%d.%s' % (s, end) for s in (41, 42) for end in ('data-00000-of-00001', 'index')]
+
+
+def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path):
+    train_dir = str(tmp_path)
+    tiny_run(train_dir, 5, (10, 20))[0].close()
+    damaged = os.path.join(train_dir, 'model.ckpt-20')
+    os.truncate(damaged + '.data-00000-of-00001', 10)
+    messages = []
+    sess, run = tiny_run(train_dir, 5)
+    with sess:
+        step, how = train.restore_or_initialise(sess, run, train_dir,
+                                                log=lambda message, error=False: messages.append(message))
+        assert step == 10 and sess.run(run['weights'])[0] == 10, how
+    assert 'WARNING: %s cannot be read (OutOfRangeError' % damaged in messages[0], messages
+    assert 'deleting the damaged %s' % damaged in messages[1] and _steps_on_disk(train_dir) == [10]
+    # Another model's checkpoint (other variables) is not "damaged": it stays, and the error says so.
+    sess, run = tiny_run(train_dir, 5, name='other')
+    with sess, pytest.raises(train.CheckpointMismatchError, match='do not match this model'):
+        train.restore_or_initialise(sess, run, train_dir, log=quiet)
+    assert _steps_on_disk(train_dir) == [10]
+
+
+def test_a_second_training_in_the_same_train_dir_refuses_naming_the_first(small, tmp_path):
+    import checkpoints
+    train_dir = str(tmp_path / 'run')
+    os.makedirs(train_dir)
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time, checkpoints\n'
+                               'lock = checkpoints.TrainDirLock(sys.argv[1]).acquire()\n'
+                               'print("locked", flush=True)\ntime.sleep(600)\n', train_dir],
+                              cwd=REPO_DIR, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        before = sorted(os.listdir(train_dir))
+        result = subprocess.run(train_command(train_dir, small, ['--steps', str(STEPS + 5)]), cwd=str(tmp_path),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert 'in use by another training (pid %d on ' % holder.pid in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert sorted(os.listdir(train_dir)) == before
+        with pytest.raises(checkpoints.TrainDirBusyError, match='pid %d' % holder.pid):
+            checkpoints.TrainDirLock(train_dir).acquire()
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock, nothing stays stuck
+        holder.wait()
+    with checkpoints.TrainDirLock(train_dir):
+        with pytest.raises(checkpoints.TrainDirBusyError, match='this process'):
+            checkpoints.TrainDirLock(train_dir).acquire()
+    checkpoints.TrainDirLock(train_dir).acquire().release()
