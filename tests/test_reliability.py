@@ -162,7 +162,7 @@ def test_demo_refuses_bad_sizes_and_outputs_before_the_model(coco_sample, tmp_pa
     checkpoint = str(tmp_path / 'model.ckpt-1')  # found without TensorFlow; never read: every case stops first
     open(checkpoint + '.index', 'w').close()
     for extra, message in ((['--longer-side', '1'], '--longer-side must be at least 2 px'),
-                           (['--scales', '401', '0'], '--scales must be at least 2 px'),
+                           (['--scales', '401', '0'], '--scales must be longer sides in px (integers >= 2), got 0'),
                            (['--output', str(blocker)], '--output folder %s cannot be written' % blocker),
                            (['--output', str(blocker / 'sub')], '--output folder %s/sub cannot' % blocker)):
         status, stderr, tensorflow = run_program('demo', [image, '--checkpoint', checkpoint] + extra, tmp_path)
