@@ -4,6 +4,8 @@
     python train.py --preset quickstart              # small model on the synthetic set (README, "Quickstart")
     python train.py --num-gpus 4 --batch-size 16 --train-dir model/run2
     python train.py --set LEARNING_RATE=5e-4 --set CHECKPOINT_EVERY=500
+    TF_CONFIG='{"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}}' \
+        python train.py --batch-size 16                # one run on several machines (distributed.py)
 
 config.py is the place to experiment; the flags override a few of its values for one run. Ctrl-C (SIGINT) or
 SIGTERM saves a checkpoint and exits; running the same command again resumes from the newest checkpoint of the
