@@ -230,4 +230,7 @@ class Runtime:
     def all_reduce_sum(self, value):
         """Sum over the workers of a nest of tensors, inside the strategy's replica function."""
         import tensorflow.compat.v1 as tf
+        # Copied onto the replica's device first: the strategy takes a tensor's device as the destination of
+        # its sum, and a placeholder made outside the replica has none of this worker's.
+        value = tf.nest.map_structure(tf.identity, value)
         return tf.distribute.get_replica_context().all_reduce('sum', value, options=self.collective_options)

@@ -957,10 +957,11 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
                 save(step)
         if chief and step > state['saved_step']:
             save(step)
-    except (NonFiniteError, distributed.WorkerLostError) as e:
-        # A lost worker may have left its step half applied on this one: the newest checkpoint is the good one.
+    except NonFiniteError as e:
         log('train: STOPPED: %s' % e, error=True)
         raise
+    except distributed.WorkerLostError:
+        raise  # the step under way may be half applied here: the newest checkpoint is the good one
     except BaseException:
         # The weights of the last completed step are good: keep them before reporting the failure.
         if chief and step > state['saved_step']:
@@ -1062,7 +1063,8 @@ def main(argv=None):
         return 2
     except NonFiniteError:
         return 3
-    except distributed.WorkerLostError:  # already logged with the worker's name
+    except distributed.WorkerLostError as e:
+        print('train.py: error: %s' % e, file=sys.stderr)
         return distributed.LOST_EXIT_STATUS
     return 0 if result['stopped_by'] == 'done' else 130
 

@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pytest
 
-import config
 import data_generator
 import distributed
 import train
