@@ -101,6 +101,23 @@ def cluster_from_env(environ=None):
     return parse_tf_config(text) if text else None
 
 
+def tf_config(workers, index):
+    """The TF_CONFIG value (JSON text) of worker `index` of a cluster of `workers` ('host:port' strings)."""
+    return json.dumps({'cluster': {'worker': list(workers)}, 'task': {'type': 'worker', 'index': index}})
+
+
+def free_local_ports(count):
+    """`count` TCP ports free on 127.0.0.1 when called: a cluster on one machine (tests, benchmark)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(('127.0.0.1', 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def worker_batch(batch_size, cluster, num_towers):
     """Images per step on one worker: batch_size // cluster.size (batch_size itself without a cluster).
 

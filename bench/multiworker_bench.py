@@ -10,45 +10,31 @@ Usage: python bench/multiworker_bench.py [--steps 6] [--warmup 2] [--batch-size 
 Last line: `multiworker: 2 workers <s> s per step, 1 worker <t> s per step, overhead <p>%`
 """
 import argparse
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_bench import training_data  # noqa: E402
-
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO_DIR, os.path.join(REPO_DIR, 'bench')]
+import distributed  # noqa: E402
+from train_bench import training_data  # noqa: E402
 TIMEOUT = 3600  # s for one run, so that a stuck worker cannot hang the benchmark
 STEP_LINE = re.compile(r'^step (\d+)/\d+ .* ([0-9.]+) steps/s')
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(('127.0.0.1', 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def run(command, workers, warmup):
     """Seconds per step after `warmup` of `command` as one process (workers=1) or a TF_CONFIG cluster."""
-    ports = free_ports(workers)
+    addresses = ['127.0.0.1:%d' % p for p in distributed.free_local_ports(workers)]
     processes = []
     for index in range(workers):
         env = dict(os.environ)
         if workers > 1:
-            env['TF_CONFIG'] = json.dumps({'cluster': {'worker': ['127.0.0.1:%d' % p for p in ports]},
-                                           'task': {'type': 'worker', 'index': index}})
+            env[distributed.ENV_NAME] = distributed.tf_config(addresses, index)
         processes.append(subprocess.Popen(command, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True))
     outputs = []

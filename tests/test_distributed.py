@@ -31,21 +31,8 @@ SETTINGS = dict(
     FREEZE_BATCH_NORM=True)
 
 
-def free_ports(count):
-    """`count` TCP ports free on 127.0.0.1 at the time of the call."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(('127.0.0.1', 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def tf_config(ports, index):
-    return json.dumps({'cluster': {'worker': ['127.0.0.1:%d' % p for p in ports]},
-                       'task': {'type': 'worker', 'index': index}})
+    return distributed.tf_config(['127.0.0.1:%d' % p for p in ports], index)
 
 
 class Worker:
@@ -86,7 +73,7 @@ class Worker:
 
 def run_cluster(train_dir, settings, extra=()):
     """Both workers to the end: (chief, worker 1), each finished."""
-    ports = free_ports(2)
+    ports = distributed.free_local_ports(2)
     workers = [Worker(train_dir, settings, ports, i, extra) for i in (0, 1)]
     for worker in workers:
         worker.finish()
@@ -146,17 +133,27 @@ def test_only_the_chief_writes(runs):
     assert len(events) == 2, events  # the first process's and the chief's
 
 
-def test_a_stop_on_one_worker_stops_both_at_one_step_and_the_run_resumes(runs, settings, tmp_path):
+def start_two_workers(runs, settings, tmp_path):
+    """Two workers resuming a copy of the two-worker run for many steps, once the chief ran step 3:
+    (train dir, ports, chief, worker 1)."""
     train_dir = str(tmp_path / 'run')
     shutil.copytree(runs['two'], train_dir)
-    ports = free_ports(2)
+    ports = distributed.free_local_ports(2)
     extra = ['--steps', '1000', '--checkpoint-every', '1000', '--set', 'LOG_EVERY=1']
     chief, other = (Worker(train_dir, settings, ports, i, extra) for i in (0, 1))
     try:
         chief.wait_for('step 3/')
-        other.process.send_signal(signal.SIGTERM)
-    finally:
-        codes = [chief.finish(), other.finish()]
+    except BaseException:
+        chief.process.kill()
+        other.process.kill()
+        raise
+    return train_dir, ports, chief, other
+
+
+def test_a_stop_on_one_worker_stops_both_at_one_step_and_the_run_resumes(runs, settings, tmp_path):
+    train_dir, _, chief, other = start_two_workers(runs, settings, tmp_path)
+    other.process.send_signal(signal.SIGTERM)
+    codes = [chief.finish(), other.finish()]
     assert codes == [130, 130], chief.text[-3000:] + other.text[-3000:]
     assert 'resumed from %s' % os.path.join(train_dir, 'model.ckpt-2') in chief.text
     steps = [int(w.text.split('stopped by ')[1].split('at step ')[1].split(';')[0]) for w in (chief, other)]
@@ -167,16 +164,9 @@ def test_a_stop_on_one_worker_stops_both_at_one_step_and_the_run_resumes(runs, s
 
 
 def test_a_killed_worker_stops_the_other_naming_it(runs, settings, tmp_path):
-    train_dir = str(tmp_path / 'run')
-    shutil.copytree(runs['two'], train_dir)
-    ports = free_ports(2)
-    extra = ['--steps', '1000', '--checkpoint-every', '1000', '--set', 'LOG_EVERY=1']
-    chief, other = (Worker(train_dir, settings, ports, i, extra) for i in (0, 1))
-    try:
-        chief.wait_for('step 3/')
-        other.process.kill()
-    finally:
-        codes = [chief.finish(), other.finish()]
+    train_dir, ports, chief, other = start_two_workers(runs, settings, tmp_path)
+    other.process.kill()
+    codes = [chief.finish(), other.finish()]
     assert codes[0] == distributed.LOST_EXIT_STATUS, chief.text[-3000:]
     assert 'worker 1 (127.0.0.1:%d) is gone' % ports[1] in chief.text, chief.text[-3000:]
     # The newest checkpoint stays the one the run started from: a half-done step is not saved.
@@ -184,7 +174,7 @@ def test_a_killed_worker_stops_the_other_naming_it(runs, settings, tmp_path):
 
 
 def test_a_worker_that_never_starts_stops_the_chief_naming_it(settings, tmp_path):
-    ports = free_ports(2)
+    ports = distributed.free_local_ports(2)
     chief = Worker(str(tmp_path / 'run'), settings, ports, 0, ['--steps', '1'])
     assert chief.finish() == distributed.LOST_EXIT_STATUS, chief.text[-3000:]
     assert 'worker 1 (127.0.0.1:%d) is gone' % ports[1] in chief.text, chief.text[-3000:]
@@ -235,7 +225,7 @@ def test_a_port_in_use_is_named(settings, tmp_path):
     holder.listen(1)
     try:
         port = holder.getsockname()[1]
-        cluster = distributed.parse_tf_config(tf_config([port, free_ports(1)[0]], 0))
+        cluster = distributed.parse_tf_config(tf_config([port, distributed.free_local_ports(1)[0]], 0))
         with pytest.raises(distributed.ClusterError, match='worker 0 \\(127.0.0.1:%d\\) cannot listen on port %d'
                            % (port, port)):
             distributed.check_port(cluster)
