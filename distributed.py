@@ -229,9 +229,7 @@ class Runtime:
         """Adds the collective that check_start runs; call it at the same point of every worker's graph."""
         import tensorflow.compat.v1 as tf
         self._start_step = tf.placeholder(tf.float32, [], name='start_step')
-        with self.strategy.scope():
-            self._start_sum = self.strategy.extended.call_for_each_replica(
-                lambda: self.all_reduce_sum(self._start_step))
+        self._start_sum = self.call_in_replica(lambda: self.all_reduce_sum(self._start_step))
 
     def check_start(self, sess, step, train_dir):
         """Raises ClusterError unless every worker starts at `step` (its newest checkpoint in train_dir):
@@ -243,6 +241,19 @@ class Runtime:
             raise ClusterError('%s would start at step %d (newest checkpoint of %s) but the workers\' mean is '
                                '%.1f: every worker must use the same train dir, one folder shared by all machines'
                                % (self.cluster.name(), step, train_dir, total / self.cluster.size))
+
+    def call_in_replica(self, function):
+        """function() in the strategy's replica (this worker's one), as Python: its result.
+
+        Bind arguments in `function` (a closure): the strategy copies nests passed as its args, so a dict
+        the function fills would not be the caller's.
+        """
+        import tensorflow.compat.v1 as tf
+        # Not through AutoGraph, which the strategy applies by default: the function is graph-building Python
+        # (AutoGraph's conversion of train.py's step mixes up bound methods of this class).
+        function = tf.autograph.experimental.do_not_convert(function)
+        with self.strategy.scope():
+            return self.strategy.extended.call_for_each_replica(function)
 
     def all_reduce_sum(self, value):
         """Sum over the workers of a nest of tensors, inside the strategy's replica function."""

@@ -427,10 +427,8 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
     if runtime is None:
         _build_step(graph, devices, num_steps, None, stop_request)
     else:
-        with runtime.strategy.scope():
-            # One replica per worker, so its outputs are plain tensors: _build_step fills `graph` itself.
-            runtime.strategy.extended.call_for_each_replica(
-                _build_step, args=(graph, devices, num_steps, runtime, stop_request))
+        # One replica per worker, so its outputs are plain tensors: _build_step fills `graph` itself.
+        runtime.call_in_replica(lambda: _build_step(graph, devices, num_steps, runtime, stop_request))
         graph['stop_request'] = stop_request
     graph['saver'] = tf.train.Saver(max_to_keep=config.CHECKPOINTS_TO_KEEP, save_relative_paths=True)
     return graph
