@@ -23,7 +23,10 @@ import train
 from test_train import SMALL, checkpoint_values, run_cli, train_command
 
 PROCESS_TIMEOUT = 900  # s for one worker process: TensorFlow's import and graph building on 2 busy cores
-CLUSTER_TIMEOUT = 30  # s the surviving worker waits for a lost one in these tests
+# --cluster-timeout: it must cover how much later one worker finishes building its graph than the other on
+# busy cores; once both run steps, a lost worker is noticed within it.
+CLUSTER_TIMEOUT = 300
+LOST_TIMEOUT = 120  # the same where a worker is lost on purpose: the test waits that long at most
 SETTINGS = dict(
     SMALL, BATCH_SIZE=4, NUM_WORKERS=0,
     # Batch statistics would differ between one process (4 images) and each worker (2): frozen batch norm
@@ -38,9 +41,9 @@ def tf_config(ports, index):
 class Worker:
     """train.py as worker `index` of a cluster on `ports`; its output is collected by a thread."""
 
-    def __init__(self, train_dir, settings, ports, index, extra=()):
+    def __init__(self, train_dir, settings, ports, index, extra=(), cluster_timeout=CLUSTER_TIMEOUT):
         env = dict(os.environ, TF_CONFIG=tf_config(ports, index))
-        command = train_command(train_dir, settings, ['--cluster-timeout', str(CLUSTER_TIMEOUT)] + list(extra))
+        command = train_command(train_dir, settings, ['--cluster-timeout', str(cluster_timeout)] + list(extra))
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True)
         self.lines = []
@@ -133,14 +136,14 @@ def test_only_the_chief_writes(runs):
     assert len(events) == 2, events  # the first process's and the chief's
 
 
-def start_two_workers(runs, settings, tmp_path):
+def start_two_workers(runs, settings, tmp_path, cluster_timeout=CLUSTER_TIMEOUT):
     """Two workers resuming a copy of the two-worker run for many steps, once the chief ran step 3:
     (train dir, ports, chief, worker 1)."""
     train_dir = str(tmp_path / 'run')
     shutil.copytree(runs['two'], train_dir)
     ports = distributed.free_local_ports(2)
     extra = ['--steps', '1000', '--checkpoint-every', '1000', '--set', 'LOG_EVERY=1']
-    chief, other = (Worker(train_dir, settings, ports, i, extra) for i in (0, 1))
+    chief, other = (Worker(train_dir, settings, ports, i, extra, cluster_timeout) for i in (0, 1))
     try:
         chief.wait_for('step 3/')
     except BaseException:
@@ -164,7 +167,7 @@ def test_a_stop_on_one_worker_stops_both_at_one_step_and_the_run_resumes(runs, s
 
 
 def test_a_killed_worker_stops_the_other_naming_it(runs, settings, tmp_path):
-    train_dir, ports, chief, other = start_two_workers(runs, settings, tmp_path)
+    train_dir, ports, chief, other = start_two_workers(runs, settings, tmp_path, LOST_TIMEOUT)
     other.process.kill()
     codes = [chief.finish(), other.finish()]
     assert codes[0] == distributed.LOST_EXIT_STATUS, chief.text[-3000:]
@@ -175,7 +178,7 @@ def test_a_killed_worker_stops_the_other_naming_it(runs, settings, tmp_path):
 
 def test_a_worker_that_never_starts_stops_the_chief_naming_it(settings, tmp_path):
     ports = distributed.free_local_ports(2)
-    chief = Worker(str(tmp_path / 'run'), settings, ports, 0, ['--steps', '1'])
+    chief = Worker(str(tmp_path / 'run'), settings, ports, 0, ['--steps', '1'], cluster_timeout=20)
     assert chief.finish() == distributed.LOST_EXIT_STATUS, chief.text[-3000:]
     assert 'worker 1 (127.0.0.1:%d) is gone' % ports[1] in chief.text, chief.text[-3000:]
     assert train.checkpoint_step(str(tmp_path / 'run')) is None
