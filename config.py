@@ -162,6 +162,9 @@ LOG_EVERY = 20  # steps between progress lines (step, losses, speed, input wait,
 ETA_WARMUP_STEPS = 2  # first steps of a (re)start left out of the ETA: they build and optimise the graph [C]
 SUMMARY_IMAGES = 2  # samples shown in the TensorBoard image summary [C]
 PREFETCH_BATCHES = 4  # batches train.py keeps ready ahead of the training step [C]
+# Several machines (TF_CONFIG, distributed.py): the chief's checkpoint save happens while the others wait in the
+# next step, so this must exceed a save (tens of seconds for ResNet-101 with its slots and averages).
+CLUSTER_TIMEOUT = 300.0  # s a training worker waits for the others before stopping, naming the one that is gone [C]
 
 # ----------------------------------------------------------------------------
 # Decoding (post_proc.py)

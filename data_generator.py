@@ -643,13 +643,19 @@ class SampleGenerator(object):
       prefetch: samples in flight per worker (config.PREFETCH_PER_WORKER).
       start_method: multiprocessing start method (config.DATA_START_METHOD).
       timeout: seconds to wait for one sample before declaring a worker stuck (config.WORKER_TIMEOUT).
+      shard: (index, count) for one of `count` training machines (train.py under TF_CONFIG): the stream
+        is cut into blocks of batch_size samples dealt in turn to the machines, so block i*count + index
+        is this machine's batch i, and the machines' batches i, in index order, are the batch of
+        count*batch_size samples one machine would make without `shard` (short of unreadable images,
+        which each machine replaces from its own blocks). Every machine shuffles alike; each makes only
+        its own samples. None: the whole stream.
     Raises:
       ValueError naming the argument if batch_size, input_size or stride is not a positive integer, or if
       input_size is not n*stride + 1 (check_input_size); ValueError if the dataset has no image.
     """
 
     def __init__(self, dataset, batch_size=None, input_size=None, stride=None, num_workers=None, seed=None,
-                 epochs=None, prefetch=None, start_method=None, timeout=None):
+                 epochs=None, prefetch=None, start_method=None, timeout=None, shard=None):
         self.dataset = dataset
         self.batch_size = positive_int('batch_size', config.BATCH_SIZE if batch_size is None else batch_size)
         self.input_size = positive_int('input_size', config.INPUT_SIZE if input_size is None else input_size)
@@ -661,6 +667,9 @@ class SampleGenerator(object):
         self.prefetch = config.PREFETCH_PER_WORKER if prefetch is None else int(prefetch)
         self.start_method = config.DATA_START_METHOD if start_method is None else start_method
         self.timeout = timeout
+        self.shard = (0, 1) if shard is None else (int(shard[0]), int(shard[1]))
+        if not 0 <= self.shard[0] < self.shard[1]:
+            raise ValueError('shard must be (index, count) with 0 <= index < count, got %r' % (shard,))
         if not len(dataset.image_ids):
             raise ValueError('no image in %s' % getattr(dataset, 'annotation_file', dataset))
         self.skipped = 0
@@ -697,12 +706,16 @@ class SampleGenerator(object):
         Each epoch permutes ALL image ids, known-bad ones included, so the order never depends on when a
         failure became known (with workers, tasks are drawn up to num_workers * prefetch ahead of the results).
         Ids already known bad are not handed out again; that changes no result, since they give no sample.
+        With a shard, positions are counted in that whole stream, so the blocks never depend on failures.
         """
-        epoch = 0
+        index, count = self.shard
+        epoch, position = 0, 0
         while self.epochs is None or epoch < self.epochs:
             self._check_some_readable()
             for image_id in epoch_order(self.dataset.image_ids, self.seed, epoch):
-                if image_id not in self._bad_ids:
+                mine = position // self.batch_size % count == index
+                position += 1
+                if mine and image_id not in self._bad_ids:
                     yield image_id, sample_seed(self.seed, epoch, image_id)
             epoch += 1
 

@@ -4,6 +4,8 @@
     python train.py --preset quickstart              # small model on the synthetic set (README, "Quickstart")
     python train.py --num-gpus 4 --batch-size 16 --train-dir model/run2
     python train.py --set LEARNING_RATE=5e-4 --set CHECKPOINT_EVERY=500
+    TF_CONFIG='{"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}}' \
+        python train.py --batch-size 16                # one run on several machines (distributed.py)
 
 config.py is the place to experiment; the flags override a few of its values for one run. Ctrl-C (SIGINT) or
 SIGTERM saves a checkpoint and exits; running the same command again resumes from the newest checkpoint of the
@@ -47,6 +49,7 @@ import time
 
 import checkpoints
 import config
+import distributed
 import machine
 
 CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
@@ -57,7 +60,7 @@ DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.ta
 # Config values that steer the run but not what is learnt: changing them on resume is normal, not warned about.
 RUN_CONTROL_NAMES = ('NUM_STEPS', 'TRAIN_DIR', 'LOG_EVERY', 'SUMMARY_EVERY', 'SUMMARY_IMAGES', 'CHECKPOINT_EVERY',
                      'CHECKPOINTS_TO_KEEP', 'NUM_WORKERS', 'PREFETCH_BATCHES', 'PREFETCH_PER_WORKER',
-                     'DATA_START_METHOD', 'ROOT_DIR')
+                     'DATA_START_METHOD', 'ROOT_DIR', 'CLUSTER_TIMEOUT')
 
 
 class BadPathError(OSError):
@@ -204,7 +207,8 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     TRAIN_FROM_SCRATCH). The backbone checkpoint is only needed when training starts fresh (no checkpoint in
     the train dir) and not from scratch. Creates the train dir only once every check has passed.
     Raises:
-      BadPathError listing every bad path; ValueError for an inconsistent batch size, input size or depth.
+      BadPathError listing every bad path; ValueError for an inconsistent batch size, input size or depth;
+      distributed.ClusterError (a ValueError) for a bad TF_CONFIG or a taken port.
     """
     train_dir = config.TRAIN_DIR if train_dir is None else train_dir
     annotations = config.TRAIN_ANNOTATIONS if annotations is None else annotations
@@ -214,9 +218,10 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
 
     if config.BACKBONE_DEPTH not in (50, 101, 152):
         raise ValueError('BACKBONE_DEPTH must be 50, 101 or 152, got %r' % config.BACKBONE_DEPTH)
-    if config.NUM_GPUS < 1 or config.BATCH_SIZE % config.NUM_GPUS:
-        raise ValueError('BATCH_SIZE (%d) must be a multiple of NUM_GPUS (%d): each tower gets an equal share'
-                         % (config.BATCH_SIZE, config.NUM_GPUS))
+    if config.NUM_GPUS < 1:
+        raise ValueError('NUM_GPUS must be at least 1, got %r' % config.NUM_GPUS)
+    cluster = distributed.cluster_from_env()
+    distributed.worker_batch(config.BATCH_SIZE, cluster, config.NUM_GPUS)
     stride = config.TRAIN_OUTPUT_STRIDE
     if config.INPUT_SIZE < stride + 1 or (config.INPUT_SIZE - 1) % stride:
         raise ValueError('INPUT_SIZE must be n*%d+1 (output stride %d) so the output grid meets the input '
@@ -238,6 +243,8 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
             problems.append(missing_backbone_message(backbone_checkpoint, config.BACKBONE_DEPTH))
     if problems:
         raise BadPathError('\n'.join(problems))
+    if cluster is not None:
+        distributed.check_port(cluster)
     os.makedirs(train_dir, exist_ok=True)
 
 
@@ -344,17 +351,17 @@ def add_sums(tower_sums):
             for name in tower_sums[0]}
 
 
-def tower_share_loss(sums, batch_sums, weight_decay, num_towers):
+def tower_share_loss(sums, batch_sums, weight_decay, num_shares):
     """A tower's share of the whole batch's total loss: its numerators over the whole batch's denominators.
 
     Every loss is sum(numerators) / sum(denominators) over the towers, and the denominators (valid-position
     counts, from the targets) carry no gradient, so the shares' gradients add up to the whole batch's
-    gradient whatever each tower's number of valid positions; each tower carries 1/num_towers of the weight
-    decay.
+    gradient whatever each tower's number of valid positions; each of the num_shares towers (over all
+    workers) carries 1/num_shares of the weight decay.
     """
     import model
     shares = {name: (numerator, batch_sums[name][1]) for name, (numerator, _) in sums.items()}
-    return model.losses_from_sums(shares, weight_decay / float(num_towers))['total']
+    return model.losses_from_sums(shares, weight_decay / float(num_shares))['total']
 
 
 def tower_devices(num_towers, gpus=None):
@@ -397,36 +404,60 @@ def _image_summary(images, outputs, targets, max_images):
     return tf.summary.image('input_heatmaps_target_segmentation_target', row, max_outputs=max_images)
 
 
-def build_training_graph(batch_size=None, input_size=None, devices=None, num_steps=None):
+def build_training_graph(batch_size=None, input_size=None, devices=None, num_steps=None, runtime=None):
     """Builds the synchronous multi-tower training graph in the default graph.
 
     Args:
-      batch_size: images per step over all towers; None -> config.BATCH_SIZE.
+      batch_size: images per step over this process's towers; None -> config.BATCH_SIZE.
       input_size: square input side (n*stride+1); None -> config.INPUT_SIZE.
       devices: one device per tower; None -> tower_devices(config.NUM_GPUS).
       num_steps: for the cosine schedule; None -> config.NUM_STEPS.
+      runtime: distributed.Runtime on several machines (batch_size is then this worker's share): the
+        towers run in the strategy's replica, the loss sums and gradients are summed over the workers.
     Returns:
       dict with 'inputs' (placeholders by name: 'image' uint8 [B,S,S,3] and the targets), 'losses' (scalar
-      tensors of the whole batch, names of model.compute_losses), 'grads_and_vars' (of the whole batch),
-      'train_op', 'global_step', 'learning_rate', 'ema', 'summary_op', 'saver', 'all_finite' (bool: every
-      weight finite), 'reset_averages' (copies the weights into their moving averages), 'towers'.
+      tensors of the whole batch, names of model.compute_losses), 'grads_and_vars' (of this process's
+      batch), 'train_op', 'global_step', 'learning_rate', 'ema', 'summary_op', 'saver', 'all_finite' (bool:
+      every weight finite), 'reset_averages' (copies the weights into their moving averages), 'towers';
+      with a runtime also 'stop_request' (float placeholder, scalar: 1 asks every worker to stop) and
+      'stop_requests' (its sum over the workers).
     """
     tf = _tf()
-    import model
+    import data_generator  # the fed arrays are data_generator's samples: same names, shapes and dtypes
 
     batch_size = config.BATCH_SIZE if batch_size is None else batch_size
     input_size = config.INPUT_SIZE if input_size is None else input_size
     devices = tower_devices(config.NUM_GPUS) if devices is None else list(devices)
-    num_towers = len(devices)
-    if batch_size % num_towers:
-        raise ValueError('batch size %d is not a multiple of the %d towers' % (batch_size, num_towers))
-    stride = config.TRAIN_OUTPUT_STRIDE
-    variable_device = '/cpu:0' if num_towers > 1 else devices[0]
-
-    import data_generator  # the fed arrays are data_generator's samples: same names, shapes and dtypes
+    if batch_size % len(devices):
+        raise ValueError('batch size %d is not a multiple of the %d towers' % (batch_size, len(devices)))
     with tf.device('/cpu:0'):
         inputs = {name: tf.placeholder(tf.as_dtype(dtype), (batch_size,) + shape, name=name)
-                  for name, shape, dtype in data_generator.sample_layout(input_size, stride)}
+                  for name, shape, dtype in data_generator.sample_layout(input_size, config.TRAIN_OUTPUT_STRIDE)}
+        stop_request = tf.placeholder_with_default(0.0, [], name='stop_request') if runtime else None
+    graph = {'inputs': inputs}
+    if runtime is None:
+        _build_step(graph, devices, num_steps, None, stop_request)
+    else:
+        # One replica per worker, so its outputs are plain tensors: _build_step fills `graph` itself.
+        runtime.call_in_replica(lambda: _build_step(graph, devices, num_steps, runtime, stop_request))
+        graph['stop_request'] = stop_request
+    graph['saver'] = tf.train.Saver(max_to_keep=config.CHECKPOINTS_TO_KEEP, save_relative_paths=True)
+    return graph
+
+
+def _build_step(graph, devices, num_steps, runtime, stop_request):
+    """build_training_graph's step on graph['inputs'], in the strategy's replica under a runtime; adds the
+    tensors and ops it documents to `graph`."""
+    tf = _tf()
+    import data_generator
+    import model
+
+    inputs = graph['inputs']
+    num_towers = len(devices)
+    workers = 1 if runtime is None else runtime.cluster.size
+    stride = config.TRAIN_OUTPUT_STRIDE
+    variable_device = '/cpu:0' if num_towers > 1 else devices[0]
+    with tf.device('/cpu:0'):
         split = {name: tf.split(tensor, num_towers, axis=0) for name, tensor in inputs.items()}
         global_step = tf.train.get_or_create_global_step()
         learning_rate = learning_rate_schedule(global_step, num_steps)
@@ -444,19 +475,22 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
             if i == 0:
                 weight_decay = model.weight_decay_loss()  # counted once, over the shared variables
                 first = (images, outputs, targets)
-                # Batch-norm statistics (when they train) follow the first tower, as in TF's multi-GPU recipes.
+                # Batch-norm statistics (when they train) follow the first tower, as in TF's multi-GPU recipes
+                # (and, on several machines, each worker's own first tower: the chief's are saved).
                 update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope='tower_0')
 
     # Each loss is divided once, by the valid-position count of the whole batch: averaging per-tower means
     # would weight a sample by how few valid positions its tower's other samples have.
     with tf.device('/cpu:0'), tf.name_scope('batch_losses'):
         batch_sums = add_sums(tower_sums)
+        if runtime is not None:  # the whole global batch's sums, and whether any worker asks to stop
+            batch_sums, graph['stop_requests'] = runtime.all_reduce_sum((batch_sums, stop_request))
         losses = model.losses_from_sums(batch_sums, weight_decay)
     tower_grads = []
     variables = tf.trainable_variables()
     for i, device in enumerate(devices):
         with tf.device(_placement(variable_device, device)), tf.name_scope('tower_%d' % i):
-            share = tower_share_loss(tower_sums[i], batch_sums, weight_decay, num_towers)
+            share = tower_share_loss(tower_sums[i], batch_sums, weight_decay, num_towers * workers)
             tower_grads.append(optimizer.compute_gradients(share, variables, colocate_gradients_with_ops=True))
     grads_and_vars = sum_gradients(tower_grads)
     unused = [v.op.name for g, v in grads_and_vars if g is None]
@@ -468,6 +502,8 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
 
     with tf.device(variable_device):
         with tf.control_dependencies(update_ops):
+            # In the strategy's replica this sums the workers' gradients (MultiWorkerMirroredStrategy's
+            # all-reduce) before the one update every worker applies.
             apply_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
         # num_updates makes the averaging decay min(decay, (1 + step) / (10 + step)): early averages are not
         # dominated by the initial weights, and the value is restored with global_step on resume.
@@ -479,17 +515,17 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
 
     summaries = [tf.summary.scalar('losses/' + name, losses[name]) for name in LOSS_ORDER if name in losses]
     summaries.append(tf.summary.scalar('optimizer/learning_rate', learning_rate))
-    gradient_norm = tf.global_norm([g for g, _ in grads_and_vars])
+    gradient_norm = tf.global_norm([g for g, _ in grads_and_vars])  # of this worker's share on several machines
     summaries.append(tf.summary.scalar('optimizer/gradient_norm', gradient_norm))
     summaries.append(_image_summary(*first, max_images=config.SUMMARY_IMAGES))
-    saver = tf.train.Saver(max_to_keep=config.CHECKPOINTS_TO_KEEP, save_relative_paths=True)
-    return {'inputs': inputs, 'losses': losses, 'grads_and_vars': grads_and_vars, 'train_op': train_op,
-            'global_step': global_step, 'learning_rate': learning_rate, 'ema': ema,
-            'summary_op': tf.summary.merge(summaries), 'saver': saver, 'all_finite': all_finite,
-            'reset_averages': reset_averages, 'towers': num_towers}
+    graph.update({'losses': losses, 'grads_and_vars': grads_and_vars, 'train_op': train_op,
+                  'global_step': global_step, 'learning_rate': learning_rate, 'ema': ema,
+                  'summary_op': tf.summary.merge(summaries), 'all_finite': all_finite,
+                  'reset_averages': reset_averages, 'towers': num_towers})
 
 
-def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_checkpoint=None, log=None):
+def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_checkpoint=None, log=None,
+                          run_options=None, chief=True):
     """Resumes from the newest readable checkpoint of `train_dir`, or initialises a fresh run.
 
     Fresh: every variable from its initialiser, then (unless from scratch) the backbone from the TF-Slim
@@ -500,6 +536,9 @@ def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_ch
     train dir's checkpoints.TrainDirLock.
     Args:
       graph: build_training_graph's dict.
+      run_options: tf.RunOptions of the initialiser (on several machines a collective: the chief's initial
+        values reach every worker).
+      chief: False for the non-chief workers of a cluster, which neither delete nor prune the shared train dir.
     Returns:
       (global step, description of what was done).
     Raises:
@@ -523,13 +562,14 @@ def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_ch
                     % (prefix, os.path.join(train_dir, CONFIG_SNAPSHOT), str(e).splitlines()[0])) from None
         restored, damaged = restore_newest_readable(train_dir, restore, lambda m: log('WARNING: ' + m, error=True))
     if restored is None:
-        sess.run(tf.global_variables_initializer())
-    for prefix in damaged:  # it would count as one of the newest and shadow the intact ones from eval.py
-        log('train: deleting the damaged %s' % prefix, error=True)
-        checkpoints.remove(prefix)
-    protect = [restored] if restored else []
-    kept = checkpoints.prune(train_dir, CHECKPOINT_PREFIX, config.CHECKPOINTS_TO_KEEP, protect=protect)
-    graph['saver'].recover_last_checkpoints(kept)
+        sess.run(tf.global_variables_initializer(), options=run_options)
+    if chief:  # the one process of a run that writes the train dir (the workers of a cluster only read it)
+        for prefix in damaged:  # it would count as one of the newest and shadow the intact ones from eval.py
+            log('train: deleting the damaged %s' % prefix, error=True)
+            checkpoints.remove(prefix)
+        protect = [restored] if restored else []
+        kept = checkpoints.prune(train_dir, CHECKPOINT_PREFIX, config.CHECKPOINTS_TO_KEEP, protect=protect)
+        graph['saver'].recover_last_checkpoints(kept)
     if restored:
         return int(sess.run(graph['global_step'])), 'resumed from %s' % restored
     if from_scratch:
@@ -791,6 +831,13 @@ def _default_log(message, error=False):
     print(message, file=sys.stderr if error else sys.stdout, flush=True)
 
 
+def _worker_log(log, cluster):
+    """A non-chief worker's log: its lines carry its name (the progress lines are the chief's alone)."""
+    def worker_log(message, error=False):
+        log('%s: %s' % (cluster.name(), message), error=error)
+    return worker_log
+
+
 def _check_finite(step, losses):
     bad = [name for name, value in losses.items() if not math.isfinite(value)]
     if bad:
@@ -831,12 +878,15 @@ def train(train_dir=None, devices=None, session_config=None, log=_default_log, o
     """
     train_dir = config.TRAIN_DIR if train_dir is None else train_dir
     check_settings(train_dir)
+    cluster = distributed.cluster_from_env()
+    if cluster is not None and not cluster.is_chief:  # the chief holds the lock for the whole cluster
+        return _train_locked(train_dir, devices, session_config, _worker_log(log, cluster), on_step, cluster)
     with checkpoints.TrainDirLock(train_dir):  # a second training here stops now, before TensorFlow loads
-        return _train_locked(train_dir, devices, session_config, log, on_step)
+        return _train_locked(train_dir, devices, session_config, log, on_step, cluster)
 
 
-def _train_locked(train_dir, devices, session_config, log, on_step):
-    """train() once the train dir is this process's."""
+def _train_locked(train_dir, devices, session_config, log, on_step, cluster):
+    """train() once the train dir is this run's (cluster: distributed.Cluster of a TF_CONFIG run, or None)."""
     _tf()  # TensorFlow's seconds of import only once the fast checks passed
     import data_generator
     devices = tower_devices(config.NUM_GPUS) if devices is None else list(devices)
@@ -860,14 +910,16 @@ def _train_locked(train_dir, devices, session_config, log, on_step):
             'normalisation, usually more slowly (FREEZE_BATCH_NORM=False trains it, as --from-scratch does)',
             error=True)
 
-    batch_size, num_steps = config.BATCH_SIZE, config.NUM_STEPS
-    log('train: ResNet-v2-%d, %d tower(s) %s, batch %d, input %dx%d, %d images, train dir %s'
-        % (config.BACKBONE_DEPTH, len(devices), ' '.join(devices), batch_size, config.INPUT_SIZE,
-           config.INPUT_SIZE, len(dataset.image_ids), train_dir))
-    # A different seed after each restart: a resumed run does not replay the first epoch's order.
+    batch_size, num_steps = distributed.worker_batch(config.BATCH_SIZE, cluster, len(devices)), config.NUM_STEPS
+    log('train: ResNet-v2-%d, %d tower(s) %s, batch %d%s, input %dx%d, %d images, train dir %s'
+        % (config.BACKBONE_DEPTH, len(devices), ' '.join(devices), config.BATCH_SIZE,
+           '' if cluster is None else ' over %d workers (%d here, %s)' % (cluster.size, batch_size, cluster.name()),
+           config.INPUT_SIZE, config.INPUT_SIZE, len(dataset.image_ids), train_dir))
+    # A different seed after each restart: a resumed run does not replay the first epoch's order. On several
+    # machines every worker shuffles alike and makes its own share of each global batch.
     generator = data_generator.SampleGenerator(
         dataset, batch_size, config.INPUT_SIZE, config.TRAIN_OUTPUT_STRIDE, num_workers=config.NUM_WORKERS,
-        seed=config.SEED + (resume_step or 0))
+        seed=config.SEED + (resume_step or 0), shard=None if cluster is None else (cluster.index, cluster.size))
     try:
         # The first batch starts the worker processes here, from the main thread and before any session
         # exists: forked workers inherit no TensorFlow thread pools, and their parent-death signal is tied
@@ -876,7 +928,7 @@ def _train_locked(train_dir, devices, session_config, log, on_step):
         prefetcher = Prefetcher(batches, config.PREFETCH_BATCHES, first=next(batches))
         try:
             return _train_session(train_dir, devices, session_config, log, on_step, prefetcher, batch_size,
-                                  num_steps)
+                                  num_steps, cluster)
         finally:
             prefetcher.close()
     finally:
@@ -886,36 +938,61 @@ def _train_locked(train_dir, devices, session_config, log, on_step):
             log('train: the input workers stop after their current batch', error=True)
 
 
-def _train_session(train_dir, devices, session_config, log, on_step, prefetcher, batch_size, num_steps):
-    """train() once the data flows: graph, session, restore or initialise, the loop."""
+def _train_session(train_dir, devices, session_config, log, on_step, prefetcher, batch_size, num_steps,
+                   cluster=None):
+    """train() once the data flows: graph, session, restore or initialise, the loop.
+
+    With a cluster (distributed.Cluster) the graph runs in TensorFlow's multi-worker runtime, started here,
+    after the input workers were forked; only the chief writes config.json, summaries and checkpoints.
+    """
     tf = _tf()
     graph_start = time.perf_counter()
     with tf.Graph().as_default():
-        graph = build_training_graph(batch_size, config.INPUT_SIZE, devices, num_steps)
+        runtime = None if cluster is None else distributed.Runtime(cluster, config.CLUSTER_TIMEOUT)
+        graph = build_training_graph(batch_size, config.INPUT_SIZE, devices, num_steps, runtime)
+        if runtime is not None:
+            runtime.build_start_check()
+            session_config = runtime.session_config
         if session_config is None:
             session_config = tf.ConfigProto(allow_soft_placement=True)
-        with tf.Session(config=session_config) as sess:
-            start_step, how = restore_or_initialise(sess, graph, train_dir, log=log)
+        chief = cluster is None or cluster.is_chief
+        with tf.Session('' if runtime is None else runtime.target, config=session_config) as sess:
+            if runtime is None:
+                start_step, how = restore_or_initialise(sess, graph, train_dir, log=log)
+            else:
+                runtime.check_start(sess, checkpoint_step(train_dir) or 0, train_dir)
+                with runtime.guard('the start'):
+                    start_step, how = restore_or_initialise(sess, graph, train_dir, log=log,
+                                                            run_options=runtime.run_options, chief=chief)
             log('train: %s at step %d (graph and session ready in %.0f s)'
                 % (how, start_step, time.perf_counter() - graph_start))
-            write_config_snapshot(train_dir, start_step, log)
+            if chief:
+                write_config_snapshot(train_dir, start_step, log)
             if start_step >= num_steps:
                 log('train: step %d already reaches NUM_STEPS=%d; nothing to do' % (start_step, num_steps))
                 return {'start_step': start_step, 'step': start_step, 'stopped_by': 'done', 'how': how,
                         'checkpoint': checkpoints.latest_in(train_dir)}
-            writer = tf.summary.FileWriter(train_dir)
+            writer = tf.summary.FileWriter(train_dir) if chief else None
             try:
                 with StopRequest(log) as stop:
                     result = _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, stop,
-                                   log, on_step)
+                                   log, on_step, runtime)
             finally:
-                writer.close()
+                if writer is not None:
+                    writer.close()
     result.update(start_step=start_step, how=how)
     return result
 
 
-def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, stop, log, on_step):
-    """The step loop of train(): feed, run, check, log, summarise, checkpoint."""
+def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, stop, log, on_step, runtime=None):
+    """The step loop of train(): feed, run, check, log, summarise, checkpoint.
+
+    With a runtime (several machines) every worker runs the same fetches at every step; a stop asked on any
+    worker travels in the next step to all, which stop after it; only the chief (writer not None) logs
+    progress, writes summaries and saves.
+    """
+    chief = writer is not None
+    everyone_stops = False
     inputs, losses = graph['inputs'], graph['losses']
     batch_size = int(inputs['image'].shape[0])
     prefix = os.path.join(train_dir, CHECKPOINT_PREFIX)
@@ -936,9 +1013,10 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
     window = {'start': last_time, 'wait': 0.0, 'steps': 0, 'sums': {}}
     eta = Eta(start_step, num_steps, last_time)
     try:
-        while step < num_steps and not stop:
+        while step < num_steps and not (everyone_stops if runtime else stop):
             wait_before = prefetcher.wait_seconds
-            batch = prefetcher.get(lambda: bool(stop))
+            # On several machines a stop must reach the others in a step, so the batch is awaited.
+            batch = prefetcher.get((lambda: False) if runtime else (lambda: bool(stop)))
             if batch is None:
                 break
             wait = prefetcher.wait_seconds - wait_before
@@ -947,7 +1025,14 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
             summarise = (step + 1) % config.SUMMARY_EVERY == 0 or step == start_step
             if summarise:
                 fetches['summary'] = graph['summary_op']
-            out = sess.run(fetches, feed_dict=feed)
+            if runtime is None:
+                out = sess.run(fetches, feed_dict=feed)
+            else:
+                feed[graph['stop_request']] = float(bool(stop))
+                fetches['stop_requests'] = graph['stop_requests']
+                with runtime.guard('step %d' % (step + 1)):
+                    out = sess.run(fetches, feed_dict=feed, options=runtime.run_options)
+                everyone_stops = out['stop_requests'] > 0
             step += 1
             values = {name: float(v) for name, v in out['losses'].items()}
             _check_finite(step, values)
@@ -960,9 +1045,9 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
             window['steps'] += 1
             for name, value in values.items():
                 window['sums'][name] = window['sums'].get(name, 0.0) + value
-            if summarise:
+            if summarise and chief:
                 writer.add_summary(out['summary'], step)
-            if step % config.LOG_EVERY == 0 or step == num_steps or step == start_step + 1:
+            if chief and (step % config.LOG_EVERY == 0 or step == num_steps or step == start_step + 1):
                 elapsed = now - window['start']
                 rate = window['steps'] / elapsed if elapsed > 0 else float('nan')
                 means = {n: s / window['steps'] for n, s in window['sums'].items()}
@@ -975,23 +1060,26 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
                                                     'speed/samples_per_second': rate * batch_size,
                                                     'speed/input_wait_fraction': wait_fraction}), step)
                 window = {'start': now, 'wait': 0.0, 'steps': 0, 'sums': {}}
-            if step % config.CHECKPOINT_EVERY == 0:
+            if chief and step % config.CHECKPOINT_EVERY == 0:
                 save(step)
-        if step > state['saved_step']:
+        if chief and step > state['saved_step']:
             save(step)
     except NonFiniteError as e:
         log('train: STOPPED: %s' % e, error=True)
         raise
+    except distributed.WorkerLostError:
+        raise  # the step under way may be half applied here: the newest checkpoint is the good one
     except BaseException:
         # The weights of the last completed step are good: keep them before reporting the failure.
-        if step > state['saved_step']:
+        if chief and step > state['saved_step']:
             log('train: saving step %d before stopping on an error' % step, error=True)
             save(step)
         raise
-    if stop:
-        log('train: stopped by %s at step %d; run the same command to resume' % (stop.signal_name, step))
+    stopped_by = stop.signal_name or ('a stop on another worker' if everyone_stops else None)
+    if stopped_by:
+        log('train: stopped by %s at step %d; run the same command to resume' % (stopped_by, step))
     return {'step': step, 'checkpoint': state['checkpoint'] or checkpoints.latest_in(train_dir),
-            'stopped_by': stop.signal_name or 'done'}
+            'stopped_by': stopped_by or 'done'}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1003,7 +1091,7 @@ FLAG_TO_CONFIG = {
     'train_dir': 'TRAIN_DIR', 'annotations': 'TRAIN_ANNOTATIONS', 'images': 'TRAIN_IMAGES',
     'steps': 'NUM_STEPS', 'batch_size': 'BATCH_SIZE', 'num_gpus': 'NUM_GPUS', 'input_size': 'INPUT_SIZE',
     'depth': 'BACKBONE_DEPTH', 'learning_rate': 'LEARNING_RATE', 'backbone_checkpoint': 'BACKBONE_CHECKPOINT',
-    'workers': 'NUM_WORKERS', 'checkpoint_every': 'CHECKPOINT_EVERY',
+    'workers': 'NUM_WORKERS', 'checkpoint_every': 'CHECKPOINT_EVERY', 'cluster_timeout': 'CLUSTER_TIMEOUT',
 }
 
 
@@ -1026,6 +1114,9 @@ def parse_args(argv=None):
     parser.add_argument('--learning-rate', type=float, help='config.LEARNING_RATE')
     parser.add_argument('--workers', type=int, help='input worker processes (config.NUM_WORKERS)')
     parser.add_argument('--checkpoint-every', type=int, help='steps between checkpoints (config.CHECKPOINT_EVERY)')
+    parser.add_argument('--cluster-timeout', type=float,
+                        help='seconds a worker of a TF_CONFIG cluster waits for the others before stopping '
+                             '(config.CLUSTER_TIMEOUT)')
     parser.add_argument('--backbone-checkpoint', help='TF-Slim ImageNet checkpoint (config.BACKBONE_CHECKPOINT)')
     parser.add_argument('--from-scratch', action='store_true', default=None,
                         help='random backbone weights instead of the ImageNet checkpoint '
@@ -1062,7 +1153,8 @@ def overrides_from_args(args):
 
 def main(argv=None):
     """Command line: exit status 0 done, 2 bad settings or paths, a train dir in use by another training or
-    without a checkpoint this model can resume from, 3 NaN/inf, 130 stopped by a signal."""
+    without a checkpoint this model can resume from, 3 NaN/inf, 4 another worker of the TF_CONFIG cluster is
+    gone, 130 stopped by a signal (on any worker of a cluster)."""
     args = parse_args(argv)
     try:
         overrides = overrides_from_args(args)
@@ -1075,13 +1167,16 @@ def main(argv=None):
         with config_overrides(overrides):
             result = train()
     except (BadPathError, DeviceError, checkpoints.TrainDirBusyError, CheckpointMismatchError,
-            checkpoints.UnreadableCheckpointError) as e:  # a second training in the train dir; found once
-        # TensorFlow is up: a non-COCO annotation file, a wrong backbone, more towers than GPUs, a train dir
-        # of another model or with no readable checkpoint
+            checkpoints.UnreadableCheckpointError, distributed.ClusterError) as e:  # a second training in the
+        # train dir; found once TensorFlow is up: a non-COCO annotation file, a wrong backbone, more towers than
+        # GPUs, a train dir of another model or with no readable checkpoint, workers with different train dirs
         print('train.py: error: %s' % e, file=sys.stderr)
         return 2
     except NonFiniteError:
         return 3
+    except distributed.WorkerLostError as e:
+        print('train.py: error: %s' % e, file=sys.stderr)
+        return distributed.LOST_EXIT_STATUS
     return 0 if result['stopped_by'] == 'done' else 130
 
 

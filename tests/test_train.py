@@ -367,14 +367,15 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(trained, small,
     assert 'resumed from %s' % os.path.join(train_dir, 'model.ckpt-%d' % STEPS) in text
 
 
-def run_cli(args, tmp_path):
-    """train.main(args) in a fresh interpreter; also reports whether TensorFlow got imported."""
+def run_cli(args, tmp_path, env=None):
+    """train.main(args) in a fresh interpreter (environment `env`, default this one's); also reports whether
+    TensorFlow got imported."""
     code = ('import sys, train\n'
             'code = train.main(sys.argv[1:])\n'
             'print("TENSORFLOW_IMPORTED=%s" % ("tensorflow" in sys.modules))\n'
             'sys.exit(code)\n')
     return subprocess.run([sys.executable, '-c', code] + args, cwd=REPO_DIR, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=env)
 
 
 def test_bad_paths_fail_before_tensorflow_is_imported(tmp_path):
