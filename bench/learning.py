@@ -1,5 +1,5 @@
 """What the learning benchmarks share (bench/overfit.py, bench/quickstart_curve.py): AP of checkpoints and of the
-oracle through eval.py's own path, the learning-curve picture, the machine's matmul speed.
+oracle through eval.py's own path, training with train.py, the learning-curve picture.
 
 Every AP here comes from eval.run on an inference.Predictor: the Polyak-averaged weights of a train.py checkpoint
 (or the ground truth encoded as maps), resized to one longer side, output stride config.EVAL_OUTPUT_STRIDE,
@@ -10,27 +10,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import checkpoints  # noqa: E402
 import eval as evaluation  # noqa: E402
 import inference  # noqa: E402
 import plot  # noqa: E402
-
-
-def matmul_gflops(seconds=1.0, size=1024):
-    """This machine's float32 matmul speed (GFLOP/s) over about `seconds`: the yardstick that absolute times are
-    given beside, since machines of one kind differ several-fold."""
-    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    a @ a
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ a
-        count += 1
-    return 2.0 * size ** 3 * count / (time.perf_counter() - start) / 1e9
 
 
 def keypoint_subset(annotations, output):

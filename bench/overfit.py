@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import learning  # noqa: E402  (puts the project on the path)
 from _shared import coco_sample_dir  # noqa: E402
 import config  # noqa: E402
+import machine  # noqa: E402
 
 SUBSET_FILE = 'overfit_subset.json'  # the evaluated (and trained) images' COCO file, in the train dir
 MIN_IMAGES, MIN_PERSONS = 8, 20  # the least a memorisation test should cover
@@ -61,7 +62,7 @@ def main(argv=None):
         return 2
     size, radius = config.OVERFIT['INPUT_SIZE'], config.OVERFIT['RADIUS']
     print('overfit: %d real COCO images with %d keypoint persons, input %d px, matmul %.0f GFLOP/s'
-          % (num_images, num_persons, size, learning.matmul_gflops()), flush=True)
+          % (num_images, num_persons, size, machine.matmul_gflops()), flush=True)
     oracle = learning.oracle_ap(subset, images, size, radius)
     print('oracle at %d px: keypoints AP %.3f segm AP %.3f' % (size, oracle[0], oracle[1]), flush=True)
 

@@ -17,6 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import learning  # noqa: E402  (puts the project on the path)
 import config  # noqa: E402
+import machine  # noqa: E402
 
 VAL_ANNOTATIONS = os.path.join(config.SYNTHETIC_DIR, 'annotations', 'person_keypoints_val2017.json')
 VAL_IMAGES = os.path.join(config.SYNTHETIC_DIR, 'val2017')
@@ -42,7 +43,7 @@ def main(argv=None):
         shutil.rmtree(args.train_dir)
     steps = int(round(args.factor * config.QUICKSTART['NUM_STEPS']))
     print('quickstart curve: %d steps (%.3g x the preset), matmul %.0f GFLOP/s'
-          % (steps, args.factor, learning.matmul_gflops()), flush=True)
+          % (steps, args.factor, machine.matmul_gflops()), flush=True)
     oracle = learning.oracle_ap(VAL_ANNOTATIONS, VAL_IMAGES, EVAL_SIDE, config.QUICKSTART['RADIUS'])
     print('oracle at %d px: keypoints AP %.3f segm AP %.3f' % (EVAL_SIDE, oracle[0], oracle[1]), flush=True)
     train_args = ['--preset', 'quickstart', '--steps', str(steps), '--checkpoint-every', str(args.every),
