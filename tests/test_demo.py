@@ -20,6 +20,7 @@ import data_generator
 import demo
 import inference
 import plot
+from test_data_generator import _jpeg_with_exif_orientation
 from test_inference import huge_png_header
 
 SIDE = '129'  # longer side of the network input: small, fast
@@ -136,6 +137,9 @@ def test_demo_on_a_folder_of_every_kind_of_file(real_image_path, inference_check
     assert cv2.imwrite(str(folder / 'deep.png'), bgr.astype(np.uint16) * 257)
     assert cv2.imwrite(str(folder / 'huge.jpg'), cv2.resize(bgr, (4800, 3188)))
     assert cv2.imwrite(str(folder / 'tiny.png'), bgr[:10, :10])
+    # Stored 300 wide and 200 high, shown turned (EXIF orientation 6): the results are on the shown picture.
+    stored = cv2.cvtColor(bgr[:200, :300], cv2.COLOR_BGR2RGB)
+    (folder / 'turned.jpg').write_bytes(_jpeg_with_exif_orientation(stored, 6))
     (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 truncated')
     (folder / 'panorama.png').write_bytes(huge_png_header(60000, 50000))  # refused before decoding
     (folder / 'notes.txt').write_text('not an image')
@@ -147,8 +151,8 @@ def test_demo_on_a_folder_of_every_kind_of_file(real_image_path, inference_check
     assert 'SKIPPED %s cannot be decoded' % (folder / 'broken.jpg') in stderr
     assert 'SKIPPED %s is only 10x10 px' % (folder / 'tiny.png') in stderr
     assert 'SKIPPED %s is 60000x50000 px (3000 megapixels)' % (folder / 'panorama.png') in stderr
-    assert 'skipped 3 of 8 inputs' in stderr and 'results for 5 of 8 inputs' in stdout
-    for stem in ('photo', 'grey', 'transparent', 'deep', 'huge'):
+    assert 'skipped 3 of 9 inputs' in stderr and 'results for 6 of 9 inputs' in stdout
+    for stem in ('photo', 'grey', 'transparent', 'deep', 'huge', 'turned'):
         for suffix in ('_pose.jpg', '_masks.jpg', '.json'):
             assert os.path.isfile(os.path.join(out, stem + suffix)), stem + suffix
     assert not any(name.startswith(('tiny', 'broken', 'notes', 'panorama')) for name in os.listdir(out))
@@ -157,6 +161,8 @@ def test_demo_on_a_folder_of_every_kind_of_file(real_image_path, inference_check
     huge = _load(os.path.join(out, 'huge.json'))
     _check_json(huge, 3188, 4800)
     assert cv2.imread(os.path.join(out, 'huge_pose.jpg')).shape == (3188, 4800, 3)
+    _check_json(_load(os.path.join(out, 'turned.json')), 300, 200)
+    assert cv2.imread(os.path.join(out, 'turned_pose.jpg')).shape == (300, 200, 3)
 
 
 def test_demo_on_a_video(real_image_path, inference_checkpoint, tmp_path, monkeypatch, capsys):

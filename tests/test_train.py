@@ -4,6 +4,7 @@ One short training run (module fixture) is shared: it must lower the loss and le
 config; copies of its train dir are then resumed (same step, same momentum and moving averages), poisoned
 (NaN guard), stopped by SIGTERM, and read back as averaged weights the way eval.py and demo.py do.
 """
+import json
 import os
 import shutil
 import signal
@@ -177,13 +178,25 @@ def test_resume_restores_step_and_optimiser_state(trained, small, tmp_path):
         for name in restored:
             np.testing.assert_array_equal(restored[name], saved[name], err_msg=name)
 
-        # The same command continues where the run stopped.
-        steps = []
-        with train.config_overrides({'NUM_STEPS': STEPS + 3}):
-            result = train.train(train_dir, log=quiet, on_step=steps.append)
+        # The same command continues where the run stopped; a changed learning rate is warned about (a changed
+        # NUM_STEPS is not: it only steers the run), and the previous config is kept beside the new one.
+        steps, errors = [], []
+
+        def log(message, error=False):
+            if error:
+                errors.append(message)
+        with train.config_overrides({'NUM_STEPS': STEPS + 3, 'LEARNING_RATE': 0.002}):
+            result = train.train(train_dir, log=log, on_step=steps.append)
     assert result['start_step'] == STEPS and 'resumed' in result['how']
     assert [s['step'] for s in steps] == [STEPS + 1, STEPS + 2, STEPS + 3]
     assert int(checkpoint_values(result['checkpoint'])['global_step']) == STEPS + 3
+    warnings = [message for message in errors if 'config differs' in message]
+    assert len(warnings) == 1, errors
+    assert warnings[0].split('\n')[1:] == ['  LEARNING_RATE: %r -> 0.002' % SMALL['LEARNING_RATE']], warnings
+    backup = os.path.join(train_dir, 'config-until-step-%d.json' % STEPS)
+    with open(backup) as f:
+        assert json.load(f)['config']['LEARNING_RATE'] == SMALL['LEARNING_RATE']
+    assert train.load_run_config(train_dir)['LEARNING_RATE'] == 0.002
 
 
 def test_averaged_weights_restore_into_an_inference_graph(trained, small):
