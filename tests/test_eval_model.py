@@ -113,7 +113,7 @@ def test_eval_multi_scale_runs_config_eval_scales(coco_sample, inference_checkpo
     monkeypatch.setattr(config, 'EVAL_SCALES', (65, 97))  # small: the paper's sizes take minutes on a CPU
     output = str(tmp_path / 'results.json')
     code = evaluation.main(_args(coco_sample, '--checkpoint', inference_checkpoint, '--multi-scale',
-                                 '--max-images', '1', '--output', output))
+                                 '--max-images', '1', '--output', output))  # not --quiet: the model line is checked
     out, err = capsys.readouterr()
     assert code == 0, err
     assert 'longer side 65/97 px' in out and out.strip().splitlines()[-1].startswith('checkpoint: keypoints AP ')
