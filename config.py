@@ -87,6 +87,9 @@ MAX_TRANSLATION = 0.25  # random shift of the crop centre, uniform in +-fraction
 FLIP_PROBABILITY = 0.5  # left-right flip with swapped keypoint types [R]
 ROTATION_DEGREES = 0.0  # max random rotation; 0 turns rotation off (the paper does not rotate) [C]
 PAD_VALUE = (124, 116, 104)  # RGB fill outside the source image (ImageNet mean) [C]
+# Inference shrinks with area averaging (inference.resize_longer_side); plain bilinear warping of a 0.3-0.6x
+# shrink aliases (more high-frequency energy than the test images have). docs/training.md, "Quickstart recipe".
+AUGMENT_AREA_SHRINK = True  # shrinking augmentations average areas first (cv2.INTER_AREA), as inference does [C]
 
 # ----------------------------------------------------------------------------
 # Data pipeline (data_generator.py)
@@ -111,6 +114,7 @@ BATCH_NORM_TRAIN_AFFINE = True  # gamma and beta train even with frozen statisti
 # backbone with frozen unit statistics (feature rms ~2e4 at ResNet-101). Checkpoints overwrite it.
 ZERO_INIT_RESIDUAL = True  # each unit's conv3 kernel starts at 0, so a random backbone keeps O(1) features [C]
 REFINEMENT_STEPS = 2  # recurrent offset refinement iterations (Eq. 2) [P]
+LONG_SELF_REFINEMENT_STEPS = 2  # long-range offsets first refined with themselves this often, then with S_k [I]
 INTERMEDIATE_SUPERVISION = True  # extra heads on block3 with the same losses [R/I]
 INTERMEDIATE_LOSS_WEIGHT = 1.0  # weight of the intermediate heads' total loss [C]
 # The intermediate heads read this block's output normalised by the next unit's preact (relu(batch norm) with
@@ -361,4 +365,31 @@ QUICKSTART = {  # a small model learns the synthetic set on a 2-core CPU in ~10 
     'CHECKPOINTS_TO_KEEP': 2,  # each holds weights, 2 Adam slots and averages: ~380 MB
     'LOG_EVERY': 10,  # steps between progress lines
     'SUMMARY_EVERY': 50,  # steps between TensorBoard summaries
+}
+
+OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weights on a 2-core CPU [C]
+    'TRAIN_DIR': os.path.join(MODEL_DIR, 'overfit'),  # the benchmark's checkpoints
+    'BACKBONE_DEPTH': 50,  # the smallest ResNet-v2: the most steps in the time budget
+    'TRAIN_FROM_SCRATCH': True,  # no ImageNet weights here
+    'FREEZE_BATCH_NORM': False,  # a random backbone needs batch norm trained on batch statistics
+    'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
+    'INPUT_SIZE': 129,  # 8*16+1: the oracle reaches keypoints AP 0.87 here (0.92 at 193 for 2.2x the step cost)
+    'INCLUDE_IMAGES_WITHOUT_PEOPLE': False,  # memorising needs people: empty images only cost steps
+    'SCALE_RANGE': (1.0, 1.0),  # no augmentation: the network sees each image as evaluation feeds it
+    'MAX_TRANSLATION': 0.0,
+    'FLIP_PROBABILITY': 0.0,
+    'RADIUS': 16.0,  # people are 10-120 px tall at 129: a 32 px disk would cover whole people
+    'OFFSET_LOSS_NORM': 16.0,  # offsets are measured in disk radii (see RADIUS)
+    'OFFSET_OUTPUT_SCALE': 16.0,
+    'BATCH_SIZE': 8,
+    'NUM_STEPS': 600,  # fits the benchmark's 45 minutes on 2 cores (docs/benchmarks.md)
+    'OPTIMIZER': 'adam',
+    'LEARNING_RATE': 1e-3,
+    'LEARNING_RATE_SCHEDULE': 'cosine',
+    'LEARNING_RATE_WARMUP_STEPS': 50,
+    'MOVING_AVERAGE_DECAY': 0.99,  # Polyak averaging over the last ~100 steps
+    'CHECKPOINT_EVERY': 100,  # one point of the learning curve per checkpoint
+    'CHECKPOINTS_TO_KEEP': 100,  # keep them all for the curve
+    'LOG_EVERY': 10,
+    'SUMMARY_EVERY': 50,
 }

@@ -111,6 +111,7 @@ def write_json(path, source, image_shape, prediction, predictor, network, extra=
         'checkpoint': getattr(network, 'checkpoint', None),
         'longer_sides': predictor.scales,
         'stride': predictor.stride,
+        'radius': predictor.radius,
         'keypoint_names': list(config.KEYPOINTS),
         'people': people_json(prediction.people),
     }
@@ -331,6 +332,8 @@ def parse_args(argv=None):
     size.add_argument('--scales', type=int, nargs='+', metavar='SIDE', help='several input sizes (multi-scale)')
     size.add_argument('--multi-scale', action='store_true', help='the paper\'s scales, config.EVAL_SCALES %s'
                                                                  % (config.EVAL_SCALES,))
+    parser.add_argument('--radius', type=float, help='disk radius R in px to decode with (default: the RADIUS the '
+                                                   'checkpoint was trained with, from its config.json)')
     parser.add_argument('--debug', action='store_true', help='also write heatmap, Hough-map and offset pictures')
     parser.add_argument('--limit', type=int, help='process only the first N inputs')
     parser.add_argument('--max-frames', type=int, help='process only the first N frames of each video')
@@ -345,8 +348,10 @@ def parse_args(argv=None):
             parser.error('--%s must be positive' % name.replace('_', '-'))
     sides = [args.longer_side] if args.longer_side is not None else args.scales or []
     if sides and min(sides) < inference.MIN_LONGER_SIDE:
-        parser.error('--%s must be at least %d px, got %s' % ('longer-side' if args.longer_side else 'scales',
-                                                               inference.MIN_LONGER_SIDE, min(sides)))
+        flag = '--longer-side' if args.longer_side is not None else '--scales'
+        parser.error('%s must be at least %d px, got %s' % (flag, inference.MIN_LONGER_SIDE, min(sides)))
+    if args.radius is not None and not args.radius > 0:
+        parser.error('--radius must be a positive number of px, got %s' % args.radius)
     return args
 
 
@@ -403,11 +408,11 @@ def main(argv=None):
         scales = args.scales
     else:
         scales = [inference.default_longer_side(network, longer_side)]
-    predictor = inference.Predictor(network, scales)
-    inference.log('demo: %s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, model ready in %.1f s'
-                  % (prefix, network.depth, network.settings['step'],
-                     '/'.join('source' if s is None else str(s) for s in scales), network.stride,
-                     time.perf_counter() - start))
+    predictor = inference.Predictor(network, scales, radius=args.radius)
+    inference.log('demo: %s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, decoding radius %g px, '
+                  'model ready in %.1f s' % (prefix, network.depth, network.settings['step'],
+                                             '/'.join('source' if s is None else str(s) for s in scales),
+                                             network.stride, predictor.radius, time.perf_counter() - start))
     demo = Demo(predictor, network, output_dir, debug=args.debug)
     try:
         demo.run(paths, args.max_frames)

@@ -51,18 +51,22 @@ import inference
 class OraclePredictor(inference.Predictor):
     """The ground truth's target maps as the network's outputs (no augmentation, source resolution)."""
 
-    def __init__(self, stride=None):
-        super(OraclePredictor, self).__init__(inference.GroundTruthNetwork(stride=stride), scales=[None])
+    def __init__(self, stride=None, radius=None):
+        super(OraclePredictor, self).__init__(inference.GroundTruthNetwork(stride=stride, radius=radius),
+                                              scales=[None])
 
 
-def checkpoint_predictor(checkpoint=None, scales=None, stride=None):
+def checkpoint_predictor(checkpoint=None, scales=None, stride=None, radius=None, oracle_heads=()):
     """inference.Predictor of a train.py checkpoint at the longer sides `scales` (default: config.EVAL_LONGER_SIDE,
-    or the checkpoint's training INPUT_SIZE when that is None). Raises inference.NoCheckpointError, ValueError
-    (see CheckpointNetwork)."""
+    or the checkpoint's training INPUT_SIZE when that is None), decoding with the disk radius `radius` (default:
+    the run's, inference.decode_radius). oracle_heads: output names whose maps the ground truth replaces
+    (inference.PartialOracleNetwork). Raises inference.NoCheckpointError, ValueError (see CheckpointNetwork)."""
     network = inference.CheckpointNetwork(checkpoint, stride=stride)
     if scales is None:
         scales = [inference.default_longer_side(network, setting='EVAL_LONGER_SIDE')]
-    return inference.Predictor(network, scales)
+    if oracle_heads:
+        network = inference.PartialOracleNetwork(network, oracle_heads, scales)
+    return inference.Predictor(network, scales, radius=radius)
 
 
 def predict_people(predictor, example):
@@ -259,6 +263,13 @@ def parse_args(argv=None):
                              % config.EVAL_LONGER_SIDE)
     scales.add_argument('--multi-scale', action='store_true',
                         help='--checkpoint: the paper\'s scales, config.EVAL_SCALES %s' % (config.EVAL_SCALES,))
+    parser.add_argument('--oracle-heads', metavar='HEADS',
+                        help='--checkpoint: replace these network outputs by the ground truth encoded at the same '
+                             'size before decoding, a comma-separated subset of %s, or all (docs/evaluation.md, '
+                             '"Partial oracles")' % ','.join(inference.ORACLE_HEADS))
+    parser.add_argument('--radius', type=float,
+                        help='disk radius R in px to decode with (default: the RADIUS the checkpoint was trained '
+                             'with, from its config.json; the oracle: config.RADIUS)')
     parser.add_argument('--stride', type=int, default=config.EVAL_OUTPUT_STRIDE, help='output stride')
     parser.add_argument('--quiet', action='store_true', help='no progress line')
     args = parser.parse_args(argv)
@@ -269,6 +280,15 @@ def parse_args(argv=None):
     if args.scales and min(args.scales) < inference.MIN_LONGER_SIDE:
         parser.error('--scales must be longer sides of at least %d px, got %s' % (inference.MIN_LONGER_SIDE,
                                                                                   args.scales))
+    if args.radius is not None and not args.radius > 0:
+        parser.error('--radius must be a positive number of px, got %s' % args.radius)
+    if args.oracle_heads is not None:
+        if args.oracle:
+            parser.error('--oracle-heads replaces some outputs of a --checkpoint (--oracle replaces all)')
+        try:
+            args.oracle_heads = inference.parse_oracle_heads(args.oracle_heads)
+        except ValueError as error:
+            parser.error(str(error))
     return args
 
 
@@ -328,25 +348,28 @@ def main(argv=None):
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
     if args.oracle:
-        predictor, mode = OraclePredictor(args.stride), 'oracle'
+        predictor, mode = OraclePredictor(args.stride, args.radius), 'oracle'
     else:
         mode = 'checkpoint'
         scales = list(config.EVAL_SCALES) if args.multi_scale else args.scales
         try:
             inference.find_checkpoint(args.checkpoint)  # before TensorFlow: a missing model fails at once
-            predictor = checkpoint_predictor(args.checkpoint, scales, args.stride)
+            predictor = checkpoint_predictor(args.checkpoint, scales, args.stride, args.radius, args.oracle_heads)
         except inference.NoCheckpointError as error:
             sys.stderr.write('eval.py: %s\n' % error)
             return 2
         except ValueError as error:
             sys.stderr.write('eval.py: error: %s\n' % error)
             return 2
-        network = predictor.network
+        network = getattr(predictor.network, 'network', predictor.network)  # under a partial oracle
         for warning in network.warnings:
             sys.stderr.write('eval.py: WARNING: %s\n' % warning)
-        print('%s (ResNet-v2-%d, step %d), longer side %s px, output stride %d'
+        print('%s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, decoding radius %g px%s'
               % (network.checkpoint, network.depth, network.settings['step'],
-                 '/'.join(str(s) for s in predictor.scales), network.stride))
+                 '/'.join(str(s) for s in predictor.scales), network.stride, predictor.radius,
+                 ', ground truth for %s' % ', '.join(args.oracle_heads) if args.oracle_heads else ''))
+        if args.oracle_heads:
+            mode = 'checkpoint with oracle %s' % '+'.join(args.oracle_heads)
     try:
         summary = run(predictor, args.annotations, args.images, output, args.max_images,
                       progress=not args.quiet, data=data)

@@ -11,7 +11,8 @@ Writes, in the output folder (config.EXPORT_DIR by default):
                                 and offsets in input px, on the output grid of the exported stride
   frozen_graph.pb     the same graph as one GraphDef with the weights as constants: feed 'image:0', fetch
                       'outputs/<name>:0'
-  export_info.json    stride, depth, checkpoint, step, tensor names, pad value, the training input size
+  export_info.json    stride, depth, checkpoint, step, tensor names, pad value, the training input size and
+                      disk radius (decoding needs the radius the model was trained with)
 
 Preprocessing is inside the graph (padding bottom/right with config.PAD_VALUE to n*stride+1 sides, so any size
 works, and the [-1, 1] scaling); an input of H x W gives H' = (H_pad - 1) / stride + 1 rows. Resizing is
@@ -99,6 +100,7 @@ def export(checkpoint=None, output_dir=None, stride=None, overwrite=True, log=in
             'depth': network.depth,
             'stride': network.stride,
             'training_input_size': network.settings['input_size'],
+            'radius': network.settings['radius'],  # decoding uses the run's disk radius (inference.Predictor)
             'pad_value': list(config.PAD_VALUE),
             'input': inference.INPUT_NAME + ':0',
             'outputs': inference.output_tensor_names(),

@@ -127,6 +127,8 @@ def checkpoint_settings(prefix):
                     BATCH_NORM_TRAIN_AFFINE); without a config.json beside the checkpoint, the depth read from
                     its variable names
       'input_size'  the run's training INPUT_SIZE, or None if unknown
+      'radius'      the run's disk radius RADIUS (px), the one its targets were made with and decoding must use,
+                    or None if unknown (then config.RADIUS)
       'step'        the global step in the checkpoint's name (-1 if none)
       'warnings'    list of messages for the user
     """
@@ -139,6 +141,7 @@ def checkpoint_settings(prefix):
         if 'BATCH_NORM_TRAIN_AFFINE' in run:  # decides which variables the run averaged
             overrides['BATCH_NORM_TRAIN_AFFINE'] = run['BATCH_NORM_TRAIN_AFFINE']
         input_size = run.get('INPUT_SIZE')
+        radius = run.get('RADIUS')
     else:
         tf = _tf()
         try:
@@ -151,10 +154,11 @@ def checkpoint_settings(prefix):
             raise ValueError('%s is not a PersonLab checkpoint: expected the variables of one ResNet-v2 '
                              '(resnet_v2_<depth>/...), found depths %s' % (prefix, depths))
         overrides = {'BACKBONE_DEPTH': depths[0]}
-        input_size = None
+        input_size = radius = None
         warnings.append('no %s beside %s: building ResNet-v2-%d with the other model settings of config.py'
                         % (train.CONFIG_SNAPSHOT, prefix, depths[0]))
-    return {'overrides': overrides, 'input_size': input_size, 'step': _step_of(prefix), 'warnings': warnings}
+    return {'overrides': overrides, 'input_size': input_size, 'radius': radius, 'step': _step_of(prefix),
+            'warnings': warnings}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -554,7 +558,7 @@ class CheckpointNetwork(_GraphNetwork):
         if random_weights:
             self.checkpoint = None
             self.settings = {'overrides': {'BACKBONE_DEPTH': config.BACKBONE_DEPTH if depth is None else depth},
-                             'input_size': None, 'step': -1, 'warnings': []}
+                             'input_size': None, 'radius': None, 'step': -1, 'warnings': []}
         else:
             self.checkpoint = find_checkpoint(checkpoint)
             self.settings = checkpoint_settings(self.checkpoint)  # the folder's config.json: any of its checkpoints
@@ -594,8 +598,8 @@ class CheckpointNetwork(_GraphNetwork):
 
 
 class SavedModelNetwork(_GraphNetwork):
-    """export_model.py's SavedModel, through its 'serving_default' signature; stride and settings['input_size'] from
-    export_info.json."""
+    """export_model.py's SavedModel, through its 'serving_default' signature; stride, settings['input_size'] and
+    settings['radius'] from export_info.json."""
 
     def __init__(self, export_dir, stride=None, threads=None):
         tf = _tf()
@@ -603,7 +607,7 @@ class SavedModelNetwork(_GraphNetwork):
         saved_model_dir = export_model.saved_model_dir(export_dir)
         info = export_model.read_info(export_dir)
         self.stride = info['stride'] if stride is None else int(stride)
-        self.settings = {'input_size': info.get('training_input_size')}  # for default_longer_side
+        self.settings = {'input_size': info.get('training_input_size'), 'radius': info.get('radius')}
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.session = tf.Session(config=_session_config(threads))
@@ -615,15 +619,15 @@ class SavedModelNetwork(_GraphNetwork):
 
 
 class FrozenGraphNetwork(_GraphNetwork):
-    """export_model.py's frozen GraphDef (weights as constants); stride and settings['input_size'] from
-    export_info.json beside it."""
+    """export_model.py's frozen GraphDef (weights as constants); stride, settings['input_size'] and
+    settings['radius'] from export_info.json beside it."""
 
     def __init__(self, export_dir, stride=None, threads=None):
         tf = _tf()
         import export_model
         info = export_model.read_info(export_dir)
         self.stride = info['stride'] if stride is None else int(stride)
-        self.settings = {'input_size': info.get('training_input_size')}  # for default_longer_side
+        self.settings = {'input_size': info.get('training_input_size'), 'radius': info.get('radius')}
         graph_def = tf.GraphDef()
         with open(export_model.frozen_graph_path(export_dir), 'rb') as f:
             graph_def.ParseFromString(f.read())
@@ -647,11 +651,13 @@ class GroundTruthNetwork(object):
       example: dict of data_generator.CocoPersons.load_example (replace with set_example for the next image).
       longer_sides: the longer sides the Predictor uses.
       stride: output stride (default config.EVAL_OUTPUT_STRIDE).
+      radius: disk radius R of the encoded maps (default config.RADIUS); settings['radius'] tells the Predictor.
     """
 
-    def __init__(self, example=None, longer_sides=(None,), stride=None):
+    def __init__(self, example=None, longer_sides=(None,), stride=None, radius=None):
         self.example = example
         self.stride = config.EVAL_OUTPUT_STRIDE if stride is None else int(stride)
+        self.settings = {'radius': radius}
         self.longer_sides = list(longer_sides)
         self.calls = []  # the Geometry of every call
 
@@ -678,10 +684,66 @@ class GroundTruthNetwork(object):
         masks = transformer.warp_masks_to_grid(self.example['masks'], matrix, geometry.padded_shape, self.stride)
         crowd = transformer.warp_masks_to_grid(self.example['crowd_mask'], matrix, geometry.padded_shape,
                                                self.stride)
-        targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride)
+        targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride,
+                                              radius=self.settings['radius'])
         # The validity maps tell the decoder where a target offset is undefined (a network has none).
         names = OUTPUT_NAMES + tuple(name for name, _, _ in post_proc.VALIDITY_MAPS)
         return {name: targets[name] for name in names}
+
+
+# The network outputs a partial oracle can replace, by the short names eval.py --oracle-heads takes.
+ORACLE_HEADS = collections.OrderedDict((('heatmaps', 'heatmaps'), ('short', 'short_offsets'),
+                                        ('mid', 'mid_offsets'), ('long', 'long_offsets'),
+                                        ('segmentation', 'segmentation')))
+
+
+def parse_oracle_heads(text):
+    """'short,mid' (any subset of ORACLE_HEADS' names, or 'all') -> tuple of output names in ORACLE_HEADS'
+    order. Raises ValueError naming an unknown head."""
+    names = [name.strip() for name in text.split(',') if name.strip()]
+    if names == ['all']:
+        names = list(ORACLE_HEADS)
+    unknown = [name for name in names if name not in ORACLE_HEADS]
+    if unknown or not names:
+        raise ValueError('unknown head %s: --oracle-heads takes a comma-separated subset of %s, or all'
+                         % (', '.join(repr(n) for n in unknown) or "''", ', '.join(ORACLE_HEADS)))
+    return tuple(ORACLE_HEADS[name] for name in ORACLE_HEADS if name in names)
+
+
+class PartialOracleNetwork(object):
+    """A network with some of its outputs replaced by the ground truth (GroundTruthNetwork) encoded for the same
+    input: the AP it reaches says what a perfect version of those heads would be worth (eval.py --oracle-heads).
+
+    A replaced offset head comes with its validity map, as the oracle's does, so replacing all five outputs
+    gives exactly the oracle's maps. The ground truth is encoded with the network's run's disk radius.
+
+    Args:
+      network: the real network (CheckpointNetwork, ...); its stride and settings are this one's.
+      outputs: output names to replace (parse_oracle_heads).
+      longer_sides: the longer sides the Predictor uses (the ground truth's geometry is found among them).
+    """
+
+    def __init__(self, network, outputs, longer_sides):
+        self.network = network
+        self.outputs = tuple(outputs)
+        self.stride = network.stride
+        self.settings = getattr(network, 'settings', {})
+        self.truth = GroundTruthNetwork(longer_sides=longer_sides, stride=network.stride,
+                                        radius=decode_radius(network))
+        validity = {offsets: name for name, _, offsets in post_proc.VALIDITY_MAPS}
+        self.replaced = self.outputs + tuple(validity[name] for name in self.outputs if name in validity)
+
+    def set_example(self, example):
+        self.truth.set_example(example)
+
+    def __call__(self, padded):
+        maps = dict(self.network(padded))
+        truth = self.truth(padded)
+        maps.update((name, truth[name]) for name in self.replaced)
+        return maps
+
+    def close(self):
+        self.network.close()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -726,17 +788,20 @@ class Predictor(object):
         `stride` attribute returning the maps of a padded uint8 image).
       scales: longer sides in px, one per scale (several: multi-scale testing); None in the list (or
         scales=None) feeds the image at its own size.
+      radius: disk radius R (px) to decode with; None: the network's run's (decode_radius).
     """
 
-    def __init__(self, network, scales=None):
+    def __init__(self, network, scales=None, radius=None):
         self.network = network
+        self.radius = decode_radius(network, radius)
         self.stride = int(network.stride)
         scales = [None] if scales is None else list(scales)
         if not scales:
             raise ValueError('scales must name at least one longer side (or None for the source size)')
         for scale in scales:
-            if scale is not None and (int(scale) != scale or scale < 2):
-                raise ValueError('scales must be longer sides in px (integers >= 2), got %r' % (scale,))
+            if scale is not None and (int(scale) != scale or scale < MIN_LONGER_SIDE):
+                raise ValueError('scales must be longer sides in px (integers >= %d), got %r' % (MIN_LONGER_SIDE,
+                                                                                                scale))
         self.scales = scales
 
     def network_outputs(self, image, timings=None):
@@ -773,7 +838,8 @@ class Predictor(object):
         timings = {}
         maps, geometry = self.network_outputs(image, timings)
         t0 = time.perf_counter()
-        people = post_proc.decode(maps, self.stride, geometry.padded_shape, with_masks=with_masks)
+        people = post_proc.decode(maps, self.stride, geometry.padded_shape, with_masks=with_masks,
+                                  radius=self.radius)
         t1 = time.perf_counter()
         people = to_source(people, geometry)
         timings['decode'] = t1 - t0
@@ -829,6 +895,15 @@ def writable_folder(folder, what='output folder'):
     except OSError as error:
         raise OSError('%s %s cannot be written: %s' % (what, folder, error.strerror or error)) from None
     return folder
+
+
+def decode_radius(network, radius=None):
+    """The disk radius R (px) to decode a network's maps with: `radius` if given (a flag), else the one its run
+    trained with (settings['radius'], from config.json or export_info.json), else config.RADIUS. The Hough vote
+    weights and the Expected-OKS vote window depend on R, so a model must be decoded with its own."""
+    if radius is None:
+        radius = (getattr(network, 'settings', None) or {}).get('radius')
+    return float(config.RADIUS if radius is None else radius)
 
 
 def log(message):

@@ -164,7 +164,7 @@ def _fused_conv1x1(features, channels, scope, init_stddev, initial_biases):
 
 
 def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offset_scale=None,
-                init_stddev=None, heatmap_prior=None, segmentation_prior=None):
+                init_stddev=None, heatmap_prior=None, segmentation_prior=None, long_self_steps=None):
     """The five PersonLab heads (1x1 convs) and the recurrent refinement on one feature map.
 
     Args:
@@ -175,10 +175,13 @@ def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offs
         config.OFFSET_OUTPUT_SCALE, config.HEAD_INIT_STDDEV.
       heatmap_prior, segmentation_prior: initial probabilities of the two sigmoid heads (their biases start
         at prior_bias(pi)); None -> config.HEATMAP_PRIOR, config.SEGMENTATION_PRIOR. Offset biases start at 0.
+      long_self_steps: refinements of the long-range field with itself before those with the short-range
+        field; None -> config.LONG_SELF_REFINEMENT_STEPS.
     Returns:
       dict as build_model's (without 'intermediate').
     """
     steps = config.REFINEMENT_STEPS if refinement_steps is None else refinement_steps
+    long_self_steps = config.LONG_SELF_REFINEMENT_STEPS if long_self_steps is None else long_self_steps
     scale = config.OFFSET_OUTPUT_SCALE if offset_scale is None else offset_scale
     stddev = config.HEAD_INIT_STDDEV if init_stddev is None else init_stddev
     heatmap_prior = config.HEATMAP_PRIOR if heatmap_prior is None else heatmap_prior
@@ -190,10 +193,13 @@ def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offs
         short = raw['short'] * scale
         mid = raw['mid'] * scale
         long_ = raw['long'] * scale
-        # Eq. 2: mid field (k -> l) is refined with S_l, long field k with S_k [P/I].
+        # Eq. 2: mid field (k -> l) is refined with S_l, long field k with S_k [P/I]. A long offset can point
+        # across a whole person, far from any short-range disk: first it walks with itself, L_k(x + L_k(x)),
+        # which lands nearer y_k wherever the field is right on the landing pixel of the same person [I].
         mid_targets = [l for _, l in config.DIRECTED_EDGES]
         long_targets = list(range(config.NUM_KEYPOINTS))
         mid = refine_offsets(mid, short, mid_targets, stride, steps)
+        long_ = refine_offsets(long_, long_, long_targets, stride, long_self_steps)
         long_ = refine_offsets(long_, short, long_targets, stride, steps)
         return {
             'heatmap_logits': raw['heatmap'],

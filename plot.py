@@ -146,3 +146,58 @@ def save_image(path, image):
     if not cv2.imwrite(path, image[..., ::-1]):
         raise IOError('could not write %s (unknown extension or unwritable folder?)' % path)
     return path
+
+
+def curve_picture(series, title='', x_label='', y_label='', size=(480, 720), y_range=(0.0, 1.0)):
+    """A line chart of learning curves, e.g. AP against training steps (bench/overfit.py).
+
+    Args:
+      series: list of (name, [(x, y), ...], dashed): solid lines with a dot per point, or a dashed horizontal
+        reference line at the y of the first point (an oracle).
+      title, x_label, y_label: text on the chart.
+      size: (height, width) px; y_range: (low, high) of the y axis.
+    Returns:
+      RGB uint8 [height, width, 3], white background.
+    """
+    height, width = size
+    image = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 60, width - 20, 40, height - 50
+    xs = [x for _, points, dashed in series if not dashed for x, _ in points] or [0, 1]
+    x0, x1 = min(0, min(xs)), max(xs) if max(xs) > min(0, min(xs)) else min(0, min(xs)) + 1
+    y0, y1 = y_range
+
+    def px(x, y):
+        return (int(round(left + (x - x0) / float(x1 - x0) * (right - left))),
+                int(round(bottom - (min(max(y, y0), y1) - y0) / float(y1 - y0) * (bottom - top))))
+
+    grey, black, font = (200, 200, 200), (0, 0, 0), cv2.FONT_HERSHEY_SIMPLEX
+    for i in range(6):
+        y = y0 + (y1 - y0) * i / 5.0
+        cv2.line(image, px(x0, y), px(x1, y), grey, 1)
+        cv2.putText(image, '%.1f' % y, (8, px(x0, y)[1] + 4), font, 0.4, black, 1, cv2.LINE_AA)
+    for i in range(6):
+        x = x0 + (x1 - x0) * i / 5.0
+        cv2.putText(image, '%g' % round(x), (px(x, y0)[0] - 12, bottom + 18), font, 0.4, black, 1, cv2.LINE_AA)
+    cv2.rectangle(image, (left, top), (right, bottom), black, 1)
+    cv2.putText(image, title, (left, 25), font, 0.55, black, 1, cv2.LINE_AA)
+    cv2.putText(image, x_label, ((left + right) // 2 - 30, height - 12), font, 0.45, black, 1, cv2.LINE_AA)
+    cv2.putText(image, y_label, (8, top - 8), font, 0.45, black, 1, cv2.LINE_AA)
+    solid = sum(1 for _, _, dashed in series if not dashed)
+    palette = _palette(max(solid, 1))
+    counts = {False: 0, True: 0}
+    for n, (name, points, dashed) in enumerate(series):
+        # the i-th dashed reference line takes the colour of the i-th solid line (a curve and its oracle)
+        colour = tuple(int(c * 0.8) for c in palette[counts[dashed] % len(palette)])
+        counts[dashed] += 1
+        if dashed and points:
+            y = points[0][1]
+            for x in np.linspace(x0, x1, 40)[::2]:
+                cv2.line(image, px(x, y), px(x + (x1 - x0) / 40.0, y), colour, 1, cv2.LINE_AA)
+        else:
+            corners = [px(x, y) for x, y in points]
+            for a, b in zip(corners[:-1], corners[1:]):
+                cv2.line(image, a, b, colour, 2, cv2.LINE_AA)
+            for corner in corners:
+                cv2.circle(image, corner, 3, colour, -1, cv2.LINE_AA)
+        cv2.putText(image, name, (left + 10, top + 18 + 16 * n), font, 0.45, colour, 1, cv2.LINE_AA)
+    return image

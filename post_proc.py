@@ -1022,7 +1022,8 @@ def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None
 # ----------------------------------------------------------------------------------------------------------
 # Everything
 # ----------------------------------------------------------------------------------------------------------
-def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_masks=True, timings=None):
+def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_masks=True, timings=None,
+           radius=None):
     """Decodes one image's network outputs into people.
 
     Args:
@@ -1037,6 +1038,8 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
       scoring: 'soft_nms' or 'oks_nms' (default config.INSTANCE_SCORING).
       with_masks: False skips instance masks ('mask' is then None).
       timings: optional dict; receives seconds per stage ('hough', 'seeds', 'greedy', 'scores', 'masks').
+      radius: the disk radius R (px) the maps were trained with: it normalises the Hough votes and bounds the
+        votes Expected-OKS reads. Default config.RADIUS; a trained model's comes from its run (inference.py).
     Returns:
       list of people, highest score first, each {'keypoints': float32 [K, 3] (x, y, score) in input px,
       'score': float, 'mask': bool [H, W], 'mask_score': float (score * mask_quality, to rank masks)}.
@@ -1055,7 +1058,10 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     hough_stride = int(config.HOUGH_STRIDE if hough_stride is None else hough_stride)
     if hough_stride < 1:
         raise ValueError('hough_stride must be a positive integer, got %r' % (hough_stride,))
-    hough = hough_voting(maps_dict['heatmaps'], maps_dict['short_offsets'], stride, hough_stride)
+    radius = config.RADIUS if radius is None else float(radius)
+    if not radius > 0:
+        raise ValueError('radius must be a positive number of px, got %r' % (radius,))
+    hough = hough_voting(maps_dict['heatmaps'], maps_dict['short_offsets'], stride, hough_stride, radius=radius)
     t1 = clock()
     maps = Maps(maps_dict, stride, hough, hough_stride, config.NMS_RADIUS)
     seeds = find_seeds(hough)
@@ -1068,7 +1074,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     pos = hough_centroids(maps, pos, found)
     t3 = clock()
     scales = instance_scales(pos, found)
-    keypoint_scores = expected_oks(maps, pos, scales, found)
+    keypoint_scores = expected_oks(maps, pos, scales, found, radius=radius)
     if scoring == 'soft_nms':
         scores = soft_nms_scores(pos, keypoint_scores, found)
         keep = scores > 0

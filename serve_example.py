@@ -2,6 +2,7 @@
 
     python export_model.py --output model/export               # once
     python serve_example.py photo.jpg [--export model/export] [--longer-side 401] [--frozen] [--json out.json]
+                            [--radius R]
 
 Prints one line per person found (score, box of its keypoints in source-image pixels) and optionally writes
 them as JSON. The steps, each one call:
@@ -9,7 +10,8 @@ them as JSON. The steps, each one call:
     network = inference.SavedModelNetwork(export_dir)          # tf.compat.v1 loader, 'serving_default'
     padded, geometry = inference.prepare(image, longer_side, network.stride)   # resize, pad to n*s+1
     maps = network(padded)                                     # heads on the output grid, no batch axis
-    people = post_proc.decode(maps, network.stride, geometry.padded_shape)     # input pixels
+    people = post_proc.decode(maps, network.stride, geometry.padded_shape,     # input pixels,
+                              radius=inference.decode_radius(network))         # with the run's disk radius
     people = inference.to_source(people, geometry)             # source-image pixels
 
 The graph also takes an unresized image of any size ([H, W, 3] or [1, H, W, 3] uint8): it pads inside, and
@@ -30,11 +32,13 @@ def load(export_dir, frozen=False):
     return inference.FrozenGraphNetwork(export_dir) if frozen else inference.SavedModelNetwork(export_dir)
 
 
-def detect(network, image, longer_side=None):
-    """People in an RGB uint8 image: list of post_proc's person dicts in source-image pixels."""
+def detect(network, image, longer_side=None, radius=None):
+    """People in an RGB uint8 image: list of post_proc's person dicts in source-image pixels. radius: the disk
+    radius to decode with (None: the exported run's, export_info.json)."""
     padded, geometry = inference.prepare(image, longer_side, network.stride)
     maps = network(padded)
-    people = post_proc.decode(maps, network.stride, geometry.padded_shape)
+    people = post_proc.decode(maps, network.stride, geometry.padded_shape,
+                              radius=inference.decode_radius(network, radius))
     return inference.to_source(people, geometry)
 
 
@@ -45,8 +49,12 @@ def main(argv=None):
     parser.add_argument('--frozen', action='store_true', help='run frozen_graph.pb instead of the SavedModel')
     parser.add_argument('--longer-side', type=int, help='input size, longer side px (default: the training '
                                                        'input size in export_info.json)')
+    parser.add_argument('--radius', type=float, help='disk radius R in px to decode with (default: the one the '
+                                                   'model was trained with, export_info.json)')
     parser.add_argument('--json', help='write the people (keypoints [x, y, score] in source px) here')
     args = parser.parse_args(argv)
+    if args.radius is not None and not args.radius > 0:
+        parser.error('--radius must be a positive number of px, got %s' % args.radius)
     try:
         import export_model
         export_model.read_info(args.export)  # a missing export fails here, before TensorFlow starts
@@ -58,7 +66,7 @@ def main(argv=None):
     # The same choice as demo.py; the exported network knows its training size from export_info.json.
     longer_side = inference.default_longer_side(network, args.longer_side)
     try:
-        people = detect(network, image, longer_side)
+        people = detect(network, image, longer_side, args.radius)
     finally:
         network.close()
     print('%s: %d people (longer side %s px, stride %d)' % (args.image, len(people), longer_side, network.stride))

@@ -50,7 +50,7 @@ import config
 
 CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
 CHECKPOINT_PREFIX = 'model.ckpt'  # checkpoints are <train dir>/model.ckpt-<global step>
-PRESETS = {'quickstart': 'QUICKSTART'}  # --preset name -> dict of config overrides in config.py
+PRESETS = {'quickstart': 'QUICKSTART', 'overfit': 'OVERFIT'}  # --preset name -> config overrides in config.py
 LOSS_ORDER = ('total', 'heatmap', 'segmentation', 'short', 'mid', 'long', 'intermediate', 'weight_decay')
 DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.tar.gz'
 # Config values that steer the run but not what is learnt: changing them on resume is normal, not warned about.
@@ -141,7 +141,9 @@ def load_run_config(train_dir):
 
 # Config values that decide the network a checkpoint holds: eval.py and demo.py build the model with the run's.
 MODEL_CONFIG_NAMES = ('BACKBONE_DEPTH', 'INTERMEDIATE_SUPERVISION', 'INTERMEDIATE_BLOCK', 'OFFSET_OUTPUT_SCALE',
-                      'REFINEMENT_STEPS', 'BATCH_NORM_EPSILON', 'RADIUS')
+                      'REFINEMENT_STEPS', 'LONG_SELF_REFINEMENT_STEPS', 'BATCH_NORM_EPSILON', 'RADIUS')
+# What a run whose config.json predates a model setting trained with: the behaviour before the setting existed.
+MODEL_CONFIG_BEFORE = {'LONG_SELF_REFINEMENT_STEPS': 0}
 
 
 def model_overrides(train_dir):
@@ -156,6 +158,8 @@ def model_overrides(train_dir):
         if name in run_config:
             value = run_config[name]
             overrides[name] = tuple(value) if isinstance(value, list) else value
+        elif name in MODEL_CONFIG_BEFORE:
+            overrides[name] = MODEL_CONFIG_BEFORE[name]
     return overrides
 
 
@@ -982,7 +986,8 @@ def parse_args(argv=None):
         description='Train PersonLab (settings in config.py; these flags override a few of them).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--preset', choices=sorted(PRESETS),
-                        help='start from a preset of config.py (quickstart: small model, synthetic data, CPU)')
+                        help='start from a preset of config.py (quickstart: small model, synthetic data, CPU; '
+                             'overfit: bench/overfit.py\'s memorisation of a few real images)')
     parser.add_argument('--train-dir', help='checkpoints and summaries (config.TRAIN_DIR)')
     parser.add_argument('--annotations', help='COCO person_keypoints JSON (config.TRAIN_ANNOTATIONS)')
     parser.add_argument('--images', help='folder of the training images (config.TRAIN_IMAGES)')

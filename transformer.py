@@ -4,7 +4,9 @@ One 2x3 matrix maps SOURCE image points (x, y) to points of the augmented INPUT 
 sees), in the project's convention (config.py: input pixels, pixel centres at integer coordinates). The same
 matrix drives everything, so image, masks and keypoints can never disagree:
 
-* the image is resampled with it (bilinear, cv2.warpAffine);
+* the image is resampled with it (bilinear, cv2.warpAffine), after an area-averaging shrink where the matrix
+  shrinks (config.AUGMENT_AREA_SHRINK): inference shrinks images with area averaging, so training must see
+  the same unaliased pixels;
 * masks are sampled straight onto the OUTPUT GRID of a stride (nearest): grid cell (row i, col j) sits at input
   pixel (j*s, i*s), whose source point is the inverse matrix applied to it; no full-resolution warped mask is
   ever built;
@@ -96,7 +98,30 @@ def grid_shape(input_shape, stride):
     return (input_shape[0] - 1) // stride + 1, (input_shape[1] - 1) // stride + 1
 
 
-def warp_image(image, matrix, output_shape, pad_value=None):
+def area_shrink(image, matrix):
+    """Shrinks the image by the matrix's scale with area averaging (cv2.INTER_AREA, as inference.py resizes)
+    when that scale is below 1: bilinear sampling alone would alias, and the network would train on pixels it
+    never sees at test time.
+
+    Args:
+      image: uint8 [H, W, 3]; matrix: [2, 3] source -> output.
+    Returns:
+      (image, matrix): the shrunk image [h, w, 3] and the matrix from its pixels to the output, or the inputs
+      unchanged if the matrix does not shrink.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    scale = np.sqrt(abs(np.linalg.det(matrix[:, :2])))  # output px per source px; rotation and flip keep it
+    height, width = image.shape[:2]
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    if scale >= 1.0 or size == (width, height):
+        return image, matrix
+    fx, fy = size[0] / float(width), size[1] / float(height)
+    # Pixel centres: x_small = (x + 0.5) * f - 0.5, as cv2.resize maps them (inference.py, "Geometry").
+    to_source = np.array([[1.0 / fx, 0.0, 0.5 / fx - 0.5], [0.0, 1.0 / fy, 0.5 / fy - 0.5], [0.0, 0.0, 1.0]])
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), matrix @ to_source
+
+
+def warp_image(image, matrix, output_shape, pad_value=None, shrink_by_area=None):
     """Resamples an image with the matrix (bilinear); outside the source gets `pad_value` (config.PAD_VALUE).
 
     Args:
@@ -104,12 +129,18 @@ def warp_image(image, matrix, output_shape, pad_value=None):
       matrix: [2, 3] source -> output.
       output_shape: (H_out, W_out[, C]).
       pad_value: RGB 0..255 of the area outside the source.
+      shrink_by_area: shrink with area averaging first where the matrix shrinks (area_shrink); default
+        config.AUGMENT_AREA_SHRINK.
     Returns:
       uint8 [H_out, W_out, 3].
     """
     pad_value = config.PAD_VALUE if pad_value is None else pad_value
+    shrink_by_area = config.AUGMENT_AREA_SHRINK if shrink_by_area is None else shrink_by_area
+    matrix = np.asarray(matrix, np.float64)
+    if shrink_by_area:
+        image, matrix = area_shrink(image, matrix)
     out_height, out_width = output_shape[:2]
-    return cv2.warpAffine(image, np.asarray(matrix, np.float64), (out_width, out_height), flags=cv2.INTER_LINEAR,
+    return cv2.warpAffine(image, matrix, (out_width, out_height), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in pad_value))
 
 

@@ -22,8 +22,9 @@ STEP = 2  # global step in the checkpoint's name
 HEAD_WEIGHT_SCALE = 0.25  # averaged head kernels shrunk by this: offsets of tens of pixels, not hundreds
 
 
-def write_checkpoint(train_dir, depth=DEPTH, input_size=65, seed=0):
-    """Writes <train_dir>/model.ckpt-<STEP>.*, checkpoint and config.json. Returns the checkpoint prefix."""
+def write_checkpoint(train_dir, depth=DEPTH, input_size=65, seed=0, radius=None):
+    """Writes <train_dir>/model.ckpt-<STEP>.*, checkpoint and config.json. Returns the checkpoint prefix.
+    radius: the run's RADIUS in config.json (default config.RADIUS), what decoding must then use."""
     import tensorflow.compat.v1 as tf
     import model
     tf.disable_eager_execution()
@@ -32,6 +33,8 @@ def write_checkpoint(train_dir, depth=DEPTH, input_size=65, seed=0):
                  'FREEZE_BATCH_NORM': False, 'BATCH_NORM_DECAY': 0.0,  # decay 0: moving stats := batch stats
                  # He-scale conv3 and zero head biases: outputs with enough contrast for decoding to find people
                  'ZERO_INIT_RESIDUAL': False, 'HEATMAP_PRIOR': 0.5, 'SEGMENTATION_PRIOR': 0.5}
+    if radius is not None:
+        overrides['RADIUS'] = radius
     with train.config_overrides(overrides), tf.Graph().as_default():
         tf.set_random_seed(seed)
         images = tf.placeholder(tf.uint8, [1, input_size, input_size, 3])

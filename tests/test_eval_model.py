@@ -121,3 +121,88 @@ def test_eval_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit):
         evaluation.main(argv)
     assert capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Decoding with the run's own settings; partial oracles (--oracle-heads)
+# ----------------------------------------------------------------------------------------------------------
+def test_a_checkpoint_decodes_with_the_radius_it_was_trained_with(coco_sample, tmp_path, capsys):
+    """A run trained with R = 16 (config.json) is decoded with 16 by eval.py and inference.Predictor unless a flag
+    says otherwise; decoding with config.RADIUS instead would give other scores."""
+    import checkpoint_maker
+    import post_proc
+    radius = config.RADIUS / 2
+    train_dir = str(tmp_path / 'run')
+    checkpoint_maker.write_checkpoint(train_dir, radius=radius)
+    network = inference.CheckpointNetwork(train_dir)
+    try:
+        assert network.settings['radius'] == radius
+        predictor = inference.Predictor(network, [161])
+        assert predictor.radius == radius and inference.Predictor(network, [161], radius=24.0).radius == 24.0
+        image = inference.read_image(os.path.join(coco_sample['val_images'], os.listdir(coco_sample['val_images'])[0]))
+        prediction = predictor.predict(image, with_masks=False)
+        assert prediction.people  # scores to compare: the comparisons below are not vacuous
+        shape = prediction.geometry.padded_shape
+        own = post_proc.decode(prediction.maps, predictor.stride, shape, with_masks=False, radius=radius)
+        other = post_proc.decode(prediction.maps, predictor.stride, shape, with_masks=False, radius=config.RADIUS)
+        scores = [p['score'] for p in prediction.people]
+        assert scores == [p['score'] for p in own]
+        assert scores != [p['score'] for p in other]
+    finally:
+        network.close()
+    code = evaluation.main(_args(coco_sample, '--checkpoint', train_dir, '--scales', '97', '--max-images', '1',
+                                 '--output', str(tmp_path / 'a.json'), '--quiet'))
+    out = capsys.readouterr().out
+    assert code == 0 and 'decoding radius %g px' % radius in out
+    code = evaluation.main(_args(coco_sample, '--checkpoint', train_dir, '--scales', '97', '--max-images', '1',
+                                 '--radius', '24', '--output', str(tmp_path / 'b.json'), '--quiet'))
+    assert code == 0 and 'decoding radius 24 px' in capsys.readouterr().out
+
+
+def test_partial_oracle_replaces_only_the_named_outputs(coco_sample, inference_checkpoint):
+    network = inference.CheckpointNetwork(inference_checkpoint)
+    try:
+        dataset = evaluation.data_generator.CocoPersons(coco_sample['val_annotations'], coco_sample['val_images'])
+        example = dataset.load_example(dataset.image_ids[0])
+        partial = inference.PartialOracleNetwork(network, inference.parse_oracle_heads('short,segmentation'), [97])
+        partial.set_example(example)
+        padded, _ = inference.prepare(example['image'], 97, network.stride)
+        maps, own, truth = partial(padded), network(padded), partial.truth(padded)
+        for name in ('short_offsets', 'segmentation', 'short_valid'):
+            assert (maps[name] == truth[name]).all(), name
+        for name in ('heatmaps', 'mid_offsets', 'long_offsets'):
+            assert (maps[name] == own[name]).all() and not (maps[name] == truth[name]).all(), name
+        assert 'mid_valid' not in maps and 'long_valid' not in maps
+    finally:
+        network.close()
+
+
+def test_all_five_oracle_heads_equal_the_oracle(coco_sample, inference_checkpoint, tmp_path, capsys):
+    """eval.py --checkpoint C --oracle-heads all decodes exactly the oracle's maps: same results, same AP."""
+    output = str(tmp_path / 'partial.json')
+    code = evaluation.main(_args(coco_sample, '--checkpoint', inference_checkpoint, '--oracle-heads', 'all',
+                                 '--scales', '161', '--output', output, '--quiet'))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    last = out.strip().splitlines()[-1]
+    assert last.startswith('checkpoint with oracle heatmaps+short_offsets+mid_offsets+long_offsets+segmentation: ')
+    oracle = inference.Predictor(inference.GroundTruthNetwork(longer_sides=[161]), [161])
+    summary = evaluation.run(oracle, coco_sample['val_annotations'], coco_sample['val_images'],
+                             output=str(tmp_path / 'oracle.json'), progress=False, verbose=False)
+    assert last.endswith('keypoints AP %.3f segm AP %.3f segm AP (keypoint persons) %.3f' % (
+        summary['keypoints_ap'], summary['segm_ap'], summary['segm_ap_keypoint_persons']))
+    results = []
+    for name in ('partial.json', 'oracle.json'):
+        with open(str(tmp_path / name)) as f:
+            results.append(json.load(f))
+    assert results[0] == results[1] and results[1]
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--checkpoint', 'x', '--oracle-heads', 'short,elbows'], "unknown head 'elbows'"),
+    (['--oracle', '--oracle-heads', 'short'], '--oracle-heads replaces some outputs of a --checkpoint'),
+    (['--checkpoint', 'x', '--radius', '0'], '--radius must be a positive number of px')])
+def test_eval_oracle_heads_and_radius_errors_name_the_bad_value(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        evaluation.main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -651,3 +651,46 @@ def test_a_few_sgd_steps_on_one_real_sample_lower_its_loss_markedly(coco_train, 
         before, after)
     for name in model.LOSS_NAMES + ('intermediate',):
         assert after[name] < before[name], (name, before[name], after[name])
+
+
+def test_long_offsets_are_refined_with_themselves_before_the_short_offsets():
+    """Constant fields: each self-refinement adds L_k(x + L_k(x)) = L_k, each short-range one S_k, so after
+    n self steps and m short steps the long field is (1 + n) L_k + m S_k (0 self steps: Eq. 2 alone)."""
+    stride, steps = 8, 2
+    long_px = np.stack([np.arange(K) - 3.0, 2.0 * np.arange(K) - 5.0], axis=1)
+    short_px = np.stack([np.arange(K) + 1.0, 20.0 - 3 * np.arange(K)], axis=1)
+    features = tf.ones([1, 4, 5, 1])
+    outputs = {n: model.build_heads(features, stride, scope='heads_%d' % n, refinement_steps=steps, long_self_steps=n)
+               for n in (0, 2)}
+    variables = {v.op.name: v for v in tf.global_variables()}
+    assigns = []
+    for n in (0, 2):
+        for name, v in variables.items():
+            if name.startswith('heads_%d/' % n):
+                value = np.zeros(v.shape.as_list(), np.float32)
+                if name.endswith('short/weights'):
+                    value[0, 0, 0] = short_px.reshape(-1) / config.OFFSET_OUTPUT_SCALE
+                if name.endswith('long/weights'):
+                    value[0, 0, 0] = long_px.reshape(-1) / config.OFFSET_OUTPUT_SCALE
+                assigns.append(tf.assign(v, value))
+    with _session() as sess:
+        sess.run(assigns)
+        values = sess.run({n: outputs[n]['long_offsets'] for n in (0, 2)})
+    for n in (0, 2):
+        expected = (1 + n) * long_px + steps * short_px
+        np.testing.assert_allclose(values[n].reshape(4, 5, K, 2), np.broadcast_to(expected, (4, 5, K, 2)),
+                                   rtol=1e-5, err_msg=str(n))
+
+
+def test_self_refinement_corrects_shrunk_long_offsets_on_real_targets(crowd_targets):
+    """Real targets: long offsets shrunk towards 0 (a = 0.6, as an under-fit network's), refined twice with
+    themselves, land much nearer their keypoints: a T becomes a (2 - a) T, then nearer still."""
+    valid = crowd_targets['long_valid'] > 0
+    truth = crowd_targets['long_offsets']
+    shrunk = tf.constant(0.6 * truth)
+    refined = model.refine_offsets(shrunk, shrunk, list(range(K)), 8, steps=2)
+    with _session() as sess:
+        refined = sess.run(refined)
+    error = lambda o: np.linalg.norm((o - truth).reshape(truth.shape[:3] + (K, 2)), axis=-1)[valid]
+    before, after = np.median(error(0.6 * truth)), np.median(error(refined))
+    assert after < 0.4 * before, (before, after)

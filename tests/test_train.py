@@ -533,3 +533,18 @@ def test_a_second_training_in_the_same_train_dir_refuses_naming_the_first(small,
         with pytest.raises(checkpoints.TrainDirBusyError, match='this process'):
             checkpoints.TrainDirLock(train_dir).acquire()
     checkpoints.TrainDirLock(train_dir).acquire().release()
+
+
+def test_a_run_from_before_a_model_setting_existed_is_built_as_it_was_trained(tmp_path):
+    """config.json of a run older than LONG_SELF_REFINEMENT_STEPS: the model is built without the
+    self-refinement it never had; a newer run's own value wins over config.py's."""
+    import json
+    snapshot = {name: value for name, value in train.config_snapshot().items()
+                if name != 'LONG_SELF_REFINEMENT_STEPS'}
+    with open(str(tmp_path / train.CONFIG_SNAPSHOT), 'w') as f:
+        json.dump({'config': snapshot}, f)
+    assert train.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 0
+    snapshot['LONG_SELF_REFINEMENT_STEPS'] = 3
+    with open(str(tmp_path / train.CONFIG_SNAPSHOT), 'w') as f:
+        json.dump({'config': snapshot}, f)
+    assert train.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 3

@@ -175,3 +175,35 @@ def test_masks_go_straight_onto_the_grid(crowded, stride):
         agreement = (full[::stride, ::stride].astype(bool) == on_grid).mean()
         assert agreement > 0.99
     assert grid.any()
+
+
+def test_a_shrinking_augmentation_sees_the_pixels_inference_sees(posed):
+    """A transform that shrinks as inference.resize_longer_side does gives its very pixels (area averaging);
+    plain bilinear warping gives other, aliased ones."""
+    import inference
+    image = posed['image']
+    longer_side = 257
+    resized, (fx, fy) = inference.resize_longer_side(image, longer_side)
+    assert fx < 0.5  # a real shrink
+    matrix = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])  # cv2.resize's pixel-centre map
+    area = transformer.warp_image(image, matrix, resized.shape, shrink_by_area=True)
+    bilinear = transformer.warp_image(image, matrix, resized.shape, shrink_by_area=False)
+    assert np.abs(area.astype(int) - resized.astype(int)).max() <= 1
+    assert np.abs(bilinear.astype(int) - resized.astype(int)).mean() > 2 * np.abs(
+        area.astype(int) - resized.astype(int)).mean() + 1.0
+
+
+def test_area_shrink_only_shrinks():
+    image = np.zeros((60, 80, 3), np.uint8)
+    for scale in (1.0, 1.5):
+        matrix = transformer.affine_matrix(image.shape, (60, 80), scale=scale, angle=20.0, flip=True)
+        same, same_matrix = transformer.area_shrink(image, matrix)
+        assert same is image and np.array_equal(same_matrix, matrix)
+    matrix = transformer.affine_matrix(image.shape, (30, 40), scale=0.5, angle=20.0, flip=True)
+    small, small_matrix = transformer.area_shrink(image, matrix)
+    assert small.shape == (30, 40, 3)
+    # The composed matrix still maps every source point where the original does.
+    corner = np.array([79.5, 59.5])
+    in_small = (corner + 0.5) * 0.5 - 0.5
+    np.testing.assert_allclose(small_matrix @ [in_small[0], in_small[1], 1], matrix @ [corner[0], corner[1], 1],
+                               atol=1e-9)
