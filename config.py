@@ -393,7 +393,7 @@ OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weigh
     'OFFSET_LOSS_NORM': 16.0,  # offsets are measured in disk radii (see RADIUS)
     'OFFSET_OUTPUT_SCALE': 16.0,
     'BATCH_SIZE': 8,
-    'NUM_STEPS': 400,  # fits the benchmark's 45 minutes on 2 cores (docs/benchmarks.md)
+    'NUM_STEPS': 400,  # 53.6 min on 2 loaded cores, 45 on idle ones is the aim (docs/benchmarks.md)
     'OPTIMIZER': 'adam',
     'LEARNING_RATE': 1e-3,
     'LEARNING_RATE_SCHEDULE': 'cosine',
