@@ -3,8 +3,8 @@
 Users experiment by editing this file; programs may override a few values from
 the command line. Every value carries a one-line comment; [P] marks a value the
 paper states, [I] one the public re-implementations use, [R] one recalled from
-the paper, [C] a choice of this project (explained in README.md, "Choices").
-See ../shared/PAPER.md for the method.
+the paper, [C] a choice of this project (explained in docs/choices.md).
+The method, equation by equation with the code that implements it: docs/method.md.
 
 Coordinate convention (the whole project, stated once here)
 ------------------------------------------------------------
@@ -36,6 +36,9 @@ MODEL_DIR = os.path.join(ROOT_DIR, 'model')  # [C] checkpoints and backbone weig
 BACKBONE_CHECKPOINT = os.path.join(MODEL_DIR, '101', 'resnet_v2_101.ckpt')  # [C] TF-Slim ImageNet release
 TRAIN_DIR = os.path.join(MODEL_DIR, 'personlab')  # [C] train.py writes checkpoints and summaries here
 DEMO_OUTPUT_DIR = os.path.join(ROOT_DIR, 'demo_result')  # [C] demo.py writes pictures and JSON here
+# [C] a few genuine COCO images used by the tests and benchmarks, never copied into the project
+COCO_SAMPLE_DIR = os.path.join(os.environ.get('PERSONLAB_SHARED', os.path.join(os.path.dirname(ROOT_DIR), 'shared')),
+                               'coco_sample')
 
 # ----------------------------------------------------------------------------
 # Keypoints and the kinematic tree (COCO order everywhere: no permutation ever)
@@ -122,7 +125,7 @@ INTERMEDIATE_LOSS_WEIGHT = 1.0  # weight of the intermediate heads' total loss [
 INTERMEDIATE_BLOCK = 'block3'  # backbone block that feeds the intermediate heads [R/I]
 HEAD_INIT_STDDEV = 0.01  # truncated-normal stddev of the 1x1 head kernels (DeepLab's logits init) [C]
 # Heatmap and segmentation biases start at -log((1 - pi) / pi) so the first sigmoid outputs are pi, near the
-# positive fractions (measured on ../shared/coco_sample, 401 crops, stride 16: heatmaps 1.6%, person 8.8%):
+# positive fractions (measured on COCO_SAMPLE_DIR, 401 crops, stride 16: heatmaps 1.6%, person 8.8%):
 # with bias 0 (p = 0.5) the initial heatmap loss would swamp the others. Offset head biases start at 0.
 HEATMAP_PRIOR = 0.01  # initial heatmap probability pi of the heatmap head's bias [C]
 SEGMENTATION_PRIOR = 0.1  # initial person probability pi of the segmentation head's bias [C]

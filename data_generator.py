@@ -2,7 +2,7 @@
 
 * `CocoPersons` reads a COCO person_keypoints file (pycocotools) and loads one image with its persons:
   keypoints, instance masks (polygons or RLE) and the crowd (iscrowd) regions.
-* `make_targets` turns keypoints and grid masks into the target maps of every head (HELPERS.md contract), on
+* `make_targets` turns keypoints and grid masks into the target maps of every head (docs/data.md#target-maps), on
   the output grid of a stride, offsets as exact float32 input pixels with a validity mask per field.
 * `encode_example` (no augmentation, for the oracle) and `augment_example` (one random training sample).
 * `SampleGenerator` batches augmented samples made by worker processes, shuffled each epoch and reproducible
@@ -37,7 +37,7 @@ import transformer
 
 LOG = logging.getLogger(__name__)
 
-# Names and channel counts of the target maps (HELPERS.md contract), without 'image'.
+# Names and channel counts of the target maps (docs/data.md#target-maps), without 'image'.
 TARGET_CHANNELS = collections.OrderedDict([
     ('heatmaps', config.NUM_KEYPOINTS),
     ('short_offsets', 2 * config.NUM_KEYPOINTS),
@@ -273,7 +273,7 @@ def check_target_inputs(keypoints, masks_grid, crowd_grid, grid, input_shape, st
 
 
 def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotated=None, radius=None):
-    """PersonLab target maps of one sample on the output grid (HELPERS.md contract).
+    """PersonLab target maps of one sample on the output grid (docs/data.md#target-maps).
 
     Cell (i, j) sits at input pixel x = (j*s, i*s). Offsets are float32 input pixels, exact up to float32
     rounding; they are 0 where their valid mask is 0.

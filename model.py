@@ -414,7 +414,7 @@ def loss_sums(outputs, targets):
 
 
 def compute_losses(outputs, targets, weights=None, variables=None):
-    """The PersonLab losses (PAPER.md, "Losses"), each exposed separately.
+    """The PersonLab losses (docs/method.md#losses), each exposed separately.
 
     Args:
       outputs: build_model's dict (batch axis first); 'intermediate' is used when present.

@@ -1,6 +1,6 @@
 """PersonLab decoding: network outputs -> people with keypoints, scores and instance masks.
 
-Follows ../shared/PAPER.md, "Decoding":
+Follows the paper's decoding (docs/method.md, from #hough-voting-eq-1 to #instance-segmentation):
 
 1. Hough voting (Eq. 1): every output-grid cell x_i casts its heatmap probability p_k(x_i) as a vote at
    x_i + S_k(x_i), splatted bilinearly onto a Hough grid of config.HOUGH_STRIDE input pixels.
@@ -472,7 +472,9 @@ def follow_tree(maps, kind, x, y, support_threshold):
 
 
 def mask_distance(gx, gy, valid, pos, weights, scales):
-    """Mask distance D_j (PAPER.md, Decoding 5) of long-range embeddings to people, broadcasting leading axes.
+    """Mask distance D_j (docs/method.md#instance-segmentation) of long-range embeddings to people.
+
+    Broadcasts leading axes.
 
     D = sum_k w_k v_k |G_k - y_k| / (lambda sum_k w_k v_k), with G_k = x + L_k(x) the embedding of a point for
     keypoint k and v_k its validity (long_valid; None: all valid), so only the keypoints whose embedding is
@@ -624,7 +626,7 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
 
 
 def accept_seeds(batch, pos, claims, seeds, alive, radius, limit):
-    """Accepts a batch of seeds in queue order (PAPER.md, Decoding 3).
+    """Accepts a batch of seeds in queue order (docs/method.md#greedy-decoding).
 
     Args:
       batch: int [B] indices of the batch's seeds in the queue, in order; pos float32 [B, K, 2] the persons
@@ -652,7 +654,7 @@ def accept_seeds(batch, pos, claims, seeds, alive, radius, limit):
 
 def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_batch=None,
                   refine_steps=None, rescue=None, seed_filter=None):
-    """Greedy decoding over one priority queue of seeds (PAPER.md, Decoding 2-3).
+    """Greedy decoding over one priority queue of seeds (docs/method.md#greedy-decoding).
 
     Seeds are taken strongest first in vectorised batches (the first of `first_batch`, then doubling): the
     whole batch walks its trees at once, then the batch is accepted in order (accept_seeds), each new person
@@ -821,7 +823,7 @@ def instance_scales(pos, found, min_scale=None):
 
 
 def expected_oks(maps, pos, scales, found=None, radius=None, vote_threshold=None):
-    """Expected-OKS keypoint scores (PAPER.md, Decoding 4), computed from the Hough votes themselves:
+    """Expected-OKS keypoint scores (docs/method.md#expected-oks-scoring), computed from the Hough votes themselves:
 
       s_jk = p_k(y) * sum_i w_i exp(-|z_i - y|^2 / (2 lambda_j^2 kappa_k^2)) / sum_i w_i,
 

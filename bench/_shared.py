@@ -1,4 +1,4 @@
-"""Paths the benchmarks share: the real COCO sample beside the project (../shared/coco_sample)."""
+"""Paths the benchmarks share: the real COCO sample (`config.COCO_SAMPLE_DIR`)."""
 import os
 import sys
 
@@ -8,4 +8,4 @@ import config  # noqa: E402
 
 def coco_sample_dir():
     """The shared real COCO sample folder (it may be missing: the benchmarks then use synthetic data)."""
-    return os.path.join(os.path.dirname(config.ROOT_DIR), 'shared', 'coco_sample')
+    return config.COCO_SAMPLE_DIR

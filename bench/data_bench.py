@@ -1,6 +1,6 @@
 """Training-sample throughput of data_generator.SampleGenerator: augmented images and all PersonLab targets.
 
-Reads a COCO person_keypoints file (default: the real sample in ../shared/coco_sample), runs SampleGenerator
+Reads a COCO person_keypoints file (default: the real sample in `config.COCO_SAMPLE_DIR`), runs SampleGenerator
 with the given worker processes and measures, after the first batch (worker start-up left out), samples per
 second of wall-clock time and samples per CPU second spent by this process and its workers together, the
 figure "per core" (it charges the batching side too and does not depend on other load on the machine).
@@ -22,8 +22,7 @@ import config  # noqa: E402
 import data_generator  # noqa: E402
 import transformer  # noqa: E402
 
-SHARED_DIR = os.environ.get('PERSONLAB_SHARED', os.path.join(os.path.dirname(config.ROOT_DIR), 'shared'))
-COCO_SAMPLE = os.path.join(SHARED_DIR, 'coco_sample')
+COCO_SAMPLE = config.COCO_SAMPLE_DIR
 
 
 def stage_times(dataset, input_size, stride, count=40):

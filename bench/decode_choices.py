@@ -83,7 +83,7 @@ def main(argv=None):
     have_sample = all(os.path.exists(a) for a, _ in splits)
     print('%-28s %9s %7s %9s %7s   %s   %8s' % (
         'configuration', 'kp <=1px', 'people', 'noisy 3px', 'people', 'oracle train / val: keypoints AP, segm AP '
-        '(kp persons)' if have_sample else 'oracle: no ../shared/coco_sample', 'ms 401/20'))
+        '(kp persons)' if have_sample else 'oracle: no COCO_SAMPLE_DIR', 'ms 401/20'))
     saved = {name: getattr(config, name) for name, _ in ALTERNATIVES}
     choices = [('default (config.py)', {})] + [
         ('%s = %s' % (name, value), {name: value}) for name, value in (

@@ -9,8 +9,8 @@ pictures and the JSON with RLE masks (demo.py's functions).
 The network is ResNet-v2 of config.BACKBONE_DEPTH (101) with random weights (its time does not depend on the
 weights). A random network's maps hold no people, so decoding would have nothing to do: the decoder is handed
 instead the ground truth of the image encoded as maps at the same size (inference.GroundTruthNetwork, what a
-good network outputs), after the network has run. The image is a real COCO image of ../shared/coco_sample with
-13 people (train2017/000000260906.jpg); without ../shared, a synthetic scene. --checkpoint runs a trained
+good network outputs), after the network has run. The image is a real COCO image of `config.COCO_SAMPLE_DIR` with
+13 people (train2017/000000260906.jpg); without the sample, a synthetic scene. --checkpoint runs a trained
 network and decodes its own maps. The first run of each size is a warm-up and is not counted.
 
 Columns: ms per image for network (resize, pad, session run; with the ground truth, also its encoding, a few
@@ -36,8 +36,8 @@ import machine  # noqa: E402
 from _shared import coco_sample_dir  # noqa: E402
 
 SHARED_DIR = coco_sample_dir()
-# The benchmark image: train2017/000000260906.jpg of ../shared/coco_sample, chosen for its 13 people (a crowded
-# picture gives decoding and drawing their most work; the shared sample's README lists it).
+# The benchmark image: train2017/000000260906.jpg of config.COCO_SAMPLE_DIR, chosen for its 13 people (a crowded
+# picture gives decoding and drawing their most work; the sample's README lists it).
 SHARED_IMAGE_ID = 260906
 
 

@@ -17,7 +17,7 @@ Then, per ground-truth person with labelled keypoints (crowd excluded):
     unlabelled keypoint cuts the walk).
 
 Usage: python bench/oracle_report.py [--annotations FILE --images DIR ...] [--stride 8] [--slack 0.03]
-Default: the train and val files of ../shared/coco_sample.
+Default: the train and val files of `config.COCO_SAMPLE_DIR`.
 Last line: `oracle report: <n> keypoint persons, bound IoU <lo>-<hi> (mean <m>, segm AP cap <c>), decoded
 within <slack> of the bound for <k>, min OKS <o>, <t> cut trees`.
 """
@@ -35,7 +35,7 @@ import inference  # noqa: E402
 import post_proc  # noqa: E402
 import transformer  # noqa: E402
 
-SAMPLE = os.path.join(os.path.dirname(config.ROOT_DIR), 'shared', 'coco_sample')
+SAMPLE = config.COCO_SAMPLE_DIR
 VALIDITY = tuple(name for name, _, _ in post_proc.VALIDITY_MAPS)
 
 

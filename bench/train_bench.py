@@ -1,7 +1,7 @@
 """Training speed of train.py's full pipeline at 401x401: steps/s, samples/s and the time spent waiting for input.
 
 Runs train.train() itself (SampleGenerator workers -> prefetch thread -> feed -> towers -> SGD + moving
-averages) on the real COCO sample (../shared/coco_sample, 640x480-ish JPEGs; a synthetic set if it is missing)
+averages) on the real COCO sample (`config.COCO_SAMPLE_DIR`, 640x480-ish JPEGs; a synthetic set if it is missing)
 in a temporary train dir, from random weights (the speed is the same as from ImageNet weights; batch norm
 trains so that random weights stay finite). The first --warmup steps (graph optimisation, worker start) are
 left out. Also measures the input pipeline alone (SampleGenerator with the same workers, no training), the
@@ -39,7 +39,7 @@ def training_data(work_dir):
     import synthetic
     paths = synthetic.make_dataset(os.path.join(work_dir, 'synthetic'), num_train=64, num_val=0,
                                    image_size=401, seed=0, log=None)
-    return paths['train_annotations'], paths['train_images'], 'synthetic set (no ../shared/coco_sample)'
+    return paths['train_annotations'], paths['train_images'], 'synthetic set (no COCO_SAMPLE_DIR)'
 
 
 def input_only_rate(annotations, images, batch_size, workers, batches):

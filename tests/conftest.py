@@ -1,7 +1,9 @@
-"""Shared test helpers: where ../shared is, and how its absence is treated.
+"""Shared test helpers: where the real data the tests read is, and how its absence is treated.
 
-Tests that need ../shared (real COCO sample, TF-Slim reference) skip with a reason when it is missing, so a
-fresh clone passes; under CI (CI=true) a missing ../shared fails instead, so that nothing skips silently there.
+Two folders outside the clone hold real data: the COCO sample (`config.COCO_SAMPLE_DIR`) and the TF-Slim ResNet-v2
+reference (`slim_reference` beside it; the environment variable `PERSONLAB_SHARED` moves both).
+Tests that need them skip with a reason when they are missing, so a fresh clone passes; under CI (CI=true) a
+missing folder fails instead, so that nothing skips silently there.
 """
 import os
 import subprocess
@@ -13,18 +15,19 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_DIR not in sys.path:
     sys.path.insert(0, REPO_DIR)
 
-SHARED_DIR = os.environ.get('PERSONLAB_SHARED', os.path.join(os.path.dirname(REPO_DIR), 'shared'))
-COCO_SAMPLE_DIR = os.path.join(SHARED_DIR, 'coco_sample')
-SLIM_REFERENCE_DIR = os.path.join(SHARED_DIR, 'slim_reference')
+import config  # noqa: E402
+
+COCO_SAMPLE_DIR = config.COCO_SAMPLE_DIR
+SLIM_REFERENCE_DIR = os.path.join(os.path.dirname(COCO_SAMPLE_DIR), 'slim_reference')
 
 
 def require_shared(path):
     """Returns `path` if it exists; otherwise skips the test (fails under CI=true)."""
     if os.path.exists(path):
         return path
-    message = '%s is missing: these tests need ../shared beside the repository' % path
+    message = '%s is missing: these tests need the real data folder (config.COCO_SAMPLE_DIR)' % path
     if os.environ.get('CI', '').lower() == 'true':
-        pytest.fail(message + ' (CI=true: a missing ../shared is a failure)')
+        pytest.fail(message + ' (CI=true: missing real data is a failure)')
     pytest.skip(message)
 
 
@@ -49,7 +52,7 @@ def slim_reference():
 
 @pytest.fixture(scope='session')
 def make_slim_checkpoint(slim_reference, tmp_path_factory):
-    """depth -> prefix of the checkpoint ../shared/slim_reference/make_checkpoint.py writes from that depth's
+    """depth -> prefix of the checkpoint the reference's make_checkpoint.py writes from that depth's
     manifest (TF-Slim names, deterministic well-scaled weights; made once per session and depth)."""
     made = {}
 

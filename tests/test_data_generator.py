@@ -44,7 +44,7 @@ def raw_annotations(coco_sample):
 
 
 # ----------------------------------------------------------------------------
-# An independent check of every target map against its definition (HELPERS.md)
+# An independent check of every target map against its definition (docs/data.md#target-maps)
 # ----------------------------------------------------------------------------
 
 def check_targets(targets, keypoints, masks_grid, crowd_grid, stride, annotated=None):

@@ -3,7 +3,7 @@
 One export per session of the shared test checkpoint (conftest.inference_checkpoint); the outputs of the
 SavedModel, of the frozen graph and of inference.CheckpointNetwork are compared on a synthetic picture, and the
 checkpoint network is checked against the Polyak averages read straight from the checkpoint file (also on the
-synthetic picture: these run without ../shared). serve_example's test needs a real photo (../shared): the test
+synthetic picture: these run without the real data). serve_example's test needs a real photo (the COCO sample): the test
 network, random weights, finds people there and not on synthetic pictures, and the comparison needs people.
 """
 import json
@@ -37,7 +37,7 @@ def checkpoint_network(inference_checkpoint):
 
 @pytest.fixture(scope='module')
 def synthetic_image():
-    """A smooth random RGB picture (no ../shared needed), 200x140: resized to 129 it is off the stride grid."""
+    """A smooth random RGB picture (no real data needed), 200x140: resized to 129 it is off the stride grid."""
     noise = np.random.RandomState(0).uniform(0, 255, (30, 40, 3)).astype(np.float32)
     return np.clip(cv2.resize(noise, (200, 140), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
 

@@ -69,7 +69,7 @@ def test_overlapping_people_with_unlabelled_keypoints_decode_within_one_pixel():
     # Every labelled keypoint must be decoded to within 1 px, except where the information is not in the
     # maps:
     # - two same-type keypoints of different people closer than 2r: ambiguous for any decoder that rejects
-    #   within r (PAPER.md);
+    #   within r (docs/method.md#greedy-decoding);
     # - a keypoint outside its own person's mask, on another person's body: the long-range offsets there lead
     #   to that other person, so the rescue rightly refuses it (post_proc.belongs);
     # - people with less than 30% of their body unshared: target maps define no long-range offset where masks
@@ -288,7 +288,7 @@ def single_keypoint_maps(kind, y, landing, shape=(129, 129), heat=None):
 
 
 def brute_force_expected_oks(maps, kind, y, scale):
-    """PAPER.md's s = p_k(y) * integral over D_R(y) of normalised h_k(x) exp(-|x - y|^2 / (2 lambda^2 kappa^2)),
+    """The paper's s = p_k(y) * integral over D_R(y) of normalised h_k(x) exp(-|x - y|^2 / (2 lambda^2 kappa^2)),
     h_k made of point votes p_k(x_i) s^2 / (pi R^2) at x_i + S_k(x_i): one cell at a time, over the whole grid."""
     heat, short = maps['heatmaps'], maps['short_offsets']
     sigma2 = (scale * 2 * config.OKS_SIGMAS[kind]) ** 2

@@ -1,8 +1,8 @@
 """resnet.py is TF-Slim's ResNet-v2: same variables (names, shapes, order), same outputs, same checkpoints.
 
-The reference (../shared/slim_reference, README there) holds what TF-Slim creates and computes; the checkpoint
-its make_checkpoint.py writes is made once per session into pytest's tmp folder. Each backbone graph is built
-once per depth and its session reused; inputs are the reference's 2x97x97 images.
+The reference (`slim_reference` beside `config.COCO_SAMPLE_DIR`, README there) holds what TF-Slim creates and
+computes; the checkpoint its make_checkpoint.py writes is made once per session into pytest's tmp folder. Each
+backbone graph is built once per depth and its session reused; inputs are the reference's 2x97x97 images.
 """
 import os
 import shutil
