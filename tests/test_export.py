@@ -3,8 +3,14 @@
 One export per session of the shared test checkpoint (conftest.inference_checkpoint); the outputs of the
 SavedModel, of the frozen graph and of inference.CheckpointNetwork are compared on a synthetic picture, and the
 checkpoint network is checked against the Polyak averages read straight from the checkpoint file (also on the
-synthetic picture: these run without the real data). serve_example's test needs a real photo (the COCO sample): the test
-network, random weights, finds people there and not on synthetic pictures, and the comparison needs people.
+synthetic picture: these run without the real data). serve_example's test needs a real photo (the COCO sample):
+the test network, random weights, finds people there and not on synthetic pictures, and the comparison needs people.
+
+What it proves: the SavedModel's outputs equal the checkpoint's exactly (same ops, same weights) and the frozen
+graph's to 1e-4 of each map's range (constant folding reorders float operations); the checkpoint network runs the
+averages (restoring them independently gives the same maps, the raw weights different ones); serve_example.py
+finds what demo.py's path finds (this last check needs a real photo where the test network finds people,
+`config.COCO_SAMPLE_DIR`; it skips without it).
 """
 import json
 import os

@@ -3,6 +3,19 @@
 The heads, refinement and losses are checked on small tensors; the whole network (ResNet-50, the cheapest
 backbone, at 65x65 / 129x129) for gradients, stride-independent weights and a few SGD steps on a real COCO
 sample through data_generator.py.
+
+What it proves (about 47 s on 2 busy cores; ResNet-v2-50 at 33x33 to 129x129 with the deterministic checkpoint of
+the TF-Slim reference's make_checkpoint.py standing in for ImageNet weights): sampling against a numpy reference
+and a finite-difference gradient check, border/NaN safety, refinement of noisy mid offsets (synthetic and real
+targets: the error drops to ~0 when the short offsets are exact), Eq. 2's wiring inside `build_heads` (hand-set
+constant short fields: mid field k -> l moves by S_l, long field k by S_k), the heads' prior probabilities, all
+five losses against an independent numpy computation, the intermediate loss as `INTERMEDIATE_LOSS_WEIGHT` x the
+weighted intermediate losses, weight decay as `WEIGHT_DECAY` x sum(w^2) / 2 over exactly the backbone and head
+kernels, masked positions, true targets against random outputs, `build_model(uint8)` equal to the heads on
+`resnet_v2(images / 127.5 - 1)` (final heads on the output, intermediate ones on the normalised `block3`),
+gradients into every head and through the sampled short offsets, identical heads at strides 16 and 8, a random
+ResNet-101 with frozen batch norm (O(1) features, finite losses after SGD steps), and 15 SGD steps on one real
+augmented COCO sample that cut its loss by more than 40%.
 """
 import numpy as np
 import pytest

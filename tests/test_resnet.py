@@ -3,6 +3,23 @@
 The reference (`slim_reference` beside `config.COCO_SAMPLE_DIR`, README there) holds what TF-Slim creates and
 computes; the checkpoint its make_checkpoint.py writes is made once per session into pytest's tmp folder. Each
 backbone graph is built once per depth and its session reused; inputs are the reference's 2x97x97 images.
+
+What it proves, with the TF-Slim reference (its make_checkpoint.py writes a checkpoint with TF-Slim's names and
+deterministic values):
+- the variables of ResNet-v2-50, 101 and 152 have TF-Slim's names, shapes and creation order;
+- with that checkpoint, ResNet-v2-50 and 101 compute TF-Slim's output and `block3` end point at output
+  strides 8, 16 and 32 to 1e-4 relative (measured: about 1e-6 of each map's largest value);
+- the details the reference's odd-sized images cannot see: a strided convolution is centred on every
+  stride-th pixel for even sizes too (TF-Slim's `conv2d_same`, not `SAME`), atrous convolution pads with zeros;
+- batch norm: frozen statistics by default, batch statistics and TF-Slim's moving-average updates (unbiased
+  variance) when unfrozen, a boolean `is_training` tensor honoured, folding equal to a separate batch norm;
+  the `preact` end point equals relu(batch norm(`block3`)) computed from the checkpoint's statistics;
+- a random ResNet-101 with frozen statistics keeps features of rms between 0.1 and 10 (zero-init `conv3`,
+  He initialisation elsewhere; `ZERO_INIT_RESIDUAL = False` gives He-scale `conv3`);
+- checkpoints: every backbone variable restored (from a V1 single-file checkpoint with logits and
+  global_step, like the release); a checkpoint with one variable dropped and one reshaped is refused with both
+  listed and nothing restored; another depth's checkpoint, a missing file, a folder without checkpoint, an
+  index without its data file, a backbone under an outer scope.
 """
 import os
 import shutil

@@ -3,6 +3,18 @@
 One short training run (module fixture) is shared: it must lower the loss and leave a checkpoint with its
 config; copies of its train dir are then resumed (same step, same momentum and moving averages), poisoned
 (NaN guard), stopped by SIGTERM, and read back as averaged weights the way eval.py and demo.py do.
+
+What it proves (about 2 minutes on 2 cores; ResNet-v2-50 from scratch, 65x65 inputs, batch 2, 6 synthetic images
+without augmentation): 40 steps lower the data loss (last 10 steps against the first 5) and the heatmap loss, and
+leave checkpoints at the interval and at the end with their `config.json`; the checkpoint holds non-zero momentum
+slots and moving averages that differ from the weights; a restart restores every variable (weights, momentum,
+averages, global step) bit for bit and continues at the next step; the averaged weights restore into an
+inference graph; an infinite learning rate turns the next loss into NaN and stops the run naming that step, with
+the last checkpoint untouched; two towers on `/cpu:0` and `/cpu:1` (variables on `/cpu:0`) give the loss and
+every gradient of one tower on the same batch, one sample with people and one without (so the towers'
+valid-position counts differ); SIGTERM to `python train.py` saves the current step and exits with 130 after
+resuming the earlier run; bad paths, a missing or wrong backbone checkpoint and inconsistent sizes fail before
+TensorFlow or the graph.
 """
 import json
 import os
