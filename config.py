@@ -27,7 +27,7 @@ import os
 # Paths
 # ----------------------------------------------------------------------------
 ROOT_DIR = os.path.dirname(os.path.abspath(__file__))  # [C] project folder, so paths work from any cwd
-COCO_DIR = os.path.join(ROOT_DIR, 'coco2017')  # [C] where the user unpacks COCO 2017 (README, "Data")
+COCO_DIR = os.path.join(ROOT_DIR, 'coco2017')  # [C] where the user unpacks COCO 2017 (docs/data.md)
 TRAIN_IMAGES = os.path.join(COCO_DIR, 'train2017')  # [C] COCO train images
 TRAIN_ANNOTATIONS = os.path.join(COCO_DIR, 'annotations', 'person_keypoints_train2017.json')  # [C]
 VAL_IMAGES = os.path.join(COCO_DIR, 'val2017')  # [C] COCO val images
@@ -182,7 +182,7 @@ HOUGH_STRIDE = 4  # Hough-map cell side in input px (Eq. 1 at this resolution; 1
 HOUGH_VOTE_THRESHOLD = 0.01  # grid cells with p_k below this cast no Hough vote (speed; tiny mass) [C]
 KEYPOINT_SUPPORT_THRESHOLD = 0.05  # a keypoint counts as found if p_k(y) * Hough mass near y >= this [C]
 # Drop Hough maxima whose own support is below KEYPOINT_SUPPORT_THRESHOLD before they seed anybody; False: every
-# maximum above PEAK_THRESHOLD seeds, as in the paper (README, "Decoding") [C]
+# maximum above PEAK_THRESHOLD seeds, as in the paper (docs/choices.md) [C]
 SEED_SUPPORT_FILTER = False
 KEYPOINT_SUPPORT_RADIUS = 4.0  # "near": Hough cells within this many px (at least 1 cell) of y [C]
 LANDING_TOLERANCE = 5.0  # offsets read at a point: average the corner cells whose votes agree within this px [C]
@@ -344,7 +344,7 @@ COCO_SKELETON = (  # COCO person category 'skeleton': 1-based keypoint pairs, as
 # Presets: `train.py --preset NAME` applies one of these dicts over the values above (flags win)
 # ----------------------------------------------------------------------------
 QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and machines: docs/training.md) [C]
-    # the synthetic set written by synthetic.py (README, "Synthetic data")
+    # the synthetic set written by synthetic.py (docs/data.md)
     'TRAIN_ANNOTATIONS': os.path.join(SYNTHETIC_DIR, 'annotations', 'person_keypoints_train2017.json'),
     'TRAIN_IMAGES': os.path.join(SYNTHETIC_DIR, 'train2017'),
     'TRAIN_DIR': os.path.join(MODEL_DIR, 'quickstart'),  # where demo.py / eval.py find the checkpoint
@@ -354,7 +354,7 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
     'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.7 s on 2 cores
     # demo.py --preset quickstart's input size: the synthetic images' own 193 px (a higher AP there than at
-    # the training size 129, README "Quickstart"); quickstart.sh evaluates at the same size
+    # the training size 129, docs/training.md); quickstart.sh evaluates at the same size
     'DEMO_LONGER_SIDE': 193,
     'RADIUS': 16.0,  # people are ~20-170 px tall in these crops: R=32 disks would cover whole figures
     # Offsets measured in disk radii, like the default's (config.py copies RADIUS into both only at import).
@@ -367,7 +367,7 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'MAX_TRANSLATION': 0.5,
     'BATCH_SIZE': 8,  # images per step
     'NUM_STEPS': 700,  # how long on which machine: docs/training.md
-    'OPTIMIZER': 'adam',  # learns faster from scratch than SGD: AP 0.085 vs 0.035 at 600 steps (README)
+    'OPTIMIZER': 'adam',  # learns faster from scratch than SGD: AP 0.085 vs 0.035 at 600 steps (docs/training.md)
     'LEARNING_RATE': 1e-3,  # Adam's usual rate
     'LEARNING_RATE_SCHEDULE': 'cosine',  # anneal to 0 at NUM_STEPS
     'LEARNING_RATE_WARMUP_STEPS': 50,  # ramp up while batch norm statistics settle

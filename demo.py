@@ -466,7 +466,7 @@ def main(argv=None):
     if network.settings.get('trained_on_synthetic'):
         inference.log('demo: note: this model was trained on synthetic.py\'s figures only (its config.json: '
                       'TRAIN_ANNOTATIONS=%s); on photos of real people it finds few or none: train on COCO '
-                      'for those (README, "Training")' % network.settings['train_annotations'])
+                      'for those (docs/training.md)' % network.settings['train_annotations'])
     if args.debug:
         inference.log('demo: --debug also writes, for each image NAME, on the network\'s input: %s'
                       % ', '.join('NAME_%s%s (%s)' % (name, PICTURE_EXTENSION, what)

@@ -12,7 +12,7 @@ that hands it maps:
                 multi-scale, config.EVAL_SCALES).
   --oracle      the ground truth, encoded into target maps (inference.GroundTruthNetwork, i.e.
                 data_generator.make_targets) at the source size without augmentation: the upper bound of
-                target encoding plus decoding (README, "Evaluation").
+                target encoding plus decoding (docs/evaluation.md).
 
 Usage:
   python eval.py --checkpoint CKPT [--annotations FILE] [--images DIR] [--scales 1401 | 601 1201 1801]

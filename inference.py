@@ -72,7 +72,7 @@ def _tf():
 # ----------------------------------------------------------------------------------------------------------
 def how_to_get_a_checkpoint():
     """The lines NoCheckpointError ends with: how to train a model or where to put one."""
-    return ('  Train one:  python train.py                     (COCO; README, "Training")\n'
+    return ('  Train one:  python train.py                     (COCO; docs/training.md)\n'
             '     or, on a CPU (synthetic people, minutes to an hour: docs/training.md):\n'
             '              python train.py --preset quickstart  (synthetic people; then: python demo.py '
             '--preset quickstart)\n'

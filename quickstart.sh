@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quickstart on a CPU (README, "Quickstart"): a venv with the requirements, the synthetic people dataset,
+# Quickstart on a CPU (README.md, "Quickstart"): a venv with the requirements, the synthetic people dataset,
 # the training of a small PersonLab (config.QUICKSTART; how long it takes on which machine: docs/training.md),
 # its keypoint AP on the synthetic validation images, then the demo on a few of them (pictures in
 # demo_result/). Running it again reuses the venv and the data, and resumes (or skips) the training.

@@ -461,7 +461,7 @@ def _checkpoint_prefix(path):
     `path` may be a prefix ('model/101/resnet_v2_101.ckpt'), a V1 single-file checkpoint (TF-Slim's 2017
     releases) or a folder with a 'checkpoint' file (its latest checkpoint).
     """
-    hint = ' (README.md, "Backbone", says how to get the TF-Slim ImageNet checkpoint)'
+    hint = ' (docs/network.md, "Backbone", says how to get the TF-Slim ImageNet checkpoint)'
     if os.path.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:

@@ -1,7 +1,7 @@
 """Trains PersonLab on one or several GPUs (or the CPU): resumable, observable, safe to interrupt.
 
     python train.py                                  # COCO with the settings of config.py
-    python train.py --preset quickstart              # small model on the synthetic set (README, "Quickstart")
+    python train.py --preset quickstart              # small model on the synthetic set (docs/training.md)
     python train.py --num-gpus 4 --batch-size 16 --train-dir model/run2
     python train.py --set LEARNING_RATE=5e-4 --set CHECKPOINT_EVERY=500
     TF_CONFIG='{"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}}' \

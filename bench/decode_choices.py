@@ -1,4 +1,4 @@
-"""What each decoding choice where the paper is silent buys (README, "Decoding"): the default config.py, then
+"""What each decoding choice where the paper is silent buys (docs/choices.md): the default config.py, then
 each switch flipped alone.
 
 Per configuration:

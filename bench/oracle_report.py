@@ -1,4 +1,4 @@
-"""Oracle report: what target encoding plus decoding lose on real COCO annotations, and why (README, "Evaluation").
+"""Oracle report: what target encoding plus decoding lose on real COCO annotations, and why (docs/evaluation.md).
 
 For every image of a COCO person_keypoints file, the ground truth is encoded into target maps without
 augmentation (data_generator.encode_example, output stride --stride) and decoded by post_proc.decode twice:
