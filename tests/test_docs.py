@@ -32,7 +32,9 @@ LINK = re.compile(r'!?\[[^\]]*\]\(([^)\s]+)\)')
 # A file path of the project: a name ending in .py, .sh or .md, optionally under folders; no placeholders.
 PATH = re.compile(r'(?<![\w./<-])((?:[\w.-]+/)*[\w-]+\.(?:py|sh|md))(?![\w/*<>])')
 BACKTICKED = re.compile(r'`([^`\n]+)`')
-REFERENCE = re.compile(r'^([A-Za-z_]\w*)\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?')
+# `module.name`, `module.Class.member`, possibly called: `post_proc.decode(outputs, stride, image_shape)`.
+REFERENCE = re.compile(r'^([A-Za-z_]\w*)\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\(.*\))?$')
+FILE_NAME = re.compile(r'^[\w.-]+\.(?:py|sh|md|json|png|jpg|txt|pb|ckpt)$')
 
 
 def read(path):
@@ -126,7 +128,7 @@ def test_method_md_references_resolve():
     parsed, checked, unresolved = {}, 0, []
     for span in BACKTICKED.findall(text):
         match = REFERENCE.match(span)
-        if not match or PATH.match(span):  # `config.py` is a file, not a name in it
+        if not match or FILE_NAME.match(span):  # `config.py`, `config.json` are files, not names in them
             continue
         module, name, member = match.groups()
         module_path = os.path.join(REPO_DIR, module + '.py')
