@@ -43,6 +43,7 @@ import config
 import data_generator
 import grid
 import post_proc
+import settings
 from checkpoints import UnreadableCheckpointError, checkpoint_prefix as _checkpoint_prefix, latest_in, \
     step_of as _step_of
 
@@ -583,7 +584,7 @@ class CheckpointNetwork(_GraphNetwork):
         self.warnings = list(self.settings['warnings'])
         tf = _tf()
         self.graph = tf.Graph()
-        with self.graph.as_default(), train.config_overrides(self.settings['overrides']):
+        with self.graph.as_default(), settings.applied(settings.make(overrides=self.settings['overrides'])):
             self.image, self.batch_outputs = build_inference_graph(self.stride)
             self.outputs = {name: tensor[0] for name, tensor in self.batch_outputs.items()}
             self.session = tf.Session(config=_session_config(threads))

@@ -169,8 +169,9 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
 def encode_example(example, stride, options=None):
     """Targets of an example WITHOUT augmentation (eval.py's oracle mode).
 
-    The image is padded bottom/right (options.PAD_VALUE) to the next n*s + 1 size (grid.pad_to_grid); keypoints are unchanged
-    (input pixels = source pixels) and persons with a labelled keypoint count as annotated.
+    The image is padded bottom/right (options.PAD_VALUE) to the next n*s + 1 size (grid.pad_to_grid);
+    keypoints are unchanged (input pixels = source pixels) and persons with a labelled keypoint count as
+    annotated.
 
     Args:
       example: dict from CocoPersons.load_example.

@@ -154,8 +154,8 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     """Fails fast (before TensorFlow is imported) on every bad path and inconsistent setting.
 
     Args default to options (TRAIN_DIR, TRAIN_ANNOTATIONS, TRAIN_IMAGES, BACKBONE_CHECKPOINT,
-    TRAIN_FROM_SCRATCH), the run's settings.Settings (None: config.py's). The backbone checkpoint is only needed when training starts fresh (no checkpoint in
-    the train dir) and not from scratch. Creates the train dir only once every check has passed.
+    TRAIN_FROM_SCRATCH), the run's settings.Settings (None: config.py's). The backbone checkpoint is only
+    needed when training starts fresh (no checkpoint in the train dir) and not from scratch. Creates the train dir only once every check has passed.
     Raises:
       BadPathError listing every bad path; ValueError for an inconsistent batch size, input size or depth;
       distributed.ClusterError (a ValueError) for a bad TF_CONFIG or a taken port.
