@@ -7,7 +7,9 @@
     TF_CONFIG='{"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}}' \
         python train.py --batch-size 16                # one run on several machines (distributed.py)
 
-config.py is the place to experiment; the flags override a few of its values for one run. Ctrl-C (SIGINT) or
+config.py is the place to experiment; the flags override a few of its values for one run: main() builds the
+run's settings once, `options = settings.make(preset, overrides)`, and hands them to train(options=options),
+which passes them on (config.py itself is never changed). Ctrl-C (SIGINT) or
 SIGTERM saves a checkpoint and exits; running the same command again resumes from the newest checkpoint of the
 train dir (global step, momentum, Polyak averages). A run killed outright (SIGKILL, power loss) loses at most
 the steps since its last checkpoint (config.CHECKPOINT_EVERY).
@@ -29,10 +31,14 @@ which is tf.train.Saver(tf.train.ExponentialMovingAverage(decay).variables_to_re
 every model variable receives its moving average.
 
 Data flow: data_generator.SampleGenerator's worker processes build augmented samples and their target maps;
-a background thread keeps config.PREFETCH_BATCHES batches ready; each step feeds one batch, split evenly over
-the towers (one per GPU, variables shared and kept on the CPU when there are several); the towers' loss sums
-are added and divided once by the whole batch's valid-position counts, so their gradients add up to one
-synchronous SGD-momentum update on the whole batch, followed by the moving-average update.
+a background thread (feeder.Prefetcher) keeps options.PREFETCH_BATCHES batches ready; each step feeds one batch,
+split evenly over the towers of train_graph.build_training_graph (one per GPU, variables shared and kept on the
+CPU when there are several); the towers' loss sums are added and divided once by the whole batch's
+valid-position counts, so their gradients add up to one synchronous SGD-momentum update on the whole batch,
+followed by the moving-average update.
+
+This module holds the command line, train() and its loop, the settings checks and the start and saving of a
+run; train_graph.py the graph; feeder.py the prefetch thread and the signal handling.
 """
 import argparse
 import ast
