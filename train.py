@@ -57,6 +57,7 @@ import machine
 import settings
 from feeder import Prefetcher, StopRequest
 from train_graph import LOSS_ORDER, DeviceError, build_training_graph, tower_devices
+from train_graph import tensorflow_v1 as _tf
 
 CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
 CHECKPOINT_PREFIX = 'model.ckpt'  # checkpoints are <train dir>/model.ckpt-<global step>
@@ -161,7 +162,8 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
 
     Args default to options (TRAIN_DIR, TRAIN_ANNOTATIONS, TRAIN_IMAGES, BACKBONE_CHECKPOINT,
     TRAIN_FROM_SCRATCH), the run's settings.Settings (None: config.py's). The backbone checkpoint is only
-    needed when training starts fresh (no checkpoint in the train dir) and not from scratch. Creates the train dir only once every check has passed.
+    needed when training starts fresh (no checkpoint in the train dir) and not from scratch. Creates the train
+    dir only once every check has passed.
     Raises:
       BadPathError listing every bad path; ValueError for an inconsistent batch size, input size or depth;
       distributed.ClusterError (a ValueError) for a bad TF_CONFIG or a taken port.
@@ -224,11 +226,6 @@ def probe_writable(folder):
 # ----------------------------------------------------------------------------------------------------------
 # Starting and saving a run
 # ----------------------------------------------------------------------------------------------------------
-
-def _tf():
-    import tensorflow.compat.v1 as tf  # imported late: bad paths must fail before TF's seconds of import
-    return tf
-
 
 def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_checkpoint=None, log=None,
                           run_options=None, chief=True, options=None):
@@ -504,7 +501,8 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
         import resnet
         try:
             with settings.applied(options):
-                resnet.check_backbone_checkpoint(options.BACKBONE_CHECKPOINT, backbone_scope(options.BACKBONE_DEPTH))
+                resnet.check_backbone_checkpoint(options.BACKBONE_CHECKPOINT,
+                                                 backbone_scope(options.BACKBONE_DEPTH))
         except (FileNotFoundError, ValueError) as e:
             raise BadPathError('backbone checkpoint %s cannot initialise ResNet-v2-%d: %s\n%s' % (
                 options.BACKBONE_CHECKPOINT, options.BACKBONE_DEPTH, e,

@@ -19,9 +19,13 @@ class DeviceError(ValueError):
     """More towers (NUM_GPUS) than visible GPUs."""
 
 
-def _tf():
-    import tensorflow.compat.v1 as tf  # imported late: bad paths must fail before TF's seconds of import
+def tensorflow_v1():
+    """tensorflow.compat.v1, imported on first use: train.py's bad paths must fail before TF's seconds of import."""
+    import tensorflow.compat.v1 as tf
     return tf
+
+
+_tf = tensorflow_v1
 
 
 def learning_rate_schedule(global_step, num_steps=None, options=None):
