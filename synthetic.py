@@ -313,7 +313,8 @@ def draw_background(rng, size, options=None):
     options = settings.resolve(options)
     cells = _count(rng, options.SYNTHETIC_BACKGROUND_CELLS)
     spread = options.SYNTHETIC_BACKGROUND_VARIATION
-    field = np.float32(_random_colour(rng, options)) + rng.uniform(-spread, spread, (cells, cells, 3)).astype(np.float32)
+    field = (np.float32(_random_colour(rng, options))
+             + rng.uniform(-spread, spread, (cells, cells, 3)).astype(np.float32))
     image = cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
     fine = size // 4 + 1
     texture = rng.standard_normal((fine, fine, 3), dtype=np.float32) * _uniform(rng, options.SYNTHETIC_TEXTURE_STD)
