@@ -405,8 +405,8 @@ def resolve(args):
     --scales or --multi-scale says otherwise."""
     inputs, checkpoint, limit, longer_side = list(args.inputs), args.checkpoint, args.limit, args.longer_side
     if args.preset == 'quickstart':
-        import train
-        preset = train.preset_overrides('quickstart')
+        import settings
+        preset = settings.preset_overrides('quickstart')
         checkpoint = checkpoint or preset['TRAIN_DIR']
         if longer_side is None and not args.scales and not args.multi_scale:
             longer_side = preset.get('DEMO_LONGER_SIDE')

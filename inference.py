@@ -41,7 +41,9 @@ import numpy as np
 
 import config
 import data_generator
+import grid
 import post_proc
+import settings
 from checkpoints import UnreadableCheckpointError, checkpoint_prefix as _checkpoint_prefix, latest_in, \
     step_of as _step_of
 
@@ -302,7 +304,7 @@ def resize_longer_side(image, longer_side):
 def prepare(image, longer_side, stride):
     """Source image -> (network input uint8 [H_pad, W_pad, 3], Geometry)."""
     resized, scale = resize_longer_side(image, longer_side)
-    padded = data_generator.pad_to_grid(resized, stride)
+    padded = grid.pad_to_grid(resized, stride)
     return padded, Geometry(tuple(image.shape[:2]), tuple(resized.shape[:2]), tuple(padded.shape[:2]), scale)
 
 
@@ -482,8 +484,7 @@ def build_inference_graph(stride=None, depth=None):
             batch = tf.reshape(image, tf.stack([1, height, width, 3]))
         batch.set_shape([1, None, None, 3])
         pad_value = tf.constant([float(v) for v in config.PAD_VALUE], tf.float32)
-        pad_h = (stride - (height - 1) % stride) % stride
-        pad_w = (stride - (width - 1) % stride) % stride
+        pad_h, pad_w = grid.pad_amount(height, stride), grid.pad_amount(width, stride)
         padded = tf.pad(tf.cast(batch, tf.float32) - pad_value, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
         padded = padded + pad_value
     outputs = model.build_model(padded, is_training=False, output_stride=stride, depth=depth, intermediate=False)
@@ -583,7 +584,7 @@ class CheckpointNetwork(_GraphNetwork):
         self.warnings = list(self.settings['warnings'])
         tf = _tf()
         self.graph = tf.Graph()
-        with self.graph.as_default(), train.config_overrides(self.settings['overrides']):
+        with self.graph.as_default(), settings.applied(settings.make(overrides=self.settings['overrides'])):
             self.image, self.batch_outputs = build_inference_graph(self.stride)
             self.outputs = {name: tensor[0] for name, tensor in self.batch_outputs.items()}
             self.session = tf.Session(config=_session_config(threads))

@@ -45,6 +45,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 import config
+import settings
 
 SPLITS = ('train', 'val')
 _KP = {name: index for index, name in enumerate(config.KEYPOINTS)}
@@ -76,7 +77,7 @@ def _uniform(rng, bounds):
     return float(rng.uniform(bounds[0], bounds[1]))
 
 
-def sample_pose(rng, height):
+def sample_pose(rng, height, options=None):
     """A random figure posed on the COCO skeleton, pelvis at the origin.
 
     Args:
@@ -88,13 +89,14 @@ def sample_pose(rng, height):
       'lean' degrees; 'back_view' bool; 'sizes' dict of drawing sizes in px (head radii, thicknesses, blob
       radii).
     """
-    jitter = config.SYNTHETIC_PROPORTION_JITTER
+    options = settings.resolve(options)
+    jitter = options.SYNTHETIC_PROPORTION_JITTER
     body = {name: value * height * _uniform(rng, (1.0 - jitter, 1.0 + jitter))
-            for name, value in config.SYNTHETIC_BODY.items()}
-    face = config.SYNTHETIC_FACE
-    lean = math.radians(_uniform(rng, (-config.SYNTHETIC_LEAN_DEGREES, config.SYNTHETIC_LEAN_DEGREES)))
-    yaw = math.radians(_uniform(rng, (-config.SYNTHETIC_YAW_DEGREES, config.SYNTHETIC_YAW_DEGREES)))
-    back_view = bool(rng.random() < config.SYNTHETIC_BACK_VIEW_PROBABILITY)
+            for name, value in options.SYNTHETIC_BODY.items()}
+    face = options.SYNTHETIC_FACE
+    lean = math.radians(_uniform(rng, (-options.SYNTHETIC_LEAN_DEGREES, options.SYNTHETIC_LEAN_DEGREES)))
+    yaw = math.radians(_uniform(rng, (-options.SYNTHETIC_YAW_DEGREES, options.SYNTHETIC_YAW_DEGREES)))
+    back_view = bool(rng.random() < options.SYNTHETIC_BACK_VIEW_PROBABILITY)
     up = np.array([math.sin(lean), -math.cos(lean)])
     right = np.array([math.cos(lean), math.sin(lean)])
     # +1: the person's left is on the image's right (seen from the front); -1 seen from behind.
@@ -102,7 +104,7 @@ def sample_pose(rng, height):
     turn = math.cos(yaw)
 
     def limb_length(name):
-        return body[name] * _uniform(rng, config.SYNTHETIC_FORESHORTENING)
+        return body[name] * _uniform(rng, options.SYNTHETIC_FORESHORTENING)
 
     def sign():
         return 1.0 if rng.random() < 0.5 else -1.0
@@ -113,15 +115,15 @@ def sample_pose(rng, height):
         outwards = right * facing * side
         shoulder = neck + outwards * 0.5 * body['shoulder_width'] * turn
         hip = outwards * 0.5 * body['hip_width'] * turn
-        raise_angle = math.radians(_uniform(rng, config.SYNTHETIC_ARM_RAISE))
+        raise_angle = math.radians(_uniform(rng, options.SYNTHETIC_ARM_RAISE))
         direction = -up * math.cos(raise_angle) + outwards * math.sin(raise_angle)
         elbow = shoulder + direction * limb_length('upper_arm')
-        direction = _rotate(direction, sign() * math.radians(_uniform(rng, config.SYNTHETIC_ELBOW_BEND)))
+        direction = _rotate(direction, sign() * math.radians(_uniform(rng, options.SYNTHETIC_ELBOW_BEND)))
         wrist = elbow + direction * limb_length('forearm')
-        spread = math.radians(_uniform(rng, config.SYNTHETIC_LEG_SPREAD))
+        spread = math.radians(_uniform(rng, options.SYNTHETIC_LEG_SPREAD))
         direction = -up * math.cos(spread) + outwards * math.sin(spread)
         knee = hip + direction * limb_length('thigh')
-        direction = _rotate(direction, sign() * math.radians(_uniform(rng, config.SYNTHETIC_KNEE_BEND)))
+        direction = _rotate(direction, sign() * math.radians(_uniform(rng, options.SYNTHETIC_KNEE_BEND)))
         ankle = knee + direction * limb_length('shin')
         for joint, point in zip(_BODY_JOINTS, (shoulder, elbow, wrist, hip, knee, ankle)):
             keypoints[_KP[prefix + joint]] = point
@@ -138,7 +140,7 @@ def sample_pose(rng, height):
         keypoints[_KP[prefix + 'eye']] = (face_centre + outwards * face['eye_spacing'] * head_width * turn
                                           + up * face['eye_height'] * head_radius)
         keypoints[_KP[prefix + 'ear']] = head_centre + outwards * face['ear_spacing'] * head_width
-    hidden_yaw = math.radians(config.SYNTHETIC_HIDDEN_EAR_YAW)
+    hidden_yaw = math.radians(options.SYNTHETIC_HIDDEN_EAR_YAW)
     if back_view:
         labelled[[_KP['nose'], _KP['left_eye'], _KP['right_eye']]] = False
     elif yaw > hidden_yaw:
@@ -183,15 +185,15 @@ def place_pose(rng, pose, low, high):
     return move_pose(pose, rng.uniform(low, high) - centre)
 
 
-def _random_colour(rng):
+def _random_colour(rng, options):
     hue = rng.random()
-    saturation = _uniform(rng, config.SYNTHETIC_CLOTHING_SATURATION)
-    value = _uniform(rng, config.SYNTHETIC_CLOTHING_VALUE)
+    saturation = _uniform(rng, options.SYNTHETIC_CLOTHING_SATURATION)
+    value = _uniform(rng, options.SYNTHETIC_CLOTHING_VALUE)
     return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(hue, saturation, value))
 
 
-def _palette_colour(rng, palette):
-    jitter = config.SYNTHETIC_COLOUR_JITTER
+def _palette_colour(rng, palette, options):
+    jitter = options.SYNTHETIC_COLOUR_JITTER
     colour = np.asarray(palette[rng.integers(len(palette))], float) + rng.uniform(-jitter, jitter, 3)
     return tuple(int(c) for c in np.clip(colour, 0, 255))
 
@@ -221,20 +223,21 @@ def circle_part(centre, radius, colour):
     return ('circle', (_fixed(centre), math.floor(radius * _ONE + 0.5)), colour)
 
 
-def figure_parts(rng, pose):
+def figure_parts(rng, pose, options=None):
     """Drawing primitives of a posed figure, back to front, with its random clothes, skin and hair.
 
     Returns:
       list of primitives (line_part, polygon_part, ellipse_part, circle_part) for draw_parts.
     """
+    options = settings.resolve(options)
     kp = {name: pose['keypoints'][index] for name, index in _KP.items()}
     sizes = pose['sizes']
-    colours = config.SYNTHETIC_KEYPOINT_COLOURS
-    face = config.SYNTHETIC_FACE
-    skin = _palette_colour(rng, config.SYNTHETIC_SKIN_TONES)
-    hair = _palette_colour(rng, config.SYNTHETIC_HAIR_COLOURS)
-    shirt = _random_colour(rng)
-    trousers = _random_colour(rng)
+    colours = options.SYNTHETIC_KEYPOINT_COLOURS
+    face = options.SYNTHETIC_FACE
+    skin = _palette_colour(rng, options.SYNTHETIC_SKIN_TONES, options)
+    hair = _palette_colour(rng, options.SYNTHETIC_HAIR_COLOURS, options)
+    shirt = _random_colour(rng, options)
+    trousers = _random_colour(rng, options)
     sleeves = shirt if rng.random() < 0.5 else skin
     parts = []
     for prefix, _ in _SIDES:
@@ -305,27 +308,30 @@ def parts_mask(parts, size):
 # Scenes
 # ----------------------------------------------------------------------------
 
-def draw_background(rng, size):
+def draw_background(rng, size, options=None):
     """uint8 [size, size, 3] RGB: a smooth colour field around a random tone, fine texture, clutter shapes."""
-    cells = _count(rng, config.SYNTHETIC_BACKGROUND_CELLS)
-    spread = config.SYNTHETIC_BACKGROUND_VARIATION
-    field = np.float32(_random_colour(rng)) + rng.uniform(-spread, spread, (cells, cells, 3)).astype(np.float32)
+    options = settings.resolve(options)
+    cells = _count(rng, options.SYNTHETIC_BACKGROUND_CELLS)
+    spread = options.SYNTHETIC_BACKGROUND_VARIATION
+    field = (np.float32(_random_colour(rng, options))
+             + rng.uniform(-spread, spread, (cells, cells, 3)).astype(np.float32))
     image = cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
     fine = size // 4 + 1
-    texture = rng.standard_normal((fine, fine, 3), dtype=np.float32) * _uniform(rng, config.SYNTHETIC_TEXTURE_STD)
+    texture = rng.standard_normal((fine, fine, 3), dtype=np.float32) * _uniform(rng, options.SYNTHETIC_TEXTURE_STD)
     image += cv2.resize(texture, (size, size), interpolation=cv2.INTER_LINEAR)
     image = np.clip(image, 0, 255).astype(np.uint8)
-    count = _count(rng, config.SYNTHETIC_CLUTTER_SHAPES)
-    draw_parts(image, [random_shape(rng, size, config.SYNTHETIC_CLUTTER_SIZE) for _ in range(count)])
+    count = _count(rng, options.SYNTHETIC_CLUTTER_SHAPES)
+    draw_parts(image, [random_shape(rng, size, options.SYNTHETIC_CLUTTER_SIZE, options) for _ in range(count)])
     return image
 
 
-def random_shape(rng, size, size_range):
+def random_shape(rng, size, size_range, options=None):
     """One drawing primitive: a rotated box, an ellipse or a bar, anywhere in the image, random colour."""
+    options = settings.resolve(options)
     centre = rng.uniform(0, size, 2)
     width, height = rng.uniform(size_range[0] * size, size_range[1] * size, 2)
     angle = _uniform(rng, (0.0, 180.0))
-    colour = _random_colour(rng)
+    colour = _random_colour(rng, options)
     kind = rng.integers(3)
     if kind == 0:
         corners = cv2.boxPoints(((float(centre[0]), float(centre[1])), (float(width), float(height)), angle))
@@ -333,7 +339,7 @@ def random_shape(rng, size, size_range):
     if kind == 1:
         return ellipse_part(centre, (0.5 * width, 0.5 * height), angle, colour)
     direction = _rotate(np.array([0.5 * width, 0.0]), math.radians(angle))
-    thickness = max(1, int(round(config.SYNTHETIC_BAR_THICKNESS * height)))
+    thickness = max(1, int(round(options.SYNTHETIC_BAR_THICKNESS * height)))
     return line_part(centre - direction, centre + direction, thickness, colour)
 
 
@@ -341,12 +347,12 @@ def _count(rng, bounds):
     return int(rng.integers(bounds[0], bounds[1] + 1))
 
 
-def _sample_figures(rng, size, count, height_range, low, high):
+def _sample_figures(rng, size, count, height_range, low, high, options):
     figures = []
     for _ in range(count):
-        pose = sample_pose(rng, _uniform(rng, height_range) * size)
+        pose = sample_pose(rng, _uniform(rng, height_range) * size, options)
         pose = place_pose(rng, pose, low, high)
-        figures.append({'pose': pose, 'parts': figure_parts(rng, pose)})
+        figures.append({'pose': pose, 'parts': figure_parts(rng, pose, options)})
     return figures
 
 
@@ -376,7 +382,7 @@ def _keypoint_visibility(pose, figure, size):
     return keypoints
 
 
-def render_scene(rng, size):
+def render_scene(rng, size, options=None):
     """One synthetic image with its exact ground truth, before COCO encoding.
 
     Args:
@@ -391,29 +397,30 @@ def render_scene(rng, size):
         'crowd_mask': bool [S, S] visible crowd region (all False without a crowd);
         'occluder_mask': bool [S, S] objects in front of everyone.
     """
-    image = draw_background(rng, size)
-    low, high = np.multiply(config.SYNTHETIC_PLACEMENT, size)
-    people = _sample_figures(rng, size, _count(rng, config.SYNTHETIC_PEOPLE_PER_IMAGE),
-                             config.SYNTHETIC_PERSON_HEIGHT, low, high)
-    tiny = _sample_figures(rng, size, _count(rng, config.SYNTHETIC_TINY_PERSONS),
-                           config.SYNTHETIC_TINY_HEIGHT, low, high)
+    options = settings.resolve(options)
+    image = draw_background(rng, size, options)
+    low, high = np.multiply(options.SYNTHETIC_PLACEMENT, size)
+    people = _sample_figures(rng, size, _count(rng, options.SYNTHETIC_PEOPLE_PER_IMAGE),
+                             options.SYNTHETIC_PERSON_HEIGHT, low, high, options)
+    tiny = _sample_figures(rng, size, _count(rng, options.SYNTHETIC_TINY_PERSONS),
+                           options.SYNTHETIC_TINY_HEIGHT, low, high, options)
     for figure in people:
         figure['kind'] = 'person'
     for figure in tiny:
         figure['kind'] = 'tiny'
 
     crowd = []
-    if rng.random() < config.SYNTHETIC_CROWD_PROBABILITY:
-        width = _uniform(rng, config.SYNTHETIC_CROWD_EXTENT) * size
+    if rng.random() < options.SYNTHETIC_CROWD_PROBABILITY:
+        width = _uniform(rng, options.SYNTHETIC_CROWD_EXTENT) * size
         centre = rng.uniform(low, high, 2)
-        half = 0.5 * width * np.array([1.0, config.SYNTHETIC_CROWD_ASPECT])
-        crowd = _sample_figures(rng, size, _count(rng, config.SYNTHETIC_CROWD_FIGURES),
-                                config.SYNTHETIC_CROWD_HEIGHT, centre - half, centre + half)
+        half = 0.5 * width * np.array([1.0, options.SYNTHETIC_CROWD_ASPECT])
+        crowd = _sample_figures(rng, size, _count(rng, options.SYNTHETIC_CROWD_FIGURES),
+                                options.SYNTHETIC_CROWD_HEIGHT, centre - half, centre + half, options)
 
     occluders = []
-    if rng.random() < config.SYNTHETIC_OCCLUDER_PROBABILITY:
-        occluders = [random_shape(rng, size, config.SYNTHETIC_OCCLUDER_SIZE)
-                     for _ in range(_count(rng, config.SYNTHETIC_OCCLUDERS))]
+    if rng.random() < options.SYNTHETIC_OCCLUDER_PROBABILITY:
+        occluders = [random_shape(rng, size, options.SYNTHETIC_OCCLUDER_SIZE, options)
+                     for _ in range(_count(rng, options.SYNTHETIC_OCCLUDERS))]
     occluder_mask = parts_mask(occluders, size)
 
     # Nearer figures stand lower in the picture: depth order by the bottom of each figure.
@@ -423,7 +430,7 @@ def render_scene(rng, size):
     covered = _occlusion(figures, occluder_mask)
     # Figures hidden almost entirely are left out of the picture (their few pixels could not be annotated);
     # the others' occlusion is then worked out again without them.
-    kept = [f for f in figures if f['visible'].sum() >= config.SYNTHETIC_MIN_VISIBLE_AREA]
+    kept = [f for f in figures if f['visible'].sum() >= options.SYNTHETIC_MIN_VISIBLE_AREA]
     if len(kept) < len(figures):
         figures = kept
         covered = _occlusion(figures, occluder_mask)
@@ -435,23 +442,23 @@ def render_scene(rng, size):
             draw_parts(union, figure['parts'], 1)
         # A crowd region is the area the crowd fills, gaps between its figures included, as in COCO.
         heights = [pose_extent(f['pose'])[3] - pose_extent(f['pose'])[1] for f in crowd]
-        side = 2 * int(round(config.SYNTHETIC_CROWD_CLOSING * np.mean(heights))) + 1
+        side = 2 * int(round(options.SYNTHETIC_CROWD_CLOSING * np.mean(heights))) + 1
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
         crowd_mask = cv2.morphologyEx(union, cv2.MORPH_CLOSE, kernel).astype(bool) & ~covered
-        if crowd_mask.sum() < config.SYNTHETIC_MIN_VISIBLE_AREA:
+        if crowd_mask.sum() < options.SYNTHETIC_MIN_VISIBLE_AREA:
             crowd_mask[:] = False
 
     for figure in crowd + figures:
         draw_parts(image, figure['parts'])
     draw_parts(image, occluders)
-    noise = rng.standard_normal(image.shape, dtype=np.float32) * _uniform(rng, config.SYNTHETIC_NOISE_STD)
+    noise = rng.standard_normal(image.shape, dtype=np.float32) * _uniform(rng, options.SYNTHETIC_NOISE_STD)
     image = np.clip(np.rint(image + noise), 0, 255).astype(np.uint8)
 
     persons = []
     for figure in figures:
         full_area = figure['full_mask'].sum()
         fraction = float(figure['visible'].sum()) / max(1, full_area)
-        if figure['kind'] == 'person' and fraction >= config.SYNTHETIC_MIN_VISIBLE_FRACTION:
+        if figure['kind'] == 'person' and fraction >= options.SYNTHETIC_MIN_VISIBLE_FRACTION:
             keypoints = _keypoint_visibility(figure['pose'], figure, size)
         else:
             keypoints = np.zeros((config.NUM_KEYPOINTS, 3), np.float32)
@@ -594,18 +601,19 @@ def image_rng(seed, split, index):
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
-def write_split(split, count, paths, image_size, seed, log=print):
+def write_split(split, count, paths, image_size, seed, log=print, options=None):
     """Writes `count` images of `split` and its annotation file; returns a dict of counts."""
+    options = settings.resolve(options)
     image_dir = paths[split + '_images']
     annotation_file = paths[split + '_annotations']
     os.makedirs(image_dir, exist_ok=True)
     os.makedirs(os.path.dirname(annotation_file), exist_ok=True)
-    first_id = 0 if split == 'train' else config.SYNTHETIC_VAL_ID_OFFSET
+    first_id = 0 if split == 'train' else options.SYNTHETIC_VAL_ID_OFFSET
     images, annotations = [], []
-    jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(config.SYNTHETIC_JPEG_QUALITY)]
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(options.SYNTHETIC_JPEG_QUALITY)]
     start = last_report = time.time()
     for index in range(count):
-        scene = render_scene(image_rng(seed, split, index), image_size)
+        scene = render_scene(image_rng(seed, split, index), image_size, options)
         image_id = first_id + index + 1
         file_name = '%012d.jpg' % image_id
         path = os.path.join(image_dir, file_name)
@@ -647,14 +655,14 @@ def write_split(split, count, paths, image_size, seed, log=print):
     return stats
 
 
-def _check_arguments(num_train, num_val, image_size, seed):
+def _check_arguments(num_train, num_val, image_size, seed, options):
     problems = []
     for name, value in (('num_train', num_train), ('num_val', num_val), ('seed', seed)):
         if not isinstance(value, (int, np.integer)) or value < 0:
             problems.append('%s must be an integer >= 0, got %r' % (name, value))
-    if not isinstance(image_size, (int, np.integer)) or image_size < config.SYNTHETIC_MIN_IMAGE_SIZE:
+    if not isinstance(image_size, (int, np.integer)) or image_size < options.SYNTHETIC_MIN_IMAGE_SIZE:
         problems.append('image_size must be an integer >= %d (config.SYNTHETIC_MIN_IMAGE_SIZE), got %r' % (
-            config.SYNTHETIC_MIN_IMAGE_SIZE, image_size))
+            options.SYNTHETIC_MIN_IMAGE_SIZE, image_size))
     if problems:
         raise ValueError('make_dataset: ' + '; '.join(problems))
 
@@ -677,29 +685,32 @@ def is_synthetic_run(run_config):
     return json.dumps(DESCRIPTION).encode() in head
 
 
-def make_dataset(output_dir=None, num_train=None, num_val=None, image_size=None, seed=None, log=print):
+def make_dataset(output_dir=None, num_train=None, num_val=None, image_size=None, seed=None, log=print,
+                 options=None):
     """Writes a synthetic people dataset in the COCO 2017 person_keypoints layout.
 
     Args:
-      output_dir: folder to write into (config.SYNTHETIC_DIR); existing files of the same names are replaced.
-      num_train, num_val: images per split (config.SYNTHETIC_NUM_TRAIN / SYNTHETIC_NUM_VAL).
-      image_size: side of the square images in px (config.SYNTHETIC_IMAGE_SIZE).
-      seed: the same seed writes byte-identical files (config.SYNTHETIC_SEED).
+      output_dir: folder to write into (options.SYNTHETIC_DIR); existing files of the same names are replaced.
+      num_train, num_val: images per split (options.SYNTHETIC_NUM_TRAIN / SYNTHETIC_NUM_VAL).
+      image_size: side of the square images in px (options.SYNTHETIC_IMAGE_SIZE).
+      seed: the same seed writes byte-identical files (options.SYNTHETIC_SEED).
       log: progress printer (None for silence).
+      options: settings.Settings of the generator (SYNTHETIC_*); None -> config.py's.
     Returns:
       dict of paths 'root', 'train_images', 'train_annotations', 'val_images', 'val_annotations'.
     Raises:
       ValueError naming every bad argument, before anything is written.
     """
-    output_dir = config.SYNTHETIC_DIR if output_dir is None else output_dir
-    num_train = config.SYNTHETIC_NUM_TRAIN if num_train is None else num_train
-    num_val = config.SYNTHETIC_NUM_VAL if num_val is None else num_val
-    image_size = config.SYNTHETIC_IMAGE_SIZE if image_size is None else image_size
-    seed = config.SYNTHETIC_SEED if seed is None else seed
-    _check_arguments(num_train, num_val, image_size, seed)
+    options = settings.resolve(options)
+    output_dir = options.SYNTHETIC_DIR if output_dir is None else output_dir
+    num_train = options.SYNTHETIC_NUM_TRAIN if num_train is None else num_train
+    num_val = options.SYNTHETIC_NUM_VAL if num_val is None else num_val
+    image_size = options.SYNTHETIC_IMAGE_SIZE if image_size is None else image_size
+    seed = options.SYNTHETIC_SEED if seed is None else seed
+    _check_arguments(num_train, num_val, image_size, seed, options)
     paths = dataset_paths(os.path.abspath(output_dir))
     for split, count in zip(SPLITS, (num_train, num_val)):
-        write_split(split, int(count), paths, int(image_size), int(seed), log)
+        write_split(split, int(count), paths, int(image_size), int(seed), log, options)
     return paths
 
 

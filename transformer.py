@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 
 import config
+import settings
+from grid import grid_shape  # transformer.grid_shape: the grid rule lives in grid.py
 
 
 def affine_matrix(image_shape, output_shape, scale, angle=0.0, translation=(0.0, 0.0), flip=False):
@@ -53,8 +55,8 @@ def affine_matrix(image_shape, output_shape, scale, angle=0.0, translation=(0.0,
 
 
 def random_affine(rng, image_shape, output_shape, scale_range=None, max_translation=None,
-                  flip_probability=None, rotation_degrees=None):
-    """Draws one augmentation (config's ranges unless overridden).
+                  flip_probability=None, rotation_degrees=None, options=None):
+    """Draws one augmentation (the ranges of `options` unless overridden).
 
     The image is first fitted into the output (its longer side onto the output side), then scaled by a factor
     uniform in `scale_range`, its centre shifted by up to +-`max_translation` of the output size per axis,
@@ -66,18 +68,20 @@ def random_affine(rng, image_shape, output_shape, scale_range=None, max_translat
       rng: numpy Generator (or an int seed).
       image_shape: (H, W[, C]) of the source image.
       output_shape: (H_out, W_out[, C]) of the augmented image.
-      scale_range: (min, max) random factor on top of the fit (config.SCALE_RANGE).
-      max_translation: max shift of the centre, fraction of the output side (config.MAX_TRANSLATION).
-      flip_probability: probability of a left-right flip (config.FLIP_PROBABILITY).
-      rotation_degrees: max rotation in degrees, 0 for none (config.ROTATION_DEGREES).
+      scale_range: (min, max) random factor on top of the fit (options.SCALE_RANGE).
+      max_translation: max shift of the centre, fraction of the output side (options.MAX_TRANSLATION).
+      flip_probability: probability of a left-right flip (options.FLIP_PROBABILITY).
+      rotation_degrees: max rotation in degrees, 0 for none (options.ROTATION_DEGREES).
+      options: settings.Settings; None -> config.py's.
     Returns:
       (matrix float64 [2, 3] source px -> output px, flip bool).
     """
+    options = settings.resolve(options)
     rng = np.random.default_rng(rng)
-    scale_range = config.SCALE_RANGE if scale_range is None else scale_range
-    max_translation = config.MAX_TRANSLATION if max_translation is None else max_translation
-    flip_probability = config.FLIP_PROBABILITY if flip_probability is None else flip_probability
-    rotation_degrees = config.ROTATION_DEGREES if rotation_degrees is None else rotation_degrees
+    scale_range = options.SCALE_RANGE if scale_range is None else scale_range
+    max_translation = options.MAX_TRANSLATION if max_translation is None else max_translation
+    flip_probability = options.FLIP_PROBABILITY if flip_probability is None else flip_probability
+    rotation_degrees = options.ROTATION_DEGREES if rotation_degrees is None else rotation_degrees
     height, width = image_shape[:2]
     out_height, out_width = output_shape[:2]
     factor = rng.uniform(scale_range[0], scale_range[1])
@@ -91,11 +95,6 @@ def random_affine(rng, image_shape, output_shape, scale_range=None, max_translat
 def invert_affine(matrix):
     """Inverse of a 2x3 affine matrix (float64 [2, 3])."""
     return cv2.invertAffineTransform(np.asarray(matrix, np.float64))
-
-
-def grid_shape(input_shape, stride):
-    """Output-grid (H', W') ints of an input of (H, W[, C]) px at stride s: ((H - 1) // s + 1, (W - 1) // s + 1)."""
-    return (input_shape[0] - 1) // stride + 1, (input_shape[1] - 1) // stride + 1
 
 
 def area_shrink(image, matrix):
@@ -121,8 +120,8 @@ def area_shrink(image, matrix):
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), matrix @ to_source
 
 
-def warp_image(image, matrix, output_shape, pad_value=None, shrink_by_area=None):
-    """Resamples an image with the matrix (bilinear); outside the source gets `pad_value` (config.PAD_VALUE).
+def warp_image(image, matrix, output_shape, pad_value=None, shrink_by_area=None, options=None):
+    """Resamples an image with the matrix (bilinear); outside the source gets `pad_value` (options.PAD_VALUE).
 
     Args:
       image: uint8 [H, W, 3].
@@ -130,12 +129,14 @@ def warp_image(image, matrix, output_shape, pad_value=None, shrink_by_area=None)
       output_shape: (H_out, W_out[, C]).
       pad_value: RGB 0..255 of the area outside the source.
       shrink_by_area: shrink with area averaging first where the matrix shrinks (area_shrink); default
-        config.AUGMENT_AREA_SHRINK.
+        options.AUGMENT_AREA_SHRINK.
+      options: settings.Settings; None -> config.py's.
     Returns:
       uint8 [H_out, W_out, 3].
     """
-    pad_value = config.PAD_VALUE if pad_value is None else pad_value
-    shrink_by_area = config.AUGMENT_AREA_SHRINK if shrink_by_area is None else shrink_by_area
+    options = settings.resolve(options)
+    pad_value = options.PAD_VALUE if pad_value is None else pad_value
+    shrink_by_area = options.AUGMENT_AREA_SHRINK if shrink_by_area is None else shrink_by_area
     matrix = np.asarray(matrix, np.float64)
     if shrink_by_area:
         image, matrix = area_shrink(image, matrix)
@@ -222,7 +223,7 @@ def warp_keypoints(keypoints, matrix, flip, output_shape):
     return result.astype(np.float32)
 
 
-def apply_affine(example, matrix, flip, output_shape, stride):
+def apply_affine(example, matrix, flip, output_shape, stride, options=None):
     """Applies one transform to an example of data_generator.CocoPersons.load_example.
 
     Args:
@@ -231,12 +232,13 @@ def apply_affine(example, matrix, flip, output_shape, stride):
       matrix, flip: from random_affine (or affine_matrix).
       output_shape: (H_out, W_out) of the augmented image.
       stride: output stride of the mask grids.
+      options: settings.Settings of warp_image; None -> config.py's.
     Returns:
       dict 'image' uint8 [H_out, W_out, 3], 'keypoints' float32 [N, K, 3] (output px), 'masks' bool [N, H', W'],
       'crowd_mask' bool [H', W'] (masks on the output grid).
     """
     return {
-        'image': warp_image(example['image'], matrix, output_shape),
+        'image': warp_image(example['image'], matrix, output_shape, options=options),
         'keypoints': warp_keypoints(example['keypoints'], matrix, flip, output_shape),
         'masks': warp_masks_to_grid(example['masks'], matrix, output_shape, stride),
         'crowd_mask': warp_masks_to_grid(example['crowd_mask'], matrix, output_shape, stride),

@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
 import data_generator  # noqa: E402
+import grid  # noqa: E402
 import transformer  # noqa: E402
 
 COCO_SAMPLE = config.COCO_SAMPLE_DIR
@@ -91,12 +92,12 @@ def main(argv=None):
     parser.add_argument('--batch-size', type=int, default=config.BATCH_SIZE)
     args = parser.parse_args(argv)
 
-    data_generator.check_input_size(args.input_size, args.stride)  # before the stage timings, not after
+    grid.check_input_size(args.input_size, args.stride)  # before the stage timings, not after
     dataset = data_generator.CocoPersons(args.annotations, args.images)
     size = args.input_size
-    grid = transformer.grid_shape((size, size), args.stride)
+    cells = grid.grid_shape((size, size), args.stride)
     print('data bench: %d images from %s, input %dx%d, stride %d (grid %dx%d), %d worker(s), %d CPU(s)' % (
-        len(dataset), args.annotations, size, size, args.stride, grid[0], grid[1], args.workers, os.cpu_count()))
+        len(dataset), args.annotations, size, size, args.stride, cells[0], cells[1], args.workers, os.cpu_count()))
     read, warp, targets = stage_times(dataset, size, args.stride)
     print('one sample in this process (CPU time): read+decode %.1f ms, warp (image, masks, keypoints) %.1f ms, '
           'targets %.1f ms, total %.1f ms' % (1e3 * read, 1e3 * warp, 1e3 * targets, 1e3 * (read + warp + targets)))

@@ -40,6 +40,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 import config  # noqa: E402
 import data_generator  # noqa: E402
+import grid  # noqa: E402
 import model  # noqa: E402
 
 tf.disable_eager_execution()
@@ -166,8 +167,7 @@ def bench_train(size, stride, session_conf, repeats, probe):
         rng = np.random.RandomState(0)
         images = tf.constant(rng.randint(0, 256, (1, size, size, 3)).astype(np.uint8))
         outputs = model.build_model(images, is_training=True, output_stride=stride)
-        grid = (size - 1) // stride + 1
-        losses = model.compute_losses(outputs, random_targets(rng, grid))
+        losses = model.compute_losses(outputs, random_targets(rng, grid.output_size(size, stride)))
         optimizer = tf.train.MomentumOptimizer(config.LEARNING_RATE, config.MOMENTUM)
         train_op = optimizer.minimize(losses['total'])
         flops = conv_flops(graph)

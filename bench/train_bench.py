@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
 import machine  # noqa: E402
+import settings  # noqa: E402
 import train  # noqa: E402
 from _shared import coco_sample_dir  # noqa: E402
 
@@ -82,9 +83,8 @@ def main(argv=None):
               % (description, args.depth, INPUT_SIZE, INPUT_SIZE, args.batch_size, args.workers,
                  os.cpu_count()))
         steps = []
-        with train.config_overrides(overrides):
-            train.train(os.path.join(work_dir, 'run'), on_step=steps.append)
-            input_rate = input_only_rate(annotations, images, args.batch_size, args.workers, batches=12)
+        train.train(os.path.join(work_dir, 'run'), on_step=steps.append, options=settings.make(overrides=overrides))
+        input_rate = input_only_rate(annotations, images, args.batch_size, args.workers, batches=12)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 import config
+import settings
 import train
 
 DEPTH = 50  # the smallest ResNet-v2
@@ -35,7 +36,8 @@ def write_checkpoint(train_dir, depth=DEPTH, input_size=65, seed=0, radius=None)
                  'ZERO_INIT_RESIDUAL': False, 'HEATMAP_PRIOR': 0.5, 'SEGMENTATION_PRIOR': 0.5}
     if radius is not None:
         overrides['RADIUS'] = radius
-    with train.config_overrides(overrides), tf.Graph().as_default():
+    options = settings.make(overrides=overrides)
+    with settings.applied(options), tf.Graph().as_default():
         tf.set_random_seed(seed)
         images = tf.placeholder(tf.uint8, [1, input_size, input_size, 3])
         model.build_model(images, is_training=True, output_stride=config.TRAIN_OUTPUT_STRIDE, depth=depth)
@@ -58,5 +60,5 @@ def write_checkpoint(train_dir, depth=DEPTH, input_size=65, seed=0, radius=None)
             sess.run(redraw)  # the raw weights: a second, different draw
             prefix = saver.save(sess, os.path.join(train_dir, train.CHECKPOINT_PREFIX), global_step=STEP,
                                 write_meta_graph=False)
-        train.write_config_snapshot(train_dir, STEP, lambda *args, **kwargs: None)
+        train.write_config_snapshot(train_dir, STEP, lambda *args, **kwargs: None, options=options)
     return prefix

@@ -512,13 +512,13 @@ def test_workers_stop_when_the_consumer_stops_early(train, monkeypatch):
     assert len(rings) == 2 and not _exists(rings[1])
 
 
-def _stuck_on_crowd_image(pid_file, dataset, image_id, seed, input_size, stride):
+def _stuck_on_crowd_image(pid_file, dataset, image_id, seed, input_size, stride, options=None):
     """make_sample that never returns on the crowd image: it notes its pid, then waits on an Event nobody sets."""
     if image_id == CROWD_IMAGE:
         with open(pid_file, 'w') as f:
             f.write(str(os.getpid()))
         threading.Event().wait()
-    return data_generator.augment_example(dataset.load_example(image_id), 0, input_size, stride)
+    return data_generator.augment_example(dataset.load_example(image_id), 0, input_size, stride, options=options)
 
 
 def test_a_stuck_worker_is_an_error_not_a_hang(train, monkeypatch, tmp_path, caplog):

@@ -20,6 +20,7 @@ import pytest
 import data_generator
 import distributed
 import train
+from settings import make as make_options
 from test_train import SMALL, checkpoint_values, run_cli, train_command
 
 PROCESS_TIMEOUT = 900  # s for one worker process: TensorFlow's import and graph building on 2 busy cores
@@ -101,12 +102,10 @@ def runs(settings, tmp_path_factory):
     """Step 1 in one process, then step 2 both in one process and on two workers: their train dirs."""
     root = tmp_path_factory.mktemp('runs')
     start, one, two = (str(root / name) for name in ('start', 'one', 'two'))
-    with train.config_overrides(dict(settings, NUM_STEPS=1)):
-        train.train(start, log=quiet)
+    train.train(start, log=quiet, options=make_options(overrides=dict(settings, NUM_STEPS=1)))
     shutil.copytree(start, one)
     shutil.copytree(start, two)
-    with train.config_overrides(dict(settings, NUM_STEPS=2)):
-        train.train(one, log=quiet)
+    train.train(one, log=quiet, options=make_options(overrides=dict(settings, NUM_STEPS=2)))
     chief, other = run_cluster(two, settings, ['--steps', '2'])
     return {'start': start, 'one': one, 'two': two, 'chief': chief, 'other': other}
 

@@ -95,6 +95,7 @@ def test_checkpoint_network_runs_the_polyak_averages(inference_checkpoint, check
     """Maps every variable to its average in the checkpoint file independently of inference.py and compares
     outputs; the raw weights give different ones."""
     import tensorflow.compat.v1 as tf
+    import settings
     import train
     padded, _ = inference.prepare(synthetic_image, 97, checkpoint_network.stride)
     expected = checkpoint_network(padded)
@@ -102,7 +103,8 @@ def test_checkpoint_network_runs_the_polyak_averages(inference_checkpoint, check
     reader = tf.train.load_checkpoint(prefix)
     results = {}
     for source in ('average', 'raw'):
-        with tf.Graph().as_default(), train.config_overrides(train.model_overrides(inference_checkpoint)):
+        run_options = settings.make(overrides=train.model_overrides(inference_checkpoint))
+        with tf.Graph().as_default(), settings.applied(run_options):
             image, outputs = inference.build_inference_graph()
             mapping = {}
             for variable in tf.global_variables():

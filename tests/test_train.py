@@ -27,7 +27,9 @@ import numpy as np
 import pytest
 
 import config
+import settings
 import train
+import train_graph
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 40  # steps of the shared run
@@ -82,8 +84,7 @@ def trained(small, tmp_path_factory):
         lines.append(message)
         quiet(message, error)
 
-    with train.config_overrides(small):
-        result = train.train(train_dir, log=log, on_step=steps.append)
+    result = train.train(train_dir, log=log, on_step=steps.append, options=settings.make(overrides=small))
     return {'dir': train_dir, 'result': result, 'steps': steps, 'log': lines}
 
 
@@ -175,30 +176,30 @@ def test_resume_restores_step_and_optimiser_state(trained, small, tmp_path):
     import tensorflow.compat.v1 as tf
     train_dir = copy_run(trained, tmp_path)
     saved = checkpoint_values(os.path.join(train_dir, 'model.ckpt-%d' % STEPS))
-    with train.config_overrides(small):
-        with tf.Graph().as_default():
-            graph = train.build_training_graph()
-            with tf.Session() as sess:
-                step, how = train.restore_or_initialise(sess, graph, train_dir)
-                assert step == STEPS and 'resumed' in how
-                variables = tf.global_variables()
-                restored = dict(zip([v.op.name for v in variables], sess.run(variables)))
-        slots = [n for n in restored if n.endswith('/Momentum')]
-        averages = [n for n in restored if n.endswith('/ExponentialMovingAverage')]
-        assert len(slots) > 100 and len(averages) == len(slots)
-        assert set(restored) == set(saved)
-        for name in restored:
-            np.testing.assert_array_equal(restored[name], saved[name], err_msg=name)
+    options = settings.make(overrides=small)
+    with tf.Graph().as_default():
+        graph = train_graph.build_training_graph(options=options)
+        with tf.Session() as sess:
+            step, how = train.restore_or_initialise(sess, graph, train_dir, options=options)
+            assert step == STEPS and 'resumed' in how
+            variables = tf.global_variables()
+            restored = dict(zip([v.op.name for v in variables], sess.run(variables)))
+    slots = [n for n in restored if n.endswith('/Momentum')]
+    averages = [n for n in restored if n.endswith('/ExponentialMovingAverage')]
+    assert len(slots) > 100 and len(averages) == len(slots)
+    assert set(restored) == set(saved)
+    for name in restored:
+        np.testing.assert_array_equal(restored[name], saved[name], err_msg=name)
 
-        # The same command continues where the run stopped; a changed learning rate is warned about (a changed
-        # NUM_STEPS is not: it only steers the run), and the previous config is kept beside the new one.
-        steps, errors = [], []
+    # The same command continues where the run stopped; a changed learning rate is warned about (a changed
+    # NUM_STEPS is not: it only steers the run), and the previous config is kept beside the new one.
+    steps, errors = [], []
 
-        def log(message, error=False):
-            if error:
-                errors.append(message)
-        with train.config_overrides({'NUM_STEPS': STEPS + 3, 'LEARNING_RATE': 0.002}):
-            result = train.train(train_dir, log=log, on_step=steps.append)
+    def log(message, error=False):
+        if error:
+            errors.append(message)
+    result = train.train(train_dir, log=log, on_step=steps.append,
+                         options=options.replace(NUM_STEPS=STEPS + 3, LEARNING_RATE=0.002))
     assert result['start_step'] == STEPS and 'resumed' in result['how']
     assert [s['step'] for s in steps] == [STEPS + 1, STEPS + 2, STEPS + 3]
     assert int(checkpoint_values(result['checkpoint'])['global_step']) == STEPS + 3
@@ -216,7 +217,7 @@ def test_averaged_weights_restore_into_an_inference_graph(trained, small):
     import model
     saved = checkpoint_values(trained['result']['checkpoint'])
     run_config = train.load_run_config(trained['dir'])
-    with train.config_overrides(small), tf.Graph().as_default():
+    with settings.applied(settings.make(overrides=small)), tf.Graph().as_default():
         images = tf.placeholder(tf.uint8, [1, 65, 65, 3])
         outputs = model.build_model(images, is_training=False, depth=run_config['BACKBONE_DEPTH'])
         with tf.Session() as sess:
@@ -238,9 +239,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, small, tmp_p
     before = checkpoint_values(os.path.join(train_dir, 'model.ckpt-%d' % STEPS))
     # An infinite learning rate turns the weights into inf/NaN at the first update; the next loss is NaN.
     poisoned = dict(small, LEARNING_RATE=float('inf'), NUM_STEPS=STEPS + 10, CHECKPOINT_EVERY=1000)
-    with train.config_overrides(poisoned):
-        with pytest.raises(train.NonFiniteError) as error:
-            train.train(train_dir, log=quiet)
+    with pytest.raises(train.NonFiniteError) as error:
+        train.train(train_dir, log=quiet, options=settings.make(overrides=poisoned))
     assert error.value.step == STEPS + 2
     message = str(error.value)
     assert 'step %d' % (STEPS + 2) in message and 'total=nan' in message
@@ -268,11 +268,11 @@ def test_nan_weights_are_not_checkpointed_and_the_command_exits_3(trained, small
 
 
 def test_more_towers_than_gpus_is_an_error_and_the_command_exits_2(small, tmp_path):
-    assert train.tower_devices(1, gpus=0) == ['/cpu:0']
-    assert train.tower_devices(2, gpus=2) == ['/gpu:0', '/gpu:1']
+    assert train_graph.tower_devices(1, gpus=0) == ['/cpu:0']
+    assert train_graph.tower_devices(2, gpus=2) == ['/gpu:0', '/gpu:1']
     for towers, gpus in ((2, 0), (3, 2)):
-        with pytest.raises(train.DeviceError, match='NUM_GPUS is %d but %d GPU' % (towers, gpus)):
-            train.tower_devices(towers, gpus=gpus)
+        with pytest.raises(train_graph.DeviceError, match='NUM_GPUS is %d but %d GPU' % (towers, gpus)):
+            train_graph.tower_devices(towers, gpus=gpus)
     # More towers than this machine has GPUs, with or without GPUs (the command sees the same devices); one
     # tower on a machine without GPUs is the CPU run.
     import tensorflow as tf2
@@ -312,46 +312,47 @@ def test_two_towers_match_one_tower(synthetic_data, small, tmp_path):
     counts differ (all zero in the second tower)."""
     import tensorflow.compat.v1 as tf
     import data_generator
-    settings = dict(small, FREEZE_BATCH_NORM=True, BATCH_SIZE=2)  # batch statistics would differ per tower
-    with train.config_overrides(settings):
-        dataset = data_generator.CocoPersons(settings['TRAIN_ANNOTATIONS'], settings['TRAIN_IMAGES'])
-        rng = np.random.default_rng(0)
-        sample = data_generator.augment_example(dataset.load_example(dataset.image_ids[0]), rng, 65, 16)
-        assert sample['heatmaps'].any() and sample['long_valid'].any()
-        empty = dict(dataset.load_example(dataset.image_ids[1]))
-        num_keypoints = empty['keypoints'].shape[1]
-        height, width = empty['image'].shape[:2]
-        empty.update(keypoints=np.zeros([0, num_keypoints, 3], np.float32),
-                     masks=np.zeros([0, height, width], bool), crowd_mask=np.zeros([height, width], bool))
-        no_people = data_generator.augment_example(empty, rng, 65, 16)
-        assert not no_people['heatmaps'].any() and not no_people['long_valid'].any()
-        assert no_people['image'].any()
-        batch = {name: np.stack([sample[name], no_people[name]]) for name in sample}
-        weights = str(tmp_path / 'init')
+    # FREEZE_BATCH_NORM: batch statistics would differ per tower
+    options = settings.make(overrides=dict(small, FREEZE_BATCH_NORM=True, BATCH_SIZE=2))
+    dataset = data_generator.CocoPersons(options.TRAIN_ANNOTATIONS, options.TRAIN_IMAGES, options=options)
+    rng = np.random.default_rng(0)
+    sample = data_generator.augment_example(dataset.load_example(dataset.image_ids[0]), rng, 65, 16,
+                                            options=options)
+    assert sample['heatmaps'].any() and sample['long_valid'].any()
+    empty = dict(dataset.load_example(dataset.image_ids[1]))
+    num_keypoints = empty['keypoints'].shape[1]
+    height, width = empty['image'].shape[:2]
+    empty.update(keypoints=np.zeros([0, num_keypoints, 3], np.float32),
+                 masks=np.zeros([0, height, width], bool), crowd_mask=np.zeros([height, width], bool))
+    no_people = data_generator.augment_example(empty, rng, 65, 16, options=options)
+    assert not no_people['heatmaps'].any() and not no_people['long_valid'].any()
+    assert no_people['image'].any()
+    batch = {name: np.stack([sample[name], no_people[name]]) for name in sample}
+    weights = str(tmp_path / 'init')
 
-        def run(devices, session_config=None):
-            with tf.Graph().as_default():
-                tf.set_random_seed(0)
-                graph = train.build_training_graph(devices=devices)
-                saver = tf.train.Saver()
-                with tf.Session(config=session_config) as sess:
-                    if devices == ['/cpu:0']:
-                        sess.run(tf.global_variables_initializer())
-                        saver.save(sess, weights)
-                    else:
-                        saver.restore(sess, weights)
-                    feed = {graph['inputs'][name]: batch[name] for name in graph['inputs']}
-                    losses, grads = sess.run(
-                        [graph['losses'], [g for g, _ in graph['grads_and_vars']]], feed)
-                    names = [v.op.name for _, v in graph['grads_and_vars']]
-                    devices_used = {op.device for op in tf.get_default_graph().get_operations()
-                                    if op.name.startswith('tower_1/') and op.type == 'Conv2D'}
-                    variable_devices = {v.device for v in tf.global_variables()}
-            return losses, dict(zip(names, grads)), devices_used, variable_devices
+    def run(devices, session_config=None):
+        with tf.Graph().as_default():
+            tf.set_random_seed(0)
+            graph = train_graph.build_training_graph(devices=devices, options=options)
+            saver = tf.train.Saver()
+            with tf.Session(config=session_config) as sess:
+                if devices == ['/cpu:0']:
+                    sess.run(tf.global_variables_initializer())
+                    saver.save(sess, weights)
+                else:
+                    saver.restore(sess, weights)
+                feed = {graph['inputs'][name]: batch[name] for name in graph['inputs']}
+                losses, grads = sess.run(
+                    [graph['losses'], [g for g, _ in graph['grads_and_vars']]], feed)
+                names = [v.op.name for _, v in graph['grads_and_vars']]
+                devices_used = {op.device for op in tf.get_default_graph().get_operations()
+                                if op.name.startswith('tower_1/') and op.type == 'Conv2D'}
+                variable_devices = {v.device for v in tf.global_variables()}
+        return losses, dict(zip(names, grads)), devices_used, variable_devices
 
-        one_loss, one_grads, _, _ = run(['/cpu:0'])
-        two_loss, two_grads, tower1_devices, variable_devices = run(
-            ['/cpu:0', '/cpu:1'], tf.ConfigProto(device_count={'CPU': 2}))
+    one_loss, one_grads, _, _ = run(['/cpu:0'])
+    two_loss, two_grads, tower1_devices, variable_devices = run(
+        ['/cpu:0', '/cpu:1'], tf.ConfigProto(device_count={'CPU': 2}))
     assert tower1_devices and all(d.lower().endswith('cpu:1') for d in tower1_devices), tower1_devices
     assert all(d.lower().endswith('cpu:0') for d in variable_devices), variable_devices
     assert set(one_loss) == set(two_loss)
@@ -432,10 +433,9 @@ def test_missing_backbone_checkpoint_says_where_to_get_it(synthetic_data, tmp_pa
     # A train dir that already holds a checkpoint resumes from it and needs no backbone checkpoint.
     os.makedirs(str(tmp_path / 'run'), exist_ok=True)
     (tmp_path / 'run' / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-1"\n')
-    with train.config_overrides({'BACKBONE_CHECKPOINT': str(tmp_path / 'nothing.ckpt'),
-                                 'TRAIN_ANNOTATIONS': synthetic_data['train_annotations'],
-                                 'TRAIN_IMAGES': synthetic_data['train_images']}):
-        train.check_settings(str(tmp_path / 'run'))
+    train.check_settings(str(tmp_path / 'run'), options=settings.make(overrides={
+        'BACKBONE_CHECKPOINT': str(tmp_path / 'nothing.ckpt'), 'TRAIN_ANNOTATIONS': synthetic_data['train_annotations'],
+        'TRAIN_IMAGES': synthetic_data['train_images']}))
 
 
 def test_a_backbone_checkpoint_of_the_wrong_network_fails_before_the_graph(small, tmp_path):
@@ -447,51 +447,47 @@ def test_a_backbone_checkpoint_of_the_wrong_network_fails_before_the_graph(small
             sess.run(tf.global_variables_initializer())
             tf.train.Saver().save(sess, prefix, write_meta_graph=False)
     train_dir = str(tmp_path / 'run')
-    with train.config_overrides(dict(small, TRAIN_FROM_SCRATCH=False, BACKBONE_CHECKPOINT=prefix)):
-        with pytest.raises(train.BadPathError, match='resnet_v2_50/conv1/weights') as error:
-            train.train(train_dir, log=quiet)
+    options = settings.make(overrides=dict(small, TRAIN_FROM_SCRATCH=False, BACKBONE_CHECKPOINT=prefix))
+    with pytest.raises(train.BadPathError, match='resnet_v2_50/conv1/weights') as error:
+        train.train(train_dir, log=quiet, options=options)
     assert 'resnet_v2_50_2017_04_14' in str(error.value)
     assert not os.path.exists(os.path.join(train_dir, train.CONFIG_SNAPSHOT))  # stopped before the session
 
 
 def test_config_overrides_are_checked_and_restored():
     before = config.LEARNING_RATE
-    with train.config_overrides({'LEARNING_RATE': 0.5}):
-        assert config.LEARNING_RATE == 0.5
+    assert settings.make(overrides={'LEARNING_RATE': 0.5}).LEARNING_RATE == 0.5
     assert config.LEARNING_RATE == before
     with pytest.raises(ValueError, match='LEARNIN_RATE'):
-        with train.config_overrides({'LEARNIN_RATE': 0.5}):
-            pass
+        train.options_from_args(train.parse_args(['--set', 'LEARNIN_RATE=0.5']))
     args = train.parse_args(['--preset', 'quickstart', '--steps', '7', '--set', 'LEARNING_RATE=2e-3',
                              '--set', 'TRAIN_DIR=/tmp/x y'])
-    overrides = train.overrides_from_args(args)
-    assert overrides['NUM_STEPS'] == 7 and overrides['LEARNING_RATE'] == 2e-3
-    assert overrides['TRAIN_DIR'] == '/tmp/x y'
+    options = train.options_from_args(args)
+    assert options.NUM_STEPS == 7 and options.LEARNING_RATE == 2e-3
+    assert options.TRAIN_DIR == '/tmp/x y'
     for name, value in config.QUICKSTART.items():
         if name not in ('NUM_STEPS', 'LEARNING_RATE', 'TRAIN_DIR'):
-            assert overrides[name] == value
+            assert getattr(options, name) == value
     # Values config.py derives from RADIUS at import do not follow a preset's RADIUS: a preset that changes
     # RADIUS must state them.
-    for preset in train.PRESETS:
-        values = train.preset_overrides(preset)
+    for preset in settings.PRESETS:
+        values = settings.preset_overrides(preset)
         if 'RADIUS' in values:
             assert {'OFFSET_LOSS_NORM', 'OFFSET_OUTPUT_SCALE'} <= set(values), preset
 
 
 def test_input_size_and_batch_split_are_checked_first(tmp_path):
-    with train.config_overrides({'INPUT_SIZE': 400}):
-        with pytest.raises(ValueError, match='INPUT_SIZE must be n\\*16\\+1'):
-            train.check_settings(str(tmp_path))
-    with train.config_overrides({'BATCH_SIZE': 3, 'NUM_GPUS': 2}):
-        with pytest.raises(ValueError, match='multiple of NUM_GPUS'):
-            train.check_settings(str(tmp_path))
+    with pytest.raises(ValueError, match='INPUT_SIZE must be n\\*16\\+1'):
+        train.check_settings(str(tmp_path), options=settings.make(overrides={'INPUT_SIZE': 400}))
+    with pytest.raises(ValueError, match='multiple of NUM_GPUS'):
+        train.check_settings(str(tmp_path), options=settings.make(overrides={'BATCH_SIZE': 3, 'NUM_GPUS': 2}))
 
 
 def test_a_run_from_before_a_model_setting_existed_is_built_as_it_was_trained(tmp_path):
     """config.json of a run older than LONG_SELF_REFINEMENT_STEPS: the model is built without the
     self-refinement it never had; a newer run's own value wins over config.py's."""
     import json
-    snapshot = {name: value for name, value in train.config_snapshot().items()
+    snapshot = {name: value for name, value in settings.defaults().to_json().items()
                 if name != 'LONG_SELF_REFINEMENT_STEPS'}
     with open(str(tmp_path / train.CONFIG_SNAPSHOT), 'w') as f:
         json.dump({'config': snapshot}, f)
@@ -545,8 +541,9 @@ def test_restarts_keep_at_most_checkpoints_to_keep_and_no_leftovers(tmp_path):
             f.write(b'\0' * 1000)
     assert _steps_on_disk(train_dir) == [5, 10, 15, 25, 40]
     sess, run = tiny_run(train_dir, 2)
-    with sess, train.config_overrides({'CHECKPOINTS_TO_KEEP': 2}):
-        step, how = train.restore_or_initialise(sess, run, train_dir, log=quiet)
+    with sess:
+        step, how = train.restore_or_initialise(sess, run, train_dir, log=quiet,
+                                                options=settings.make(overrides={'CHECKPOINTS_TO_KEEP': 2}))
         assert step == 40 and how.startswith('resumed') and sess.run(run['weights'])[0] == 40
         assert _steps_on_disk(train_dir) == [25, 40]
         assert not set(leftovers) & set(os.listdir(train_dir)), os.listdir(train_dir)
