@@ -1,7 +1,7 @@
 """The PersonLab training targets of one sample: every head's maps on the output grid (no TensorFlow).
 
-* `make_targets` turns keypoints and grid masks into the target maps of every head (docs/data.md#target-maps), on the
-  output grid of a stride, offsets as exact float32 input pixels with a validity mask per field.
+* `make_targets` turns keypoints and grid masks into the target maps of every head (docs/data.md#target-maps),
+  on the output grid of a stride, offsets as exact float32 input pixels with a validity mask per field.
 * `encode_example` (no augmentation, for the oracle) and `augment_example` (one random training sample).
 
 Targets are never built at input resolution: masks go straight onto the output grid (transformer.py), and
