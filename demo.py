@@ -448,9 +448,10 @@ def main(argv=None):
     except OSError as error:
         print('demo.py: error: %s' % error, file=sys.stderr)
         return 2
+    options = settings.defaults()  # config.py as the user edited it; the checkpoint's model values on top
     start = time.perf_counter()
     try:
-        network = networks.CheckpointNetwork(prefix)
+        network = networks.CheckpointNetwork(prefix, options=options)
     except ValueError as error:
         print('demo.py: error: %s' % error, file=sys.stderr)
         return 2
@@ -461,8 +462,8 @@ def main(argv=None):
     elif args.scales:
         scales = args.scales
     else:
-        scales = [inference.default_longer_side(network, longer_side)]
-    predictor = inference.Predictor(network, scales, radius=args.radius)
+        scales = [inference.default_longer_side(network, longer_side, options=options)]
+    predictor = inference.Predictor(network, scales, radius=args.radius, options=options)
     inference.log('demo: %s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, decoding radius %g px, '
                   'model ready in %.1f s' % (prefix, network.depth, network.settings['step'],
                                              '/'.join('source' if s is None else str(s) for s in scales),

@@ -50,6 +50,7 @@ import machine
 import networks
 import oracle
 import rescale
+import settings
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -58,22 +59,25 @@ import rescale
 class OraclePredictor(inference.Predictor):
     """The ground truth's target maps as the network's outputs (no augmentation, source resolution)."""
 
-    def __init__(self, stride=None, radius=None):
-        super(OraclePredictor, self).__init__(oracle.GroundTruthNetwork(stride=stride, radius=radius),
-                                              scales=[None])
+    def __init__(self, stride=None, radius=None, options=None):
+        super(OraclePredictor, self).__init__(oracle.GroundTruthNetwork(stride=stride, radius=radius,
+                                                                        options=options),
+                                              scales=[None], options=options)
 
 
-def checkpoint_predictor(checkpoint=None, scales=None, stride=None, radius=None, oracle_heads=()):
+def checkpoint_predictor(checkpoint=None, scales=None, stride=None, radius=None, oracle_heads=(), options=None):
     """inference.Predictor of a train.py checkpoint at the longer sides `scales` (default: config.EVAL_LONGER_SIDE,
     or the checkpoint's training INPUT_SIZE when that is None), decoding with the disk radius `radius` (default:
     the run's, inference.decode_radius). oracle_heads: output names whose maps the ground truth replaces
-    (oracle.PartialOracleNetwork). Raises checkpoints.NoCheckpointError, ValueError (see CheckpointNetwork)."""
-    network = networks.CheckpointNetwork(checkpoint, stride=stride)
+    (oracle.PartialOracleNetwork). options: settings.Settings (None: config.py's) the run's model settings are
+    laid over (networks.CheckpointNetwork) and decoding runs with.
+    Raises checkpoints.NoCheckpointError, ValueError (see CheckpointNetwork)."""
+    network = networks.CheckpointNetwork(checkpoint, stride=stride, options=options)
     if scales is None:
-        scales = [inference.default_longer_side(network, setting='EVAL_LONGER_SIDE')]
+        scales = [inference.default_longer_side(network, setting='EVAL_LONGER_SIDE', options=options)]
     if oracle_heads:
         network = oracle.PartialOracleNetwork(network, oracle_heads, scales)
-    return inference.Predictor(network, scales, radius=radius)
+    return inference.Predictor(network, scales, radius=radius, options=options)
 
 
 def predict_people(predictor, example):
@@ -356,14 +360,16 @@ def main(argv=None):
     except (OSError, ValueError) as error:
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
+    options = settings.defaults()  # config.py as the user edited it; each checkpoint's model values on top
     if args.oracle:
-        predictor, mode = OraclePredictor(args.stride, args.radius), 'oracle'
+        predictor, mode = OraclePredictor(args.stride, args.radius, options), 'oracle'
     else:
         mode = 'checkpoint'
         scales = list(config.EVAL_SCALES) if args.multi_scale else args.scales
         try:
             checkpoints.find(args.checkpoint)  # before TensorFlow: a missing model fails at once
-            predictor = checkpoint_predictor(args.checkpoint, scales, args.stride, args.radius, args.oracle_heads)
+            predictor = checkpoint_predictor(args.checkpoint, scales, args.stride, args.radius, args.oracle_heads,
+                                             options)
         except checkpoints.NoCheckpointError as error:
             sys.stderr.write('eval.py: %s\n' % error)
             return 2

@@ -31,6 +31,7 @@ import config
 import inference
 import machine
 import networks
+import settings
 
 def export(checkpoint=None, output_dir=None, stride=None, overwrite=True, log=inference.log, options=None):
     """Writes the SavedModel, the frozen graph and export_info.json of a checkpoint.
@@ -111,7 +112,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        paths = export(args.checkpoint, args.output, args.stride, overwrite=not args.no_overwrite)
+        paths = export(args.checkpoint, args.output, args.stride, overwrite=not args.no_overwrite,
+                       options=settings.defaults())
     except checkpoints.NoCheckpointError as error:
         print('export_model.py: %s' % error, file=sys.stderr)
         return 2

@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 
-import config
 import images
 import post_proc
 import rescale
+import settings
 
 # ----------------------------------------------------------------------------------------------------------
 # The predictor
@@ -68,13 +68,20 @@ class Predictor(object):
       scales: longer sides in px, one per scale (several: multi-scale testing); None in the list (or
         scales=None) feeds the image at its own size.
       radius: disk radius R (px) to decode with; None: the network's run's (decode_radius).
+      options: settings.Settings to decode with (its RADIUS gives way to `radius`); None: config.py's as they
+        are at each prediction.
     """
 
-    def __init__(self, network, scales=None, radius=None):
+    def __init__(self, network, scales=None, radius=None, options=None):
         self.network = network
-        self.radius = decode_radius(network, radius)
+        self.radius = decode_radius(network, radius, options)
         self.stride = int(network.stride)
         self.scales = rescale.check_scales(scales)
+        self.options = options
+
+    def decode_options(self):
+        """The Settings decoding runs with: settings.Settings."""
+        return settings.resolve(self.options).replace(RADIUS=self.radius)
 
     def network_outputs(self, image, timings=None):
         """Maps of an RGB uint8 image at every scale, merged: (maps dict, rescale.Geometry). Adds seconds to
@@ -110,8 +117,9 @@ class Predictor(object):
         timings = {}
         maps, geometry = self.network_outputs(image, timings)
         t0 = time.perf_counter()
-        people = post_proc.decode(maps, self.stride, geometry.padded_shape, with_masks=with_masks,
-                                  radius=self.radius)
+        with settings.applied(self.decode_options()):
+            people = post_proc.decode(maps, self.stride, geometry.padded_shape, with_masks=with_masks,
+                                      radius=self.radius)
         t1 = time.perf_counter()
         people = rescale.to_source(people, geometry)
         timings['decode'] = t1 - t0
@@ -119,26 +127,26 @@ class Predictor(object):
         return Prediction(people, maps, geometry, timings)
 
 
-def default_longer_side(network, longer_side=None, setting='DEMO_LONGER_SIDE'):
-    """The input size to use: `longer_side` if given, else config.<setting> (DEMO_LONGER_SIDE for demo.py,
-    EVAL_LONGER_SIDE for eval.py), else the training INPUT_SIZE of the network's checkpoint (None if unknown:
-    the source size)."""
+def default_longer_side(network, longer_side=None, setting='DEMO_LONGER_SIDE', options=None):
+    """The input size to use: `longer_side` if given, else options.<setting> (DEMO_LONGER_SIDE for demo.py,
+    EVAL_LONGER_SIDE for eval.py; options None: config.py's), else the training INPUT_SIZE of the network's
+    checkpoint (None if unknown: the source size)."""
     if longer_side is not None:
         return int(longer_side)
-    configured = getattr(config, setting)
+    configured = getattr(settings.resolve(options), setting)
     if configured is not None:
         return int(configured)
-    settings = getattr(network, 'settings', None) or {}
-    return settings.get('input_size')
+    return (getattr(network, 'settings', None) or {}).get('input_size')
 
 
-def decode_radius(network, radius=None):
+def decode_radius(network, radius=None, options=None):
     """The disk radius R (px) to decode a network's maps with: `radius` if given (a flag), else the one its run
-    trained with (settings['radius'], from config.json or export_info.json), else config.RADIUS. The Hough vote
-    weights and the Expected-OKS vote window depend on R, so a model must be decoded with its own."""
+    trained with (settings['radius'], from config.json or export_info.json), else options.RADIUS (None:
+    config.py's). The Hough vote weights and the Expected-OKS vote window depend on R, so a model must be
+    decoded with its own."""
     if radius is None:
         radius = (getattr(network, 'settings', None) or {}).get('radius')
-    return float(config.RADIUS if radius is None else radius)
+    return float(settings.resolve(options).RADIUS if radius is None else radius)
 
 
 def log(message):

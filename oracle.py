@@ -5,12 +5,12 @@ import collections
 
 import numpy as np
 
-import config
 import data_generator
 import inference
 import networks
 import post_proc
 import rescale
+import settings
 
 
 class GroundTruthNetwork(object):
@@ -25,13 +25,15 @@ class GroundTruthNetwork(object):
     Args:
       example: dict of data_generator.CocoPersons.load_example (replace with set_example for the next image).
       longer_sides: the longer sides the Predictor uses.
-      stride: output stride (default config.EVAL_OUTPUT_STRIDE).
-      radius: disk radius R of the encoded maps (default config.RADIUS); settings['radius'] tells the Predictor.
+      stride: output stride (default options.EVAL_OUTPUT_STRIDE).
+      radius: disk radius R of the encoded maps (default options.RADIUS); settings['radius'] tells the Predictor.
+      options: settings.Settings to encode the targets with (None: config.py's as they are at each call).
     """
 
-    def __init__(self, example=None, longer_sides=(None,), stride=None, radius=None):
+    def __init__(self, example=None, longer_sides=(None,), stride=None, radius=None, options=None):
         self.example = example
-        self.stride = config.EVAL_OUTPUT_STRIDE if stride is None else int(stride)
+        self.options = options
+        self.stride = settings.resolve(options).EVAL_OUTPUT_STRIDE if stride is None else int(stride)
         self.settings = {'radius': radius}
         self.longer_sides = list(longer_sides)
         self.calls = []  # the Geometry of every call
@@ -59,8 +61,9 @@ class GroundTruthNetwork(object):
         masks = transformer.warp_masks_to_grid(self.example['masks'], matrix, geometry.padded_shape, self.stride)
         crowd = transformer.warp_masks_to_grid(self.example['crowd_mask'], matrix, geometry.padded_shape,
                                                self.stride)
-        targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride,
-                                              radius=self.settings['radius'])
+        with settings.applied(settings.resolve(self.options)):
+            targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride,
+                                                  radius=self.settings['radius'])
         # The validity maps tell the decoder where a target offset is undefined (a network has none).
         names = networks.OUTPUT_NAMES + tuple(name for name, _, _ in post_proc.VALIDITY_MAPS)
         return {name: targets[name] for name in names}

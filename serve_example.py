@@ -29,6 +29,7 @@ import machine
 import networks
 import post_proc
 import rescale
+import settings
 
 
 def load(export_dir, frozen=False):
@@ -36,13 +37,15 @@ def load(export_dir, frozen=False):
     return networks.FrozenGraphNetwork(export_dir) if frozen else networks.SavedModelNetwork(export_dir)
 
 
-def detect(network, image, longer_side=None, radius=None):
+def detect(network, image, longer_side=None, radius=None, options=None):
     """People in an RGB uint8 image: list of post_proc's person dicts in source-image pixels. radius: the disk
-    radius to decode with (None: the exported run's, export_info.json)."""
+    radius to decode with (None: the exported run's, export_info.json); options: settings.Settings to decode
+    with (None: config.py's)."""
     padded, geometry = rescale.prepare(image, longer_side, network.stride)
     maps = network(padded)
-    people = post_proc.decode(maps, network.stride, geometry.padded_shape,
-                              radius=inference.decode_radius(network, radius))
+    radius = inference.decode_radius(network, radius, options)
+    with settings.applied(settings.resolve(options).replace(RADIUS=radius)):
+        people = post_proc.decode(maps, network.stride, geometry.padded_shape, radius=radius)
     return rescale.to_source(people, geometry)
 
 
@@ -65,11 +68,12 @@ def main(argv=None):
     except (FileNotFoundError, IOError) as error:
         print('serve_example.py: error: %s' % error, file=sys.stderr)
         return 2
+    options = settings.defaults()
     network = load(args.export, args.frozen)
     # The same choice as demo.py; the exported network knows its training size from export_info.json.
-    longer_side = inference.default_longer_side(network, args.longer_side)
+    longer_side = inference.default_longer_side(network, args.longer_side, options=options)
     try:
-        people = detect(network, image, longer_side, args.radius)
+        people = detect(network, image, longer_side, args.radius, options)
     finally:
         network.close()
     print('%s: %d people (longer side %s px, stride %d)' % (args.image, len(people), longer_side, network.stride))
