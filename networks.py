@@ -27,7 +27,7 @@ INFO = 'export_info.json'
 
 
 def _tf():
-    import tensorflow.compat.v1 as tf  # late: finding checkpoints and reading images must not wait for TF
+    import tensorflow.compat.v1 as tf  # late: reading an export's info must not wait for TF
     tf.disable_eager_execution()
     return tf
 
