@@ -9,20 +9,16 @@ import logging
 import os
 import pickle
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 import config
+import images
 import settings
 import transformer
 
 LOG = logging.getLogger(__name__)
-
-
-class ImageReadError(IOError):
-    """An image file is missing or cannot be decoded; the message names the file."""
 
 
 class CocoPersons(object):
@@ -91,14 +87,14 @@ class CocoPersons(object):
           'keypoints' float32 [N, K, 3] (x, y, v) COCO visibility (v > 0 labelled; non-finite -> unlabelled),
           'masks' bool [N, H, W] of the N non-crowd persons, 'crowd_mask' bool [H, W] (union of iscrowd regions).
         Raises:
-          ImageReadError naming the file if it is missing, cannot be decoded or has the wrong size.
+          images.ImageReadError naming the file if it is missing, cannot be decoded or has the wrong size.
         """
         _, record_height, record_width, annotations = self._images[image_id]
         path = self.file_name(image_id)
-        image = read_image(path)
+        image = images.read_image(path, as_stored=True)
         height, width = image.shape[:2]
         if (height, width) != (record_height, record_width):
-            raise ImageReadError('%s is %dx%d but its annotation says %dx%d' % (
+            raise images.ImageReadError('%s is %dx%d but its annotation says %dx%d' % (
                 path, width, height, record_width, record_height))
         keypoints, masks = [], []
         crowd = np.zeros((height, width), bool)
@@ -118,18 +114,6 @@ class CocoPersons(object):
             'masks': np.stack(masks) if masks else np.zeros((0, height, width), bool),
             'crowd_mask': crowd,
         }
-
-
-def read_image(path):
-    """uint8 [H, W, 3] RGB of an image file; ImageReadError naming it if missing or undecodable."""
-    if not os.path.isfile(path):
-        raise ImageReadError('image %s is missing' % path)
-    data = np.fromfile(path, np.uint8)
-    # COCO annotates the stored pixels: an EXIF rotation would move them away from their annotations.
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ImageReadError('image %s cannot be decoded' % path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def annotation_keypoints(values):

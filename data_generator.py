@@ -24,7 +24,8 @@ import numpy as np
 import settings
 import grid
 # The public names of the reader and the targets stay importable from here (data_generator.CocoPersons, ...).
-from coco import CocoPersons, ImageReadError, read_image  # noqa: F401
+from coco import CocoPersons  # noqa: F401
+from images import ImageReadError
 from targets import (TARGET_CHANNELS, TARGET_NAMES, augment_example, encode_example,  # noqa: F401
                      make_targets, positive_int, sample_layout)
 

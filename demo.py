@@ -32,12 +32,17 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+import checkpoints
 import config
-import data_generator
+import files
+import images
 import inference
 import machine
+import networks
 import plot
 import post_proc
+import rescale
+import settings
 
 PICTURE_EXTENSION = '.jpg'
 
@@ -77,7 +82,7 @@ def list_inputs(paths, limit=None, log=inference.log):
 def screen_inputs(paths):
     """Splits the inputs by their headers, before the model is loaded (seconds) for nothing: a video by its
     extension (config.VIDEO_EXTENSIONS) that OpenCV opens, else an image whose first bytes are an image
-    format's (inference.check_image_header). Returns (usable paths, [(path, why) refused])."""
+    format's (images.check_image_header). Returns (usable paths, [(path, why) refused])."""
     usable, refused = [], []
     for path in paths:
         try:
@@ -86,13 +91,13 @@ def screen_inputs(paths):
                 opened = capture.isOpened()
                 capture.release()
                 if not opened:
-                    raise data_generator.ImageReadError('%s cannot be opened as a video by OpenCV' % path)
+                    raise images.ImageReadError('%s cannot be opened as a video by OpenCV' % path)
             else:
-                inference.check_image_header(path)
+                images.check_image_header(path)
             usable.append(path)
-        except inference.UnusableImageError as error:  # an image, but too large
+        except images.UnusableImageError as error:  # an image, but too large
             refused.append((path, str(error)))
-        except data_generator.ImageReadError as error:
+        except images.ImageReadError as error:
             refused.append((path, '%s (nor a video: those need one of the extensions %s)'
                             % (error, ' '.join(config.VIDEO_EXTENSIONS)) if not is_video(path) else str(error)))
     return usable, refused
@@ -141,7 +146,7 @@ def write_json(path, source, image_shape, prediction, predictor, network, extra=
         'people': people_json(prediction.people),
     }
     record.update(extra or {})
-    with inference.atomic_output(path) as partial, open(partial, 'w') as f:
+    with files.atomic_output(path) as partial, open(partial, 'w') as f:
         json.dump(record, f)
 
 
@@ -204,7 +209,7 @@ def debug_pictures(image, prediction, stride):
     """name -> RGB picture on the network's input at the decoding grid's scale, for each key of
     DEBUG_PICTURES: 'heatmaps' (maximum over the keypoint types), 'hough' (Hough maps,
     post_proc.hough_voting) and 'offsets' (short-range offsets)."""
-    padded, _ = inference.prepare(image, max(prediction.geometry.input_shape), stride)
+    padded, _ = rescale.prepare(image, max(prediction.geometry.input_shape), stride)
     maps = prediction.maps
     hough = post_proc.hough_voting(maps['heatmaps'], maps['short_offsets'], stride)
     return {
@@ -238,7 +243,7 @@ class Demo(object):
 
     def image(self, path, index, count):
         """Processes one image file; returns the written paths. Raises ImageReadError for a bad file."""
-        image = inference.read_image(path)
+        image = images.read_image(path)
         prediction = self.predictor.predict(image, name=path)
         stem = output_stem(path, self.output_dir, self.taken)
         t0 = time.perf_counter()
@@ -250,7 +255,7 @@ class Demo(object):
                 written[name] = '%s_%s%s' % (stem, name, PICTURE_EXTENSION)
                 pictures[name] = picture
         for name, picture in pictures.items():
-            with inference.atomic_output(written[name]) as partial:
+            with files.atomic_output(written[name]) as partial:
                 plot.save_image(partial, picture)
         drawing = time.perf_counter() - t0
         write_json(written['json'], path, image.shape, prediction, self.predictor, self.network)
@@ -266,7 +271,7 @@ class Demo(object):
         """Processes a video: annotated video + one JSON per frame. Returns the written paths."""
         capture = cv2.VideoCapture(path)
         if not capture.isOpened():
-            raise data_generator.ImageReadError('%s cannot be opened as a video by OpenCV' % path)
+            raise images.ImageReadError('%s cannot be opened as a video by OpenCV' % path)
         try:
             return self._video_frames(capture, path, index, count, max_frames)
         finally:
@@ -321,7 +326,7 @@ class Demo(object):
         if writer is not None and not os.path.exists(video_path):
             raise OSError('the video %s could not be written' % video_path)
         if frame_index == 0:
-            raise data_generator.ImageReadError('%s: no frame could be read' % path)
+            raise images.ImageReadError('%s: no frame could be read' % path)
         self.log('[%d/%d] %s: %d frames -> %s, %s/' % (index, count, path, frame_index, video_path, frames_dir))
         return {'video': video_path, 'frames': frames_dir, 'count': frame_index}
 
@@ -333,7 +338,7 @@ class Demo(object):
                     self.done.append(self.video(path, n, len(paths), max_frames))
                 else:
                     self.done.append(self.image(path, n, len(paths)))
-            except (data_generator.ImageReadError, OSError) as error:  # OSError: an output cannot be written
+            except (images.ImageReadError, OSError) as error:  # OSError: an output cannot be written
                 message = str(error) if path in str(error) else '%s: %s' % (path, error)
                 self.skipped.append((path, message))
                 self.log('[%d/%d] SKIPPED %s' % (n, len(paths), message))
@@ -346,7 +351,7 @@ def open_video_writer(stem, fps, shape):
     height, width = shape[:2]
     for fourcc, extension in ((config.DEMO_VIDEO_FOURCC, '.mp4'), ('MJPG', '.avi')):
         path = stem + '_pose' + extension
-        partial = inference.partial_path(path)
+        partial = files.partial_path(path)
         writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
         if writer.isOpened():
             return writer, path, partial
@@ -388,12 +393,12 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error('--%s must be positive' % name.replace('_', '-'))
-    if args.longer_side is not None and args.longer_side < inference.MIN_LONGER_SIDE:
-        parser.error('--longer-side must be at least %d px, got %d' % (inference.MIN_LONGER_SIDE, args.longer_side))
+    if args.longer_side is not None and args.longer_side < rescale.MIN_LONGER_SIDE:
+        parser.error('--longer-side must be at least %d px, got %d' % (rescale.MIN_LONGER_SIDE, args.longer_side))
     if args.radius is not None and not args.radius > 0:
         parser.error('--radius must be a positive number of px, got %s' % args.radius)
     try:
-        inference.check_scales(args.scales)
+        rescale.check_scales(args.scales)
     except ValueError as error:
         parser.error('--%s' % error)
     return args
@@ -405,7 +410,6 @@ def resolve(args):
     --scales or --multi-scale says otherwise."""
     inputs, checkpoint, limit, longer_side = list(args.inputs), args.checkpoint, args.limit, args.longer_side
     if args.preset == 'quickstart':
-        import settings
         preset = settings.preset_overrides('quickstart')
         checkpoint = checkpoint or preset['TRAIN_DIR']
         if longer_side is None and not args.scales and not args.multi_scale:
@@ -425,8 +429,8 @@ def main(argv=None):
         return 2
     try:
         listed = list_inputs(inputs, limit)
-        prefix = inference.find_checkpoint(checkpoint)  # before TensorFlow: a missing model fails at once
-    except (FileNotFoundError, inference.NoCheckpointError) as error:
+        prefix = checkpoints.find(checkpoint)  # before TensorFlow: a missing model fails at once
+    except (FileNotFoundError, checkpoints.NoCheckpointError) as error:
         print('demo.py: %s' % error, file=sys.stderr)
         return 2
     if not listed:
@@ -440,13 +444,14 @@ def main(argv=None):
         inference.log('demo: SKIPPED %s' % why)
     output_dir = args.output or config.DEMO_OUTPUT_DIR
     try:  # before the model: an unusable --output must not wait for the network to have run on every input
-        inference.writable_folder(output_dir, '--output folder')
+        files.writable_folder(output_dir, '--output folder')
     except OSError as error:
         print('demo.py: error: %s' % error, file=sys.stderr)
         return 2
+    options = settings.defaults()  # config.py as the user edited it; the checkpoint's model values on top
     start = time.perf_counter()
     try:
-        network = inference.CheckpointNetwork(prefix)
+        network = networks.CheckpointNetwork(prefix, options=options)
     except ValueError as error:
         print('demo.py: error: %s' % error, file=sys.stderr)
         return 2
@@ -457,8 +462,8 @@ def main(argv=None):
     elif args.scales:
         scales = args.scales
     else:
-        scales = [inference.default_longer_side(network, longer_side)]
-    predictor = inference.Predictor(network, scales, radius=args.radius)
+        scales = [inference.default_longer_side(network, longer_side, options=options)]
+    predictor = inference.Predictor(network, scales, radius=args.radius, options=options)
     inference.log('demo: %s (ResNet-v2-%d, step %d), longer side %s px, output stride %d, decoding radius %g px, '
                   'model ready in %.1f s' % (prefix, network.depth, network.settings['step'],
                                              '/'.join('source' if s is None else str(s) for s in scales),

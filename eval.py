@@ -6,11 +6,11 @@ predictor is inference.Predictor, the project's single inference path (resize, p
 merge, post_proc.decode, mapping back to the original image's pixels); the modes differ only in the network
 that hands it maps:
 
-  --checkpoint  the trained network (inference.CheckpointNetwork: Polyak-averaged weights, output stride
+  --checkpoint  the trained network (networks.CheckpointNetwork: Polyak-averaged weights, output stride
                 config.EVAL_OUTPUT_STRIDE), each image resized so its longer side is --scales (default
                 config.EVAL_LONGER_SIDE; None: the checkpoint's training input size; several values:
                 multi-scale, config.EVAL_SCALES).
-  --oracle      the ground truth, encoded into target maps (inference.GroundTruthNetwork, i.e.
+  --oracle      the ground truth, encoded into target maps (oracle.GroundTruthNetwork, i.e.
                 data_generator.make_targets) at the source size without augmentation: the upper bound of
                 target encoding plus decoding (docs/evaluation.md).
 
@@ -40,10 +40,17 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+import checkpoints
 import config
 import data_generator
+import files
+import images
 import inference
 import machine
+import networks
+import oracle
+import rescale
+import settings
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -52,22 +59,25 @@ import machine
 class OraclePredictor(inference.Predictor):
     """The ground truth's target maps as the network's outputs (no augmentation, source resolution)."""
 
-    def __init__(self, stride=None, radius=None):
-        super(OraclePredictor, self).__init__(inference.GroundTruthNetwork(stride=stride, radius=radius),
-                                              scales=[None])
+    def __init__(self, stride=None, radius=None, options=None):
+        super(OraclePredictor, self).__init__(oracle.GroundTruthNetwork(stride=stride, radius=radius,
+                                                                        options=options),
+                                              scales=[None], options=options)
 
 
-def checkpoint_predictor(checkpoint=None, scales=None, stride=None, radius=None, oracle_heads=()):
+def checkpoint_predictor(checkpoint=None, scales=None, stride=None, radius=None, oracle_heads=(), options=None):
     """inference.Predictor of a train.py checkpoint at the longer sides `scales` (default: config.EVAL_LONGER_SIDE,
     or the checkpoint's training INPUT_SIZE when that is None), decoding with the disk radius `radius` (default:
     the run's, inference.decode_radius). oracle_heads: output names whose maps the ground truth replaces
-    (inference.PartialOracleNetwork). Raises inference.NoCheckpointError, ValueError (see CheckpointNetwork)."""
-    network = inference.CheckpointNetwork(checkpoint, stride=stride)
+    (oracle.PartialOracleNetwork). options: settings.Settings (None: config.py's) the run's model settings are
+    laid over (networks.CheckpointNetwork) and decoding runs with.
+    Raises checkpoints.NoCheckpointError, ValueError (see CheckpointNetwork)."""
+    network = networks.CheckpointNetwork(checkpoint, stride=stride, options=options)
     if scales is None:
-        scales = [inference.default_longer_side(network, setting='EVAL_LONGER_SIDE')]
+        scales = [inference.default_longer_side(network, setting='EVAL_LONGER_SIDE', options=options)]
     if oracle_heads:
-        network = inference.PartialOracleNetwork(network, oracle_heads, scales)
-    return inference.Predictor(network, scales, radius=radius)
+        network = oracle.PartialOracleNetwork(network, oracle_heads, scales)
+    return inference.Predictor(network, scales, radius=radius, options=options)
 
 
 def predict_people(predictor, example):
@@ -217,7 +227,7 @@ def run(predictor, annotation_file, image_dir, output=None, max_images=None, pro
     if output:
         for path, entries in ((output, keypoint_results), (segm_output_path(output), segm_results)):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with inference.atomic_output(path) as partial, open(partial, 'w') as f:
+            with files.atomic_output(path) as partial, open(partial, 'w') as f:
                 json.dump(entries, f)
             if verbose:
                 print('wrote %d results to %s' % (len(entries), path))
@@ -267,7 +277,7 @@ def parse_args(argv=None):
     parser.add_argument('--oracle-heads', metavar='HEADS',
                         help='--checkpoint: replace these network outputs by the ground truth encoded at the same '
                              'size before decoding, a comma-separated subset of %s, or all (docs/evaluation.md, '
-                             '"Partial oracles")' % ','.join(inference.ORACLE_HEADS))
+                             '"Partial oracles")' % ','.join(oracle.ORACLE_HEADS))
     parser.add_argument('--radius', type=float,
                         help='disk radius R in px to decode with (default: the RADIUS the checkpoint was trained '
                              'with, from its config.json; the oracle: config.RADIUS)')
@@ -280,7 +290,7 @@ def parse_args(argv=None):
     if args.oracle and (args.scales or args.multi_scale):
         parser.error('--scales and --multi-scale apply to --checkpoint (the oracle works at the source size)')
     try:
-        inference.check_scales(args.scales)
+        rescale.check_scales(args.scales)
     except ValueError as error:
         parser.error('--%s' % error)
     if args.radius is not None and not args.radius > 0:
@@ -289,7 +299,7 @@ def parse_args(argv=None):
         if args.oracle:
             parser.error('--oracle-heads replaces some outputs of a --checkpoint (--oracle replaces all)')
         try:
-            args.oracle_heads = inference.parse_oracle_heads(args.oracle_heads)
+            args.oracle_heads = oracle.parse_oracle_heads(args.oracle_heads)
         except ValueError as error:
             parser.error(str(error))
     return args
@@ -346,19 +356,21 @@ def main(argv=None):
             if os.path.isdir(output):
                 raise OSError('--output %s is a folder; give a file name such as %s' % (
                     output, os.path.join(output, os.path.basename(default_output(args.annotations)))))
-            inference.writable_folder(os.path.dirname(os.path.abspath(output)), 'results folder')
+            files.writable_folder(os.path.dirname(os.path.abspath(output)), 'results folder')
     except (OSError, ValueError) as error:
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
+    options = settings.defaults()  # config.py as the user edited it; each checkpoint's model values on top
     if args.oracle:
-        predictor, mode = OraclePredictor(args.stride, args.radius), 'oracle'
+        predictor, mode = OraclePredictor(args.stride, args.radius, options), 'oracle'
     else:
         mode = 'checkpoint'
         scales = list(config.EVAL_SCALES) if args.multi_scale else args.scales
         try:
-            inference.find_checkpoint(args.checkpoint)  # before TensorFlow: a missing model fails at once
-            predictor = checkpoint_predictor(args.checkpoint, scales, args.stride, args.radius, args.oracle_heads)
-        except inference.NoCheckpointError as error:
+            checkpoints.find(args.checkpoint)  # before TensorFlow: a missing model fails at once
+            predictor = checkpoint_predictor(args.checkpoint, scales, args.stride, args.radius, args.oracle_heads,
+                                             options)
+        except checkpoints.NoCheckpointError as error:
             sys.stderr.write('eval.py: %s\n' % error)
             return 2
         except ValueError as error:
@@ -377,7 +389,7 @@ def main(argv=None):
     try:
         summary = run(predictor, args.annotations, args.images, output, args.max_images,
                       progress=not args.quiet, verbose=not args.quiet, data=data)
-    except (FileNotFoundError, data_generator.ImageReadError) as error:
+    except (FileNotFoundError, images.ImageReadError) as error:
         sys.stderr.write('eval.py: error: %s\n' % error)
         return 2
     except OSError as error:  # a fault, not a mistake: a full disk while writing the results

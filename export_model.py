@@ -16,7 +16,7 @@ Writes, in the output folder (config.EXPORT_DIR by default):
 
 Preprocessing is inside the graph (padding bottom/right with config.PAD_VALUE to n*stride+1 sides, so any size
 works, and the [-1, 1] scaling); an input of H x W gives H' = (H_pad - 1) / stride + 1 rows. Resizing is
-left to the client (serve_example.py does it with inference.prepare, then decodes with post_proc.decode).
+left to the client (serve_example.py does it with rescale.prepare, then decodes with post_proc.decode).
 The weights are the checkpoint's Polyak averages, exactly what demo.py and eval.py run
 (tests/test_export.py checks the outputs equal theirs).
 """
@@ -26,52 +26,33 @@ import os
 import shutil
 import sys
 
+import checkpoints
 import config
 import inference
 import machine
+import networks
+import settings
 
-SIGNATURE_NAME = 'serving_default'
-SAVED_MODEL = 'saved_model'
-FROZEN_GRAPH = 'frozen_graph.pb'
-INFO = 'export_info.json'
-
-
-def saved_model_dir(export_dir):
-    return os.path.join(export_dir, SAVED_MODEL)
-
-
-def frozen_graph_path(export_dir):
-    return os.path.join(export_dir, FROZEN_GRAPH)
-
-
-def read_info(export_dir):
-    """export_info.json of an export folder: dict. FileNotFoundError if it is not one."""
-    path = os.path.join(export_dir, INFO)
-    if not os.path.isfile(path):
-        raise FileNotFoundError('%s not found: %s is not an export_model.py folder' % (path, export_dir))
-    with open(path) as f:
-        return json.load(f)
-
-
-def export(checkpoint=None, output_dir=None, stride=None, overwrite=True, log=inference.log):
+def export(checkpoint=None, output_dir=None, stride=None, overwrite=True, log=inference.log, options=None):
     """Writes the SavedModel, the frozen graph and export_info.json of a checkpoint.
 
     Args:
-      checkpoint: train dir or checkpoint prefix (None: the newest, inference.find_checkpoint).
+      checkpoint: train dir or checkpoint prefix (None: the newest, checkpoints.find).
       output_dir: default config.EXPORT_DIR.
       stride: output stride of the exported network (default config.EVAL_OUTPUT_STRIDE).
       overwrite: replace an existing saved_model/ (SavedModelBuilder refuses to write into one).
+      options: settings.Settings the run's model settings are laid over (None: config.py's).
     Returns dict 'saved_model', 'frozen_graph', 'info' (paths) and 'checkpoint'.
-    Raises inference.NoCheckpointError, ValueError (checkpoint does not fit), FileExistsError.
+    Raises checkpoints.NoCheckpointError, ValueError (checkpoint does not fit), FileExistsError.
     """
     output_dir = config.EXPORT_DIR if output_dir is None else output_dir
-    network = inference.CheckpointNetwork(checkpoint, stride=stride, finalize=False)
+    network = networks.CheckpointNetwork(checkpoint, stride=stride, finalize=False, options=options)
     for warning in network.warnings:
         log('export_model: WARNING: %s' % warning)
     try:
-        tf = inference._tf()
+        tf = networks._tf()
         os.makedirs(output_dir, exist_ok=True)
-        saved = saved_model_dir(output_dir)
+        saved = networks.saved_model_dir(output_dir)
         if os.path.exists(saved):
             if not overwrite:
                 raise FileExistsError('%s exists (use --overwrite)' % saved)
@@ -79,10 +60,10 @@ def export(checkpoint=None, output_dir=None, stride=None, overwrite=True, log=in
         with network.graph.as_default():
             outputs = network.batch_outputs
             signature = tf.saved_model.signature_def_utils.predict_signature_def(
-                inputs={inference.INPUT_NAME: network.image}, outputs=outputs)
+                inputs={networks.INPUT_NAME: network.image}, outputs=outputs)
             builder = tf.saved_model.Builder(saved)
             builder.add_meta_graph_and_variables(network.session, [tf.saved_model.tag_constants.SERVING],
-                                                 signature_def_map={SIGNATURE_NAME: signature},
+                                                 signature_def_map={networks.SIGNATURE_NAME: signature},
                                                  strip_default_attrs=True)
             builder.save()
             log('export_model: wrote %s' % saved)
@@ -91,7 +72,7 @@ def export(checkpoint=None, output_dir=None, stride=None, overwrite=True, log=in
                 network.session, network.graph.as_graph_def(), output_nodes)
             # Only what the outputs need: no savers, no initialisers.
             frozen = tf.graph_util.extract_sub_graph(frozen, output_nodes)
-        frozen_path = frozen_graph_path(output_dir)
+        frozen_path = networks.frozen_graph_path(output_dir)
         with open(frozen_path, 'wb') as f:
             f.write(frozen.SerializeToString())
         log('export_model: wrote %s (%.1f MB)' % (frozen_path, os.path.getsize(frozen_path) / 1e6))
@@ -102,14 +83,14 @@ def export(checkpoint=None, output_dir=None, stride=None, overwrite=True, log=in
             'stride': network.stride,
             'training_input_size': network.settings['input_size'],
             'radius': network.settings['radius'],  # decoding uses the run's disk radius (inference.Predictor)
-            'pad_value': list(config.PAD_VALUE),
-            'input': inference.INPUT_NAME + ':0',
-            'outputs': inference.output_tensor_names(),
-            'signature': SIGNATURE_NAME,
+            'pad_value': list(network.options.PAD_VALUE),
+            'input': networks.INPUT_NAME + ':0',
+            'outputs': networks.output_tensor_names(),
+            'signature': networks.SIGNATURE_NAME,
             'keypoints': list(config.KEYPOINTS),
             'directed_edges': [list(edge) for edge in config.DIRECTED_EDGES],
         }
-        info_path = os.path.join(output_dir, INFO)
+        info_path = os.path.join(output_dir, networks.INFO)
         with open(info_path, 'w') as f:
             json.dump(info, f, indent=1)
     finally:
@@ -131,8 +112,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        paths = export(args.checkpoint, args.output, args.stride, overwrite=not args.no_overwrite)
-    except inference.NoCheckpointError as error:
+        paths = export(args.checkpoint, args.output, args.stride, overwrite=not args.no_overwrite,
+                       options=settings.defaults())
+    except checkpoints.NoCheckpointError as error:
         print('export_model.py: %s' % error, file=sys.stderr)
         return 2
     except (ValueError, FileExistsError) as error:

@@ -42,12 +42,11 @@ Public functions:
   load_backbone_checkpoint(sess, path, scope)                    restores the backbone of the session's graph
   backbone_restorer(path, scope)                                 the same as a function, for finalized graphs
 """
-import glob
-import os
 import re
 
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import config
 
 # Collection of every variable the backbone creates: what load_backbone_checkpoint restores.
@@ -455,32 +454,9 @@ def _depth_of_scope(scope):
     return int(match.group(1))
 
 
-def _checkpoint_prefix(path):
-    """The checkpoint prefix (V2) or file (V1) that `path` names; FileNotFoundError if it is not all there.
-
-    `path` may be a prefix ('model/101/resnet_v2_101.ckpt'), a V1 single-file checkpoint (TF-Slim's 2017
-    releases) or a folder with a 'checkpoint' file (its latest checkpoint).
-    """
-    hint = ' (docs/network.md, "Backbone", says how to get the TF-Slim ImageNet checkpoint)'
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise FileNotFoundError('backbone checkpoint: folder %s holds no checkpoint%s' % (path, hint))
-        path = latest
-    if os.path.isfile(path + '.index'):
-        if not glob.glob(glob.escape(path) + '.data-*'):
-            raise FileNotFoundError('backbone checkpoint %s: %s.index exists but no %s.data-* file'
-                                    % (path, path, path))
-        return path
-    if os.path.isfile(path):
-        return path
-    raise FileNotFoundError('backbone checkpoint %s not found (neither %s nor %s.index exists)%s'
-                            % (path, path, path, hint))
-
-
 def _read_checkpoint(path):
     """(prefix, {name: shape tuple}, {name: tf.DType}) of every variable in the checkpoint at `path`."""
-    prefix = _checkpoint_prefix(path)
+    prefix = checkpoints.backbone_prefix(path)
     try:
         reader = tf.train.NewCheckpointReader(prefix)
     except Exception as error:  # TensorFlow raises several types for an unreadable file

@@ -7,12 +7,12 @@
 Prints one line per person found (score, box of its keypoints in source-image pixels) and optionally writes
 them as JSON. The steps, each one call:
 
-    network = inference.SavedModelNetwork(export_dir)          # tf.compat.v1 loader, 'serving_default'
-    padded, geometry = inference.prepare(image, longer_side, network.stride)   # resize, pad to n*s+1
-    maps = network(padded)                                     # heads on the output grid, no batch axis
+    network = networks.SavedModelNetwork(export_dir)            # tf.compat.v1 loader, 'serving_default'
+    padded, geometry = rescale.prepare(image, longer_side, network.stride)     # resize, pad to n*s+1
+    maps = network(padded)                                      # heads on the output grid, no batch axis
     people = post_proc.decode(maps, network.stride, geometry.padded_shape,     # input pixels,
                               radius=inference.decode_radius(network))         # with the run's disk radius
-    people = inference.to_source(people, geometry)             # source-image pixels
+    people = rescale.to_source(people, geometry)                # source-image pixels
 
 The graph also takes an unresized image of any size ([H, W, 3] or [1, H, W, 3] uint8): it pads inside, and
 the output grid is then that of the padded size (export_model.py). Without TensorFlow Serving at hand, this
@@ -23,24 +23,30 @@ import json
 import sys
 
 import config
+import images
 import inference
 import machine
+import networks
 import post_proc
+import rescale
+import settings
 
 
 def load(export_dir, frozen=False):
     """The exported network: SavedModelNetwork, or FrozenGraphNetwork with frozen=True."""
-    return inference.FrozenGraphNetwork(export_dir) if frozen else inference.SavedModelNetwork(export_dir)
+    return networks.FrozenGraphNetwork(export_dir) if frozen else networks.SavedModelNetwork(export_dir)
 
 
-def detect(network, image, longer_side=None, radius=None):
+def detect(network, image, longer_side=None, radius=None, options=None):
     """People in an RGB uint8 image: list of post_proc's person dicts in source-image pixels. radius: the disk
-    radius to decode with (None: the exported run's, export_info.json)."""
-    padded, geometry = inference.prepare(image, longer_side, network.stride)
+    radius to decode with (None: the exported run's, export_info.json); options: settings.Settings to decode
+    with (None: config.py's)."""
+    padded, geometry = rescale.prepare(image, longer_side, network.stride)
     maps = network(padded)
-    people = post_proc.decode(maps, network.stride, geometry.padded_shape,
-                              radius=inference.decode_radius(network, radius))
-    return inference.to_source(people, geometry)
+    radius = inference.decode_radius(network, radius, options)
+    with settings.applied(settings.resolve(options).replace(RADIUS=radius)):
+        people = post_proc.decode(maps, network.stride, geometry.padded_shape, radius=radius)
+    return rescale.to_source(people, geometry)
 
 
 def main(argv=None):
@@ -57,17 +63,17 @@ def main(argv=None):
     if args.radius is not None and not args.radius > 0:
         parser.error('--radius must be a positive number of px, got %s' % args.radius)
     try:
-        import export_model
-        export_model.read_info(args.export)  # a missing export fails here, before TensorFlow starts
-        image = inference.read_image(args.image)
+        networks.read_info(args.export)  # a missing export fails here, before TensorFlow starts
+        image = images.read_image(args.image)
     except (FileNotFoundError, IOError) as error:
         print('serve_example.py: error: %s' % error, file=sys.stderr)
         return 2
+    options = settings.defaults()
     network = load(args.export, args.frozen)
     # The same choice as demo.py; the exported network knows its training size from export_info.json.
-    longer_side = inference.default_longer_side(network, args.longer_side)
+    longer_side = inference.default_longer_side(network, args.longer_side, options=options)
     try:
-        people = detect(network, image, longer_side, args.radius)
+        people = detect(network, image, longer_side, args.radius, options)
     finally:
         network.close()
     print('%s: %d people (longer side %s px, stride %d)' % (args.image, len(people), longer_side, network.stride))

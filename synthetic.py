@@ -668,7 +668,7 @@ def _check_arguments(num_train, num_val, image_size, seed, options):
 
 
 def is_synthetic_run(run_config):
-    """True if a train.py run trained on a synthetic.py set, from its config.json values (train.load_run_config):
+    """True if a train.py run trained on a synthetic.py set, from its config.json values (checkpoints.load_run_config):
     its TRAIN_ANNOTATIONS lie in its SYNTHETIC_DIR (true wherever the checkpoint was copied), or the file, if
     it is here, starts with DESCRIPTION (a set written with --output elsewhere)."""
     path = run_config.get('TRAIN_ANNOTATIONS')

@@ -18,15 +18,15 @@ The train dir holds:
   model.ckpt-<step>.*, checkpoint   tf.train.Saver checkpoints of every variable: weights, momentum slots
                                     ('<var>/Momentum'), Polyak averages ('<var>/ExponentialMovingAverage'),
                                     global_step
-  config.json                       the config values the checkpoints were trained with (see load_run_config)
+  config.json                       the config values the checkpoints were trained with (checkpoints.load_run_config)
   .train.lock                       held by the training running there (checkpoints.TrainDirLock): a second
                                     one in the same train dir stops at once, naming it
   events.out.tfevents.*             TensorBoard: every loss, learning rate, speed, input wait, and images of
                                     the predicted heatmaps and segmentation next to the input and the targets
 
 Evaluation and the demo use the Polyak-averaged weights. After building the model (model.build_model with the
-depth of load_run_config(train_dir)['BACKBONE_DEPTH']) in a session:
-    train.restore_averaged_weights(sess, train_dir)
+settings of checkpoints.run_settings(train_dir)) in a session:
+    checkpoints.restore_averaged_weights(sess, train_dir)
 which is tf.train.Saver(tf.train.ExponentialMovingAverage(decay).variables_to_restore()).restore(sess, ckpt):
 every model variable receives its moving average.
 
@@ -50,17 +50,15 @@ import sys
 import time
 
 import checkpoints
-import config
 import distributed
 import grid
+import files
 import machine
 import settings
 from feeder import Prefetcher, StopRequest
 from train_graph import LOSS_ORDER, DeviceError, build_training_graph, tower_devices
 from train_graph import tensorflow_v1 as _tf
 
-CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
-CHECKPOINT_PREFIX = 'model.ckpt'  # checkpoints are <train dir>/model.ckpt-<global step>
 DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.tar.gz'
 # Config values that steer the run but not what is learnt: changing them on resume is normal, not warned about.
 RUN_CONTROL_NAMES = ('NUM_STEPS', 'TRAIN_DIR', 'LOG_EVERY', 'SUMMARY_EVERY', 'SUMMARY_IMAGES', 'CHECKPOINT_EVERY',
@@ -87,55 +85,6 @@ class NonFiniteError(RuntimeError):
 # ----------------------------------------------------------------------------------------------------------
 # Settings and the run directory
 # ----------------------------------------------------------------------------------------------------------
-
-def load_run_config(train_dir):
-    """The config values a train dir's checkpoints were trained with (its config.json): dict NAME -> value.
-
-    eval.py and demo.py use it to build the same model (BACKBONE_DEPTH, INTERMEDIATE_SUPERVISION, ...).
-    """
-    path = os.path.join(train_dir, CONFIG_SNAPSHOT)
-    if not os.path.isfile(path):
-        raise FileNotFoundError('%s not found: %s is not a train.py train dir' % (path, train_dir))
-    with open(path) as f:
-        return json.load(f)['config']
-
-
-# Config values that decide the network a checkpoint holds: eval.py and demo.py build the model with the run's.
-MODEL_CONFIG_NAMES = ('BACKBONE_DEPTH', 'INTERMEDIATE_SUPERVISION', 'INTERMEDIATE_BLOCK', 'OFFSET_OUTPUT_SCALE',
-                      'REFINEMENT_STEPS', 'LONG_SELF_REFINEMENT_STEPS', 'BATCH_NORM_EPSILON', 'RADIUS')
-# What a run whose config.json predates a model setting trained with: the behaviour before the setting existed.
-MODEL_CONFIG_BEFORE = {'LONG_SELF_REFINEMENT_STEPS': 0}
-
-
-def model_overrides(train_dir):
-    """The run's values of MODEL_CONFIG_NAMES, to build the network it trained:
-
-        with train.config_overrides(train.model_overrides(train_dir)):
-            outputs = model.build_model(images, is_training=False)
-    """
-    run_config = load_run_config(train_dir)
-    overrides = {}
-    for name in MODEL_CONFIG_NAMES:
-        if name in run_config:
-            value = run_config[name]
-            overrides[name] = tuple(value) if isinstance(value, list) else value
-        elif name in MODEL_CONFIG_BEFORE:
-            overrides[name] = MODEL_CONFIG_BEFORE[name]
-    return overrides
-
-
-def checkpoint_step(train_dir):
-    """Global step of the newest checkpoint in `train_dir` (from its name model.ckpt-<step>), None if none."""
-    latest = checkpoints.latest_in(train_dir)
-    if latest is None:
-        return None
-    return max(checkpoints.step_of(latest), 0)
-
-
-def has_checkpoint(train_dir):
-    """True if the train dir holds a checkpoint to resume from (its 'checkpoint' state file), without TF."""
-    return os.path.isfile(os.path.join(train_dir, checkpoints.CHECKPOINT_STATE))
-
 
 def backbone_scope(depth):
     """Variable scope of the backbone in model.build_model: 'resnet_v2_<depth>'."""
@@ -194,33 +143,18 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     if not os.path.isdir(images):
         problems.append('training image folder not found: %s (config.TRAIN_IMAGES or --images)' % images)
     try:
-        probe_writable(train_dir)
+        files.probe_writable(train_dir)
     except OSError as e:
         problems.append('train dir %s is not writable (config.TRAIN_DIR or --train-dir): %s' % (train_dir, e))
     else:
-        if not has_checkpoint(train_dir) and not from_scratch and not checkpoints.exists(backbone_checkpoint):
+        if not checkpoints.has_checkpoint(train_dir) and not from_scratch and \
+                not checkpoints.exists(backbone_checkpoint):
             problems.append(missing_backbone_message(backbone_checkpoint, options.BACKBONE_DEPTH))
     if problems:
         raise BadPathError('\n'.join(problems))
     if cluster is not None:
         distributed.check_port(cluster)
     os.makedirs(train_dir, exist_ok=True)
-
-
-def probe_writable(folder):
-    """Raises OSError unless `folder`, or the nearest existing folder above it, takes a new file.
-
-    Creates nothing that stays: a run that fails on another path must not leave an empty train dir behind.
-    """
-    existing = os.path.abspath(folder)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise NotADirectoryError('%s is not a folder' % existing)
-    probe = os.path.join(existing, '.write_test.%d' % os.getpid())
-    with open(probe, 'w') as f:
-        f.write('ok')
-    os.remove(probe)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -264,8 +198,10 @@ def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_ch
                 raise CheckpointMismatchError(
                     'cannot resume from %s: its variables do not match this model (was it trained with another '
                     'BACKBONE_DEPTH or INTERMEDIATE_SUPERVISION? compare %s): %s'
-                    % (prefix, os.path.join(train_dir, CONFIG_SNAPSHOT), str(e).splitlines()[0])) from None
-        restored, damaged = restore_newest_readable(train_dir, restore, lambda m: log('WARNING: ' + m, error=True))
+                    % (prefix, os.path.join(train_dir, checkpoints.CONFIG_SNAPSHOT),
+                       str(e).splitlines()[0])) from None
+        restored, damaged = checkpoints.restore_newest_readable(train_dir, restore,
+                                                                lambda m: log('WARNING: ' + m, error=True))
     if restored is None:
         sess.run(tf.global_variables_initializer(), options=run_options)
     if chief:  # the one process of a run that writes the train dir (the workers of a cluster only read it)
@@ -273,7 +209,8 @@ def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_ch
             log('train: deleting the damaged %s' % prefix, error=True)
             checkpoints.remove(prefix)
         protect = [restored] if restored else []
-        kept = checkpoints.prune(train_dir, CHECKPOINT_PREFIX, options.CHECKPOINTS_TO_KEEP, protect=protect)
+        kept = checkpoints.prune(train_dir, checkpoints.CHECKPOINT_PREFIX, options.CHECKPOINTS_TO_KEEP,
+                                 protect=protect)
         graph['saver'].recover_last_checkpoints(kept)
     if restored:
         return int(sess.run(graph['global_step'])), 'resumed from %s' % restored
@@ -288,58 +225,16 @@ def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_ch
     return 0, how
 
 
-def restore_newest_readable(path, restore, warn):
-    """Calls restore(prefix) on the newest checkpoint of `path` that can be read.
-
-    `path` is a train dir or a checkpoint prefix. In a train dir, a checkpoint that vanishes meanwhile (the
-    retention of a training that is writing there) is passed over for the next newest, and so is a damaged
-    one (truncated or unreadable files: TensorFlow's DataLossError, OutOfRangeError or a bare OpError), with
-    warn(message). A prefix asked for by name has no fallback. Any other error of restore() propagates.
-    Returns (prefix restored or None if `path` has no checkpoint, list of the damaged prefixes passed over).
-    Raises checkpoints.UnreadableCheckpointError if checkpoints exist but none can be read.
-    """
-    tf = _tf()
-    tried, damaged = [], []
-    while True:
-        remaining = [p for p in checkpoints.candidates(path) if p not in tried]
-        if not remaining:
-            break
-        prefix = remaining[0]
-        tried.append(prefix)
-        try:
-            restore(prefix)
-            return prefix, damaged
-        except (tf.errors.OpError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            if not checkpoints.exists(prefix):
-                continue  # deleted by a training's retention while we read it: the next newest
-            unreadable = isinstance(error, (tf.errors.DataLossError, tf.errors.OutOfRangeError)) or \
-                type(error) is tf.errors.OpError
-            if not unreadable:
-                raise
-            damaged.append(prefix)
-            if not os.path.isdir(path):
-                break
-            warn('%s cannot be read (%s: %s): trying the previous checkpoint' % (
-                prefix, type(error).__name__, reason))
-    if not tried:
-        return None, damaged
-    raise checkpoints.UnreadableCheckpointError(
-        'no readable checkpoint in %s: %s' % (path, '; '.join(
-            '%s %s' % (p, 'is damaged' if p in damaged else 'vanished') for p in tried)))
-
-
 def write_config_snapshot(train_dir, step, log, options=None):
     """Writes config.json for this run (the values of `options`, a settings.Settings; None: config.py's); on
     resume, warns about every value that differs from the saved one.
 
     A previous snapshot that differs is kept as config-until-step-<step>.json.
     """
-    path = os.path.join(train_dir, CONFIG_SNAPSHOT)
+    path = os.path.join(train_dir, checkpoints.CONFIG_SNAPSHOT)
     current = settings.resolve(options).to_json()
-    if os.path.isfile(path):
-        with open(path) as f:
-            saved = json.load(f)
+    saved = checkpoints.read_snapshot(train_dir)
+    if saved is not None:
         differences = [d for d in settings.differences(saved.get('config', {}), current)
                        if d[0] not in RUN_CONTROL_NAMES]
         if differences:
@@ -352,38 +247,6 @@ def write_config_snapshot(train_dir, step, log, options=None):
     with open(tmp, 'w') as f:
         json.dump(record, f, indent=1, sort_keys=True)
     os.replace(tmp, path)
-
-
-def latest_checkpoint(path):
-    """Checkpoint prefix from a train dir (its newest) or a checkpoint prefix; FileNotFoundError if none."""
-    if os.path.isdir(path):
-        latest = checkpoints.latest_in(path)
-        if latest is None:
-            raise FileNotFoundError('no checkpoint in %s (train.py writes them there)' % path)
-        return latest
-    if checkpoints.exists(path):
-        return path
-    raise FileNotFoundError('checkpoint not found: %s' % path)
-
-
-def restore_averaged_weights(sess, path, variables=None):
-    """Restores the Polyak-averaged weights of a train.py checkpoint into the model of the current graph.
-
-    Args:
-      sess: session of a graph holding the model (model.build_model, same depth and heads as the run).
-      path: a train dir (newest checkpoint) or a checkpoint prefix.
-      variables: the variables to restore; None -> every global variable of the graph.
-    Returns:
-      the checkpoint prefix restored.
-    """
-    tf = _tf()
-    checkpoint = latest_checkpoint(path)
-    ema = tf.train.ExponentialMovingAverage(config.MOVING_AVERAGE_DECAY)  # the decay does not affect names
-    mapping = ema.variables_to_restore(variables)
-    # Only the model: the optimiser's own variables are not restored into an inference graph.
-    mapping = {name: v for name, v in mapping.items() if 'global_step' not in v.op.name}
-    tf.train.Saver(mapping).restore(sess, checkpoint)
-    return checkpoint
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -496,7 +359,7 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
         dataset = data_generator.CocoPersons(options.TRAIN_ANNOTATIONS, options.TRAIN_IMAGES, options=options)
     except (FileNotFoundError, ValueError) as e:  # e.g. a JSON file that is not COCO's
         raise BadPathError('training data: %s' % e) from e
-    resume_step = checkpoint_step(train_dir)
+    resume_step = checkpoints.checkpoint_step(train_dir)
     if resume_step is None and not options.TRAIN_FROM_SCRATCH:
         import resnet
         try:
@@ -564,7 +427,7 @@ def _train_session(train_dir, devices, session_config, log, on_step, prefetcher,
             if runtime is None:
                 start_step, how = restore_or_initialise(sess, graph, train_dir, log=log, options=options)
             else:
-                runtime.check_start(sess, checkpoint_step(train_dir) or 0, train_dir)
+                runtime.check_start(sess, checkpoints.checkpoint_step(train_dir) or 0, train_dir)
                 with runtime.guard('the start'):
                     start_step, how = restore_or_initialise(sess, graph, train_dir, log=log,
                                                             run_options=runtime.run_options, chief=chief,
@@ -600,7 +463,7 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
     everyone_stops = False
     inputs, losses = graph['inputs'], graph['losses']
     batch_size = int(inputs['image'].shape[0])
-    prefix = os.path.join(train_dir, CHECKPOINT_PREFIX)
+    prefix = os.path.join(train_dir, checkpoints.CHECKPOINT_PREFIX)
     state = {'saved_step': start_step, 'checkpoint': None}
 
     def save(step):
@@ -610,7 +473,8 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
         state['checkpoint'] = graph['saver'].save(sess, prefix, global_step=step, write_meta_graph=False)
         state['saved_step'] = step
         # The Saver deletes its own old checkpoints; this also removes what a failed save left (full disk).
-        checkpoints.prune(train_dir, CHECKPOINT_PREFIX, options.CHECKPOINTS_TO_KEEP, protect=[state['checkpoint']])
+        checkpoints.prune(train_dir, checkpoints.CHECKPOINT_PREFIX, options.CHECKPOINTS_TO_KEEP,
+                          protect=[state['checkpoint']])
         log('train: saved %s' % state['checkpoint'])
 
     step = start_step

@@ -8,7 +8,7 @@ pictures and the JSON with RLE masks (demo.py's functions).
 
 The network is ResNet-v2 of config.BACKBONE_DEPTH (101) with random weights (its time does not depend on the
 weights). A random network's maps hold no people, so decoding would have nothing to do: the decoder is handed
-instead the ground truth of the image encoded as maps at the same size (inference.GroundTruthNetwork, what a
+instead the ground truth of the image encoded as maps at the same size (oracle.GroundTruthNetwork, what a
 good network outputs), after the network has run. The image is a real COCO image of `config.COCO_SAMPLE_DIR` with
 13 people (train2017/000000260906.jpg); without the sample, a synthetic scene. --checkpoint runs a trained
 network and decodes its own maps. The first run of each size is a warm-up and is not counted.
@@ -33,6 +33,8 @@ import data_generator  # noqa: E402
 import demo  # noqa: E402
 import inference  # noqa: E402
 import machine  # noqa: E402
+import networks  # noqa: E402
+import oracle  # noqa: E402
 from _shared import coco_sample_dir  # noqa: E402
 
 SHARED_DIR = coco_sample_dir()
@@ -95,10 +97,10 @@ def main(argv=None):
     image = example['image']
     start = time.perf_counter()
     if args.checkpoint:
-        network = inference.CheckpointNetwork(args.checkpoint)
+        network = networks.CheckpointNetwork(args.checkpoint)
         what = '%s (ResNet-v2-%d), its own maps decoded' % (network.checkpoint, network.depth)
     else:
-        network = inference.CheckpointNetwork(random_weights=True, depth=args.depth)
+        network = networks.CheckpointNetwork(random_weights=True, depth=args.depth)
         what = 'ResNet-v2-%d with random weights, the ground truth\'s maps decoded' % args.depth
     print('%s, output stride %d, image %s (%dx%d); model ready in %.0f s; %d timed runs per size'
           % (what, network.stride, source, image.shape[1], image.shape[0], time.perf_counter() - start,
@@ -109,7 +111,7 @@ def main(argv=None):
     for side in args.sides:
         runner = network
         if not args.checkpoint:
-            runner = NetworkThenGroundTruth(network, inference.GroundTruthNetwork(example, [side], network.stride))
+            runner = NetworkThenGroundTruth(network, oracle.GroundTruthNetwork(example, [side], network.stride))
         predictor = inference.Predictor(runner, [side])
         run_once(predictor, image)  # warm-up: graph optimisation and allocation for this size
         runs = [run_once(predictor, image) for _ in range(args.repeats)]

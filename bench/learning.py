@@ -15,6 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import checkpoints  # noqa: E402
 import eval as evaluation  # noqa: E402
 import inference  # noqa: E402
+import networks  # noqa: E402
+import oracle  # noqa: E402
 import plot  # noqa: E402
 
 
@@ -40,13 +42,13 @@ def _aps(predictor, annotations, images):
 
 def oracle_ap(annotations, images, longer_side, radius):
     """(keypoints AP, segm AP) of the ground truth encoded as maps at `longer_side` with disk radius `radius`."""
-    network = inference.GroundTruthNetwork(longer_sides=[longer_side], radius=radius)
+    network = oracle.GroundTruthNetwork(longer_sides=[longer_side], radius=radius)
     return _aps(inference.Predictor(network, [longer_side], radius=radius), annotations, images)
 
 
 def checkpoint_ap(prefix, annotations, images, longer_side):
     """(keypoints AP, segm AP) of a checkpoint's Polyak weights at `longer_side`, decoded with its run's radius."""
-    network = inference.CheckpointNetwork(prefix)
+    network = networks.CheckpointNetwork(prefix)
     try:
         return _aps(inference.Predictor(network, [longer_side]), annotations, images)
     finally:

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+import checkpoints
 import config
 import settings
 import train
@@ -58,7 +59,7 @@ def write_checkpoint(train_dir, depth=DEPTH, input_size=65, seed=0, radius=None)
             sess.run(update_statistics, {images: noise})
             sess.run([shrink_heads, set_step])
             sess.run(redraw)  # the raw weights: a second, different draw
-            prefix = saver.save(sess, os.path.join(train_dir, train.CHECKPOINT_PREFIX), global_step=STEP,
+            prefix = saver.save(sess, os.path.join(train_dir, checkpoints.CHECKPOINT_PREFIX), global_step=STEP,
                                 write_meta_graph=False)
         train.write_config_snapshot(train_dir, STEP, lambda *args, **kwargs: None, options=options)
     return prefix

@@ -19,6 +19,7 @@ from pycocotools import mask as mask_utils
 
 import config
 import data_generator
+import images
 import transformer
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -206,7 +207,7 @@ def test_images_are_read_as_stored_without_exif_rotation(tmp_path):
     path.write_bytes(_jpeg_with_exif_orientation(pixels, 6))  # 6: "rotate 90 degrees to display"
     # The tag is real: a plain OpenCV read turns the image.
     assert cv2.imread(str(path), cv2.IMREAD_COLOR).shape == (64, 48, 3)
-    image = data_generator.read_image(str(path))
+    image = images.read_image(str(path), as_stored=True)
     assert image.shape == (48, 64, 3)
     assert image[:, :6, 0].mean() > 200 and image[:, :6, 2].mean() < 50  # RGB order, left band red
 
@@ -551,6 +552,7 @@ def test_workers_die_with_their_parent(coco_sample, tmp_path):
 import os, sys, time
 sys.path.insert(0, %r)
 import data_generator
+import images
 dataset = data_generator.CocoPersons(%r, %r)
 generator = data_generator.SampleGenerator(dataset, batch_size=2, input_size=65, stride=8, num_workers=2)
 iterator = iter(generator)
@@ -596,7 +598,7 @@ def test_unreadable_images_are_logged_skipped_and_counted(coco_sample, raw_annot
     good = [CROWD_IMAGE, 93620, EMPTY_IMAGE]
     dataset = _dataset_with_bad_images(coco_sample, raw_annotations, tmp_path, good)
     for image_id, name in ((1, 'corrupt.jpg'), (2, 'missing.jpg')):
-        with pytest.raises(data_generator.ImageReadError, match=name):
+        with pytest.raises(images.ImageReadError, match=name):
             dataset.load_example(image_id)
     generator = data_generator.SampleGenerator(dataset, batch_size=2, input_size=65, stride=8, num_workers=2,
                                                seed=0, epochs=3)

@@ -2,7 +2,7 @@
 
 The network is the shared small test checkpoint (conftest.inference_checkpoint: random weights, so the people it
 finds are meaningless); what the JSON says about people is checked with a ground-truth stand-in for the
-network (inference.GroundTruthNetwork) on real annotations.
+network (oracle.GroundTruthNetwork) on real annotations.
 """
 import json
 import os
@@ -15,10 +15,14 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+import checkpoints
 import config
 import data_generator
 import demo
+import images
 import inference
+import networks
+import oracle
 import plot
 from test_data_generator import _jpeg_with_exif_orientation
 from test_inference import huge_png_header
@@ -70,7 +74,7 @@ def test_demo_on_a_real_image(real_image_path, inference_checkpoint, tmp_path, c
     assert all('NAME_%s.jpg' % name in stderr for name in demo.DEBUG_PICTURES)
     assert '-> %s (and %s, 000000000785.json)' % (os.path.join(out, '000000000785_pose.jpg'), ', '.join(
         '000000000785_%s.jpg' % name for name in ['masks'] + list(demo.DEBUG_PICTURES))) in stderr
-    image = inference.read_image(real_image_path)
+    image = images.read_image(real_image_path)
     for name in ('pose', 'masks'):
         picture = cv2.imread(os.path.join(out, '000000000785_%s.jpg' % name))
         assert picture.shape == image.shape
@@ -81,9 +85,9 @@ def test_demo_on_a_real_image(real_image_path, inference_checkpoint, tmp_path, c
     drawn = sum(p['score'] >= config.DEMO_PICTURE_MIN_SCORE for p in record['people'])
     assert '640x425, %s found, %d drawn;' % (demo.count_people(len(record['people'])), drawn) in stderr
     assert record['longer_sides'] == [129] and record['stride'] == config.EVAL_OUTPUT_STRIDE
-    assert record['checkpoint'] == inference.find_checkpoint(inference_checkpoint)
+    assert record['checkpoint'] == checkpoints.find(inference_checkpoint)
     # The JSON holds what the shared inference path finds with the same checkpoint.
-    network = inference.CheckpointNetwork(inference_checkpoint)
+    network = networks.CheckpointNetwork(inference_checkpoint)
     people = inference.Predictor(network, [129]).predict(image).people
     network.close()
     assert people  # checkpoint_maker's network finds people here: the comparison below is not vacuous
@@ -98,7 +102,7 @@ def test_demo_json_and_pictures_show_the_people(coco_sample, tmp_path):
     masks in source pixels, and the pictures show them."""
     dataset = data_generator.CocoPersons(coco_sample['val_annotations'], coco_sample['val_images'])
     example = dataset.load_example(40083)
-    predictor = inference.Predictor(inference.GroundTruthNetwork(example, [401]), [401])
+    predictor = inference.Predictor(oracle.GroundTruthNetwork(example, [401]), [401])
     lines = []
     runner = demo.Demo(predictor, None, str(tmp_path), log=lines.append)
     written = runner.image(example['file_name'], 1, 1)
@@ -204,7 +208,7 @@ def test_demo_on_a_video(real_image_path, inference_checkpoint, tmp_path, monkey
     capture.release()
     assert ok
     first = cv2.cvtColor(first, cv2.COLOR_BGR2RGB)
-    network = inference.CheckpointNetwork(inference_checkpoint)
+    network = networks.CheckpointNetwork(inference_checkpoint)
     people = inference.Predictor(network, [int(SIDE)]).predict(first).people
     network.close()
     record = _load(os.path.join(out, 'clip_frames', names[0]))
@@ -276,7 +280,7 @@ def test_demo_quickstart_preset(real_image_path, inference_checkpoint, tmp_path,
     assert 'results for %d of %d inputs' % ((config.DEMO_PRESET_IMAGES,) * 2) in stdout
     record = _load(os.path.join(out, '000.json'))
     assert record['longer_sides'] == [81]
-    assert record['checkpoint'] == inference.find_checkpoint(inference_checkpoint)
+    assert record['checkpoint'] == checkpoints.find(inference_checkpoint)
     code, _, stderr = _run(['--preset', 'quickstart', '--output', out, '--longer-side', '65', '--limit', '1'],
                            capsys)
     assert code == 0, stderr

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+import checkpoints
 import data_generator
 import distributed
 import train
@@ -172,7 +173,7 @@ def test_a_killed_worker_stops_the_other_naming_it(runs, settings, tmp_path):
     assert codes[0] == distributed.LOST_EXIT_STATUS, chief.text[-3000:]
     assert 'worker 1 (127.0.0.1:%d) is gone' % ports[1] in chief.text, chief.text[-3000:]
     # The newest checkpoint stays the one the run started from: a half-done step is not saved.
-    assert train.checkpoint_step(train_dir) == 2
+    assert checkpoints.checkpoint_step(train_dir) == 2
 
 
 def test_a_worker_that_never_starts_stops_the_chief_naming_it(settings, tmp_path):
@@ -180,7 +181,7 @@ def test_a_worker_that_never_starts_stops_the_chief_naming_it(settings, tmp_path
     chief = Worker(str(tmp_path / 'run'), settings, ports, 0, ['--steps', '1'], cluster_timeout=20)
     assert chief.finish() == distributed.LOST_EXIT_STATUS, chief.text[-3000:]
     assert 'worker 1 (127.0.0.1:%d) is gone' % ports[1] in chief.text, chief.text[-3000:]
-    assert train.checkpoint_step(str(tmp_path / 'run')) is None
+    assert checkpoints.checkpoint_step(str(tmp_path / 'run')) is None
 
 
 def test_shards_deal_the_single_process_batches(settings):

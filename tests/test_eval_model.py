@@ -15,7 +15,11 @@ from pycocotools.coco import COCO
 
 import config
 import eval as evaluation
+import images
 import inference
+import networks
+import oracle
+import rescale
 
 KEYPOINTS_SUMMARY = 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets= 20 ]'
 SEGM_SUMMARY = 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]'
@@ -79,7 +83,7 @@ def test_eval_maps_results_back_to_the_original_pixels(coco_sample):
     """The same path with the ground truth in place of the network, at a resized scale (the val images are
     about 640 px wide): keypoint AP stays the oracle's; only the masks lose resolution."""
     for scales in ([401], [257, 401]):
-        predictor = inference.Predictor(inference.GroundTruthNetwork(longer_sides=scales), scales)
+        predictor = inference.Predictor(oracle.GroundTruthNetwork(longer_sides=scales), scales)
         summary = evaluation.run(predictor, coco_sample['val_annotations'], coco_sample['val_images'],
                                  progress=False, verbose=False)
         assert summary['keypoints_ap'] >= 0.95, (scales, summary['keypoints_ap'])
@@ -159,12 +163,12 @@ def test_a_checkpoint_decodes_with_the_radius_it_was_trained_with(coco_sample, t
     radius = config.RADIUS / 2
     train_dir = str(tmp_path / 'run')
     checkpoint_maker.write_checkpoint(train_dir, radius=radius)
-    network = inference.CheckpointNetwork(train_dir)
+    network = networks.CheckpointNetwork(train_dir)
     try:
         assert network.settings['radius'] == radius
         predictor = inference.Predictor(network, [161])
         assert predictor.radius == radius and inference.Predictor(network, [161], radius=24.0).radius == 24.0
-        image = inference.read_image(os.path.join(coco_sample['val_images'], os.listdir(coco_sample['val_images'])[0]))
+        image = images.read_image(os.path.join(coco_sample['val_images'], os.listdir(coco_sample['val_images'])[0]))
         prediction = predictor.predict(image, with_masks=False)
         assert prediction.people  # scores to compare: the comparisons below are not vacuous
         shape = prediction.geometry.padded_shape
@@ -185,13 +189,13 @@ def test_a_checkpoint_decodes_with_the_radius_it_was_trained_with(coco_sample, t
 
 
 def test_partial_oracle_replaces_only_the_named_outputs(coco_sample, inference_checkpoint):
-    network = inference.CheckpointNetwork(inference_checkpoint)
+    network = networks.CheckpointNetwork(inference_checkpoint)
     try:
         dataset = evaluation.data_generator.CocoPersons(coco_sample['val_annotations'], coco_sample['val_images'])
         example = dataset.load_example(dataset.image_ids[0])
-        partial = inference.PartialOracleNetwork(network, inference.parse_oracle_heads('short,segmentation'), [97])
+        partial = oracle.PartialOracleNetwork(network, oracle.parse_oracle_heads('short,segmentation'), [97])
         partial.set_example(example)
-        padded, _ = inference.prepare(example['image'], 97, network.stride)
+        padded, _ = rescale.prepare(example['image'], 97, network.stride)
         maps, own, truth = partial(padded), network(padded), partial.truth(padded)
         for name in ('short_offsets', 'segmentation', 'short_valid'):
             assert (maps[name] == truth[name]).all(), name
@@ -211,8 +215,8 @@ def test_all_five_oracle_heads_equal_the_oracle(coco_sample, inference_checkpoin
     assert code == 0, err
     last = out.strip().splitlines()[-1]
     assert last.startswith('checkpoint with oracle heatmaps+short_offsets+mid_offsets+long_offsets+segmentation: ')
-    oracle = inference.Predictor(inference.GroundTruthNetwork(longer_sides=[161]), [161])
-    summary = evaluation.run(oracle, coco_sample['val_annotations'], coco_sample['val_images'],
+    oracle_predictor = inference.Predictor(oracle.GroundTruthNetwork(longer_sides=[161]), [161])
+    summary = evaluation.run(oracle_predictor, coco_sample['val_annotations'], coco_sample['val_images'],
                              output=str(tmp_path / 'oracle.json'), progress=False, verbose=False)
     assert last.endswith('keypoints AP %.3f segm AP %.3f segm AP (keypoint persons) %.3f' % (
         summary['keypoints_ap'], summary['segm_ap'], summary['segm_ap_keypoint_persons']))

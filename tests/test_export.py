@@ -1,7 +1,7 @@
 """export_model.py and serve_example.py: the SavedModel and the frozen graph compute what the checkpoint does.
 
 One export per session of the shared test checkpoint (conftest.inference_checkpoint); the outputs of the
-SavedModel, of the frozen graph and of inference.CheckpointNetwork are compared on a synthetic picture, and the
+SavedModel, of the frozen graph and of networks.CheckpointNetwork are compared on a synthetic picture, and the
 checkpoint network is checked against the Polyak averages read straight from the checkpoint file (also on the
 synthetic picture: these run without the real data). serve_example's test needs a real photo (the COCO sample):
 the test network, random weights, finds people there and not on synthetic pictures, and the comparison needs people.
@@ -19,10 +19,14 @@ import cv2
 import numpy as np
 import pytest
 
+import checkpoints
 import config
 import export_model
+import images
 import inference
+import networks
 import post_proc
+import rescale
 
 LONGER_SIDE = 129  # 16*8+1: small and on the stride-8 grid
 
@@ -36,7 +40,7 @@ def exported(inference_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def checkpoint_network(inference_checkpoint):
-    network = inference.CheckpointNetwork(inference_checkpoint)
+    network = networks.CheckpointNetwork(inference_checkpoint)
     yield network
     network.close()
 
@@ -49,7 +53,7 @@ def synthetic_image():
 
 
 def _assert_same_maps(actual, expected, relative=0.0):
-    assert set(actual) == set(expected) == set(inference.OUTPUT_NAMES)
+    assert set(actual) == set(expected) == set(networks.OUTPUT_NAMES)
     for name in expected:
         assert actual[name].shape == expected[name].shape, name
         tolerance = relative * float(np.abs(expected[name]).max()) + (1e-6 if relative else 0.0)
@@ -61,30 +65,30 @@ def test_export_writes_saved_model_frozen_graph_and_info(exported, inference_che
     assert os.path.isfile(os.path.join(paths['saved_model'], 'saved_model.pb'))
     assert os.path.isdir(os.path.join(paths['saved_model'], 'variables'))
     assert os.path.getsize(paths['frozen_graph']) > 1e6  # the weights are in it
-    info = export_model.read_info(output)
+    info = networks.read_info(output)
     assert info['stride'] == config.EVAL_OUTPUT_STRIDE and info['depth'] == 50 and info['step'] == 2
-    assert info['checkpoint'] == inference.find_checkpoint(inference_checkpoint)
-    assert info['outputs'] == inference.output_tensor_names()
+    assert info['checkpoint'] == checkpoints.find(inference_checkpoint)
+    assert info['outputs'] == networks.output_tensor_names()
     assert info['training_input_size'] == 65
 
 
 def test_saved_model_and_frozen_graph_equal_the_checkpoint(exported, checkpoint_network, synthetic_image):
     output, _ = exported
-    padded, geometry = inference.prepare(synthetic_image, LONGER_SIDE, checkpoint_network.stride)
+    padded, geometry = rescale.prepare(synthetic_image, LONGER_SIDE, checkpoint_network.stride)
     expected = checkpoint_network(padded)
     rows, cols = post_proc.grid_shape(geometry.padded_shape, checkpoint_network.stride)
     assert expected['heatmaps'].shape == (rows, cols, config.NUM_KEYPOINTS)
 
-    saved = inference.SavedModelNetwork(output)
+    saved = networks.SavedModelNetwork(output)
     _assert_same_maps(saved(padded), expected)  # same graph, same weights: identical
     # Batched input and an unpadded input of any size: the graph pads itself with config.PAD_VALUE.
-    resized, _ = inference.resize_longer_side(synthetic_image, LONGER_SIDE)
+    resized, _ = rescale.resize_longer_side(synthetic_image, LONGER_SIDE)
     assert resized.shape[:2] != padded.shape[:2]
     batched = saved.session.run(saved.outputs, {saved.image: resized[None]})
     _assert_same_maps(batched, expected)
     saved.close()
 
-    frozen = inference.FrozenGraphNetwork(output)
+    frozen = networks.FrozenGraphNetwork(output)
     assert frozen.stride == checkpoint_network.stride
     # Constant folding reorders float operations: equal to float tolerance.
     _assert_same_maps(frozen(padded), expected, relative=1e-4)
@@ -96,21 +100,20 @@ def test_checkpoint_network_runs_the_polyak_averages(inference_checkpoint, check
     outputs; the raw weights give different ones."""
     import tensorflow.compat.v1 as tf
     import settings
-    import train
-    padded, _ = inference.prepare(synthetic_image, 97, checkpoint_network.stride)
+    padded, _ = rescale.prepare(synthetic_image, 97, checkpoint_network.stride)
     expected = checkpoint_network(padded)
-    prefix = inference.find_checkpoint(inference_checkpoint)
+    prefix = checkpoints.find(inference_checkpoint)
     reader = tf.train.load_checkpoint(prefix)
     results = {}
     for source in ('average', 'raw'):
-        run_options = settings.make(overrides=train.model_overrides(inference_checkpoint))
+        run_options = settings.make(overrides=checkpoints.model_overrides(inference_checkpoint))
         with tf.Graph().as_default(), settings.applied(run_options):
-            image, outputs = inference.build_inference_graph()
+            image, outputs = networks.build_inference_graph()
             mapping = {}
             for variable in tf.global_variables():
                 name = variable.op.name
-                if source == 'average' and reader.has_tensor(name + inference.EMA_SUFFIX):
-                    name += inference.EMA_SUFFIX
+                if source == 'average' and reader.has_tensor(name + checkpoints.EMA_SUFFIX):
+                    name += checkpoints.EMA_SUFFIX
                 mapping[name] = variable
             with tf.Session() as sess:
                 tf.train.Saver(mapping).restore(sess, prefix)
@@ -124,7 +127,7 @@ def test_serve_example_decodes_what_the_checkpoint_finds(exported, checkpoint_ne
     import serve_example
     output, _ = exported
     path = os.path.join(coco_sample['val_images'], '000000000785.jpg')  # the test network finds people here
-    real_image = inference.read_image(path)
+    real_image = images.read_image(path)
     result = str(tmp_path / 'people.json')
     assert serve_example.main([path, '--export', output, '--longer-side', str(LONGER_SIDE), '--json', result]) == 0
     printed = capsys.readouterr().out
@@ -138,7 +141,7 @@ def test_serve_example_decodes_what_the_checkpoint_finds(exported, checkpoint_ne
         np.testing.assert_allclose(np.array(person['keypoints']), reference['keypoints'], atol=1e-3)
     # Without --longer-side: demo.py's default, the training input size export_info.json records.
     assert serve_example.main([path, '--export', output, '--frozen']) == 0
-    assert 'longer side %d px' % export_model.read_info(output)['training_input_size'] in capsys.readouterr().out
+    assert 'longer side %d px' % networks.read_info(output)['training_input_size'] in capsys.readouterr().out
 
 
 def test_export_without_checkpoint_says_how_to_train(tmp_path, capsys):
@@ -152,7 +155,7 @@ def test_export_without_checkpoint_says_how_to_train(tmp_path, capsys):
 
 def test_exported_graph_rejects_a_non_rgb_input(exported):
     import tensorflow.compat.v1 as tf
-    saved = inference.SavedModelNetwork(exported[0])
+    saved = networks.SavedModelNetwork(exported[0])
     for bad in (np.zeros((33, 33), np.uint8), np.zeros((33, 33, 4), np.uint8), np.zeros((2, 33, 33, 3), np.uint8)):
         with pytest.raises(tf.errors.InvalidArgumentError, match=r'image must be uint8 \[H, W, 3\]'):
             saved(bad)

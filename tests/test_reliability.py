@@ -13,6 +13,7 @@ import pytest
 import checkpoints
 import demo
 import inference
+import networks
 
 IMAGE = np.random.RandomState(0).randint(0, 256, (65, 49, 3)).astype(np.uint8)
 
@@ -37,7 +38,7 @@ def test_a_checkpoint_deleted_while_the_graph_is_built_falls_back_to_the_next(in
                                                                                monkeypatch):
     """The training's retention deletes the newest checkpoint while eval.py or demo.py builds its graph."""
     train_dir, older, newer = _copy_with_newer(inference_checkpoint, tmp_path)
-    build = inference.build_inference_graph
+    build = networks.build_inference_graph
 
     def build_then_retention_deletes(*args, **kwargs):
         built = build(*args, **kwargs)
@@ -45,7 +46,7 @@ def test_a_checkpoint_deleted_while_the_graph_is_built_falls_back_to_the_next(in
         return built
 
     monkeypatch.setattr(inference, 'build_inference_graph', build_then_retention_deletes)
-    network = inference.CheckpointNetwork(train_dir)
+    network = networks.CheckpointNetwork(train_dir)
     try:
         assert network.checkpoint == older and network.settings['step'] == checkpoints.step_of(older)
         assert not [w for w in network.warnings if 'cannot be read' in w]
@@ -58,8 +59,8 @@ def test_a_damaged_newest_checkpoint_falls_back_with_a_warning(inference_checkpo
     train_dir, older, newer = _copy_with_newer(inference_checkpoint, tmp_path)
     data = [n for n in os.listdir(train_dir) if n.startswith(os.path.basename(newer) + '.data-')][0]
     os.truncate(os.path.join(train_dir, data), 1000)
-    network = inference.CheckpointNetwork(train_dir)
-    reference = inference.CheckpointNetwork(older)
+    network = networks.CheckpointNetwork(train_dir)
+    reference = networks.CheckpointNetwork(older)
     try:
         assert network.checkpoint == older
         assert ['%s cannot be read (OutOfRangeError' % newer in w for w in network.warnings].count(True) == 1
@@ -70,7 +71,7 @@ def test_a_damaged_newest_checkpoint_falls_back_with_a_warning(inference_checkpo
         reference.close()
     # Asked for by name, the damaged checkpoint is an error naming it, not a fallback.
     with pytest.raises(checkpoints.UnreadableCheckpointError, match='%s is damaged' % newer):
-        inference.CheckpointNetwork(newer)
+        networks.CheckpointNetwork(newer)
 
 
 # ----------------------------------------------------------------------------------------------------------

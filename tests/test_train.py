@@ -26,6 +26,7 @@ import sys
 import numpy as np
 import pytest
 
+import checkpoints
 import config
 import settings
 import train
@@ -132,7 +133,7 @@ def test_training_lowers_the_loss_and_checkpoints(trained):
     assert result['checkpoint'] == os.path.join(trained['dir'], 'model.ckpt-%d' % STEPS)
     for step in (25, STEPS):
         assert os.path.isfile(os.path.join(trained['dir'], 'model.ckpt-%d.index' % step))
-    run_config = train.load_run_config(trained['dir'])
+    run_config = checkpoints.load_run_config(trained['dir'])
     assert run_config['BACKBONE_DEPTH'] == 50 and run_config['INPUT_SIZE'] == 65
     assert run_config['LEARNING_RATE'] == SMALL['LEARNING_RATE']
     assert any(name.startswith('events.out.tfevents') for name in os.listdir(trained['dir']))
@@ -209,19 +210,19 @@ def test_resume_restores_step_and_optimiser_state(trained, small, tmp_path):
     backup = os.path.join(train_dir, 'config-until-step-%d.json' % STEPS)
     with open(backup) as f:
         assert json.load(f)['config']['LEARNING_RATE'] == SMALL['LEARNING_RATE']
-    assert train.load_run_config(train_dir)['LEARNING_RATE'] == 0.002
+    assert checkpoints.load_run_config(train_dir)['LEARNING_RATE'] == 0.002
 
 
 def test_averaged_weights_restore_into_an_inference_graph(trained, small):
     import tensorflow.compat.v1 as tf
     import model
     saved = checkpoint_values(trained['result']['checkpoint'])
-    run_config = train.load_run_config(trained['dir'])
+    run_config = checkpoints.load_run_config(trained['dir'])
     with settings.applied(settings.make(overrides=small)), tf.Graph().as_default():
         images = tf.placeholder(tf.uint8, [1, 65, 65, 3])
         outputs = model.build_model(images, is_training=False, depth=run_config['BACKBONE_DEPTH'])
         with tf.Session() as sess:
-            restored = train.restore_averaged_weights(sess, trained['dir'])
+            restored = checkpoints.restore_averaged_weights(sess, trained['dir'])
             assert restored == trained['result']['checkpoint']
             variables = tf.global_variables()
             values = dict(zip([v.op.name for v in variables], sess.run(variables)))
@@ -283,16 +284,16 @@ def test_more_towers_than_gpus_is_an_error_and_the_command_exits_2(small, tmp_pa
     result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     assert 'NUM_GPUS is %d but %d GPU(s) are visible' % (towers, gpus) in result.stderr, result.stderr
-    assert not train.has_checkpoint(str(tmp_path / 'run'))
+    assert not checkpoints.has_checkpoint(str(tmp_path / 'run'))
 
 
 def test_checkpoint_discovery_is_shared_with_inference_and_needs_no_tensorflow(trained, tmp_path):
-    import inference
     newest = os.path.join(trained['dir'], 'model.ckpt-%d' % STEPS)
-    assert train.latest_checkpoint(trained['dir']) == inference.find_checkpoint(trained['dir']) == newest
-    assert train.checkpoint_step(str(tmp_path)) is None and train.checkpoint_step(str(tmp_path / 'no')) is None
-    code = ('import sys, train\n'
-            'print(train.checkpoint_step(sys.argv[1]), train.latest_checkpoint(sys.argv[1]))\n'
+    assert checkpoints.latest(trained['dir']) == checkpoints.find(trained['dir']) == newest
+    assert checkpoints.checkpoint_step(str(tmp_path)) is None
+    assert checkpoints.checkpoint_step(str(tmp_path / 'no')) is None
+    code = ('import sys, checkpoints\n'
+            'print(checkpoints.checkpoint_step(sys.argv[1]), checkpoints.latest(sys.argv[1]))\n'
             'print("TENSORFLOW_IMPORTED=%s" % ("tensorflow" in sys.modules))\n')
     result = subprocess.run([sys.executable, '-c', code, trained['dir']], cwd=REPO_DIR, capture_output=True,
                             text=True, timeout=120)
@@ -451,7 +452,7 @@ def test_a_backbone_checkpoint_of_the_wrong_network_fails_before_the_graph(small
     with pytest.raises(train.BadPathError, match='resnet_v2_50/conv1/weights') as error:
         train.train(train_dir, log=quiet, options=options)
     assert 'resnet_v2_50_2017_04_14' in str(error.value)
-    assert not os.path.exists(os.path.join(train_dir, train.CONFIG_SNAPSHOT))  # stopped before the session
+    assert not os.path.exists(os.path.join(train_dir, checkpoints.CONFIG_SNAPSHOT))  # stopped before the session
 
 
 def test_config_overrides_are_checked_and_restored():
@@ -489,13 +490,13 @@ def test_a_run_from_before_a_model_setting_existed_is_built_as_it_was_trained(tm
     import json
     snapshot = {name: value for name, value in settings.defaults().to_json().items()
                 if name != 'LONG_SELF_REFINEMENT_STEPS'}
-    with open(str(tmp_path / train.CONFIG_SNAPSHOT), 'w') as f:
+    with open(str(tmp_path / checkpoints.CONFIG_SNAPSHOT), 'w') as f:
         json.dump({'config': snapshot}, f)
-    assert train.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 0
+    assert checkpoints.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 0
     snapshot['LONG_SELF_REFINEMENT_STEPS'] = 3
-    with open(str(tmp_path / train.CONFIG_SNAPSHOT), 'w') as f:
+    with open(str(tmp_path / checkpoints.CONFIG_SNAPSHOT), 'w') as f:
         json.dump({'config': snapshot}, f)
-    assert train.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 3
+    assert checkpoints.model_overrides(str(tmp_path))['LONG_SELF_REFINEMENT_STEPS'] == 3
 
 
 def tiny_run(train_dir, keep, steps=(), name='weights', shape=(8,)):
@@ -517,7 +518,7 @@ def tiny_run(train_dir, keep, steps=(), name='weights', shape=(8,)):
         sess.run(tf.global_variables_initializer())
         for step in steps:
             sess.run(set_step, {value: step})
-            run['saver'].save(sess, os.path.join(train_dir, train.CHECKPOINT_PREFIX), global_step=step,
+            run['saver'].save(sess, os.path.join(train_dir, checkpoints.CHECKPOINT_PREFIX), global_step=step,
                               write_meta_graph=False)
     return sess, run
 
@@ -548,7 +549,7 @@ def test_restarts_keep_at_most_checkpoints_to_keep_and_no_leftovers(tmp_path):
         assert _steps_on_disk(train_dir) == [25, 40]
         assert not set(leftovers) & set(os.listdir(train_dir)), os.listdir(train_dir)
         for step in (41, 42):
-            run['saver'].save(sess, os.path.join(train_dir, train.CHECKPOINT_PREFIX), global_step=step,
+            run['saver'].save(sess, os.path.join(train_dir, checkpoints.CHECKPOINT_PREFIX), global_step=step,
                               write_meta_graph=False)
         assert _steps_on_disk(train_dir) == [41, 42]
         assert sorted(n for n in os.listdir(train_dir) if n.startswith('model.ckpt')) == [

@@ -5,6 +5,7 @@ import pytest
 
 import config
 import data_generator
+import rescale
 import transformer
 
 SEEDS = range(8)
@@ -199,12 +200,11 @@ def test_masks_go_straight_onto_the_grid(crowded, stride):
 
 
 def test_a_shrinking_augmentation_sees_the_pixels_inference_sees(posed):
-    """A transform that shrinks as inference.resize_longer_side does gives its very pixels (area averaging);
+    """A transform that shrinks as rescale.resize_longer_side does gives its very pixels (area averaging);
     plain bilinear warping gives other, aliased ones."""
-    import inference
     image = posed['image']
     longer_side = 257
-    resized, (fx, fy) = inference.resize_longer_side(image, longer_side)
+    resized, (fx, fy) = rescale.resize_longer_side(image, longer_side)
     assert fx < 0.5  # a real shrink
     matrix = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])  # cv2.resize's pixel-centre map
     area = transformer.warp_image(image, matrix, resized.shape, shrink_by_area=True)
