@@ -14,7 +14,7 @@ import pytest
 import config
 import grid
 import settings
-from coco import read_image
+from images import read_image
 
 
 @pytest.mark.parametrize('stride', [8, 16])
