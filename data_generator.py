@@ -33,24 +33,12 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 import config
+import heads
 import transformer
 
 LOG = logging.getLogger(__name__)
 
-# Names and channel counts of the target maps (HELPERS.md contract), without 'image'.
-TARGET_CHANNELS = collections.OrderedDict([
-    ('heatmaps', config.NUM_KEYPOINTS),
-    ('short_offsets', 2 * config.NUM_KEYPOINTS),
-    ('short_valid', config.NUM_KEYPOINTS),
-    ('mid_offsets', 2 * config.NUM_EDGES),
-    ('mid_valid', config.NUM_EDGES),
-    ('long_offsets', 2 * config.NUM_KEYPOINTS),
-    ('long_valid', config.NUM_KEYPOINTS),
-    ('segmentation', 1),
-    ('seg_weights', 1),
-    ('kp_weights', 1),
-])
-TARGET_NAMES = ('image',) + tuple(TARGET_CHANNELS)
+TARGET_NAMES = ('image',) + tuple(heads.TARGET_CHANNELS)
 
 # Tags that keep the random streams of the epoch shuffles and of the samples apart under one seed.
 _ORDER_STREAM, _SAMPLE_STREAM = 0, 1
@@ -296,7 +284,7 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
       annotated: bool [N], persons with annotated keypoints; default: those with a labelled keypoint.
       radius: disk radius R in input px (config.RADIUS).
     Returns:
-      dict of float32 [H', W', C] maps named as TARGET_CHANNELS.
+      dict of float32 [H', W', C] maps named as heads.TARGET_CHANNELS.
     Raises:
       ValueError naming the argument whose shape disagrees with the others or is not a positive integer.
     """
@@ -319,7 +307,7 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
                              % (annotated.size, num_persons))
     grid_x = (np.arange(cols, dtype=np.float32) * stride)[None, :]  # [1, W']
     grid_y = (np.arange(rows, dtype=np.float32) * stride)[:, None]  # [H', 1]
-    targets = {name: np.zeros((rows, cols, channels), np.float32) for name, channels in TARGET_CHANNELS.items()}
+    targets = {name: np.zeros((rows, cols, channels), np.float32) for name, channels in heads.TARGET_CHANNELS.items()}
 
     # Owner of each cell for every type: the person of the nearest labelled type-k keypoint within R, or -1.
     owners = np.full((config.NUM_KEYPOINTS, rows, cols), -1, np.int64)
@@ -458,11 +446,11 @@ def make_sample(dataset, image_id, seed, input_size, stride):
 
 
 def sample_layout(input_size, stride):
-    """[(name, shape, dtype)] of one sample of a square input: the image and the maps of TARGET_CHANNELS."""
+    """[(name, shape, dtype)] of one sample of a square input: the image and the maps of heads.TARGET_CHANNELS."""
     rows, cols = transformer.grid_shape((input_size, input_size), stride)
     layout = [('image', (input_size, input_size, 3), np.dtype(np.uint8))]
     return layout + [(name, (rows, cols, channels), np.dtype(np.float32))
-                     for name, channels in TARGET_CHANNELS.items()]
+                     for name, channels in heads.TARGET_CHANNELS.items()]
 
 
 RING_PREFIX = 'personlab_ring_'  # shared-memory name: <prefix><creator pid>_<random>

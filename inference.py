@@ -17,7 +17,7 @@ f_x = W_in / W (likewise y), so decoded points map back exactly through x = (x_i
 adds pixels after the image and moves nothing. `Geometry` records one image's sizes and factors.
 
 A network is anything with a `stride` attribute and `__call__(image)` -> dict name -> float32 [H', W', C]
-(no batch axis, the names of post_proc.OUTPUT_CHANNELS) for a uint8 [H, W, 3] image of n*stride+1 sides:
+(no batch axis, the names of heads.OUTPUTS) for a uint8 [H, W, 3] image of n*stride+1 sides:
   CheckpointNetwork  a train.py checkpoint in a tf.compat.v1 Session (Polyak averages restored)
   SavedModelNetwork  export_model.py's SavedModel (tf.compat.v1.saved_model loader)
   FrozenGraphNetwork export_model.py's frozen GraphDef
@@ -41,14 +41,14 @@ import numpy as np
 
 import config
 import data_generator
+import heads
 import post_proc
 from checkpoints import UnreadableCheckpointError, checkpoint_prefix as _checkpoint_prefix, latest_in, \
     step_of as _step_of
 
 INPUT_NAME = 'image'  # graph input: uint8 [H, W, 3] or [1, H, W, 3]
 OUTPUT_SCOPE = 'outputs'  # graph outputs are 'outputs/<name>', name in OUTPUT_NAMES
-OUTPUT_NAMES = tuple(name for name, _ in post_proc.OUTPUT_CHANNELS)
-OFFSET_NAMES = ('short_offsets', 'mid_offsets', 'long_offsets')
+OUTPUT_NAMES = heads.OUTPUTS
 EMA_SUFFIX = '/ExponentialMovingAverage'  # Polyak averages in a train.py checkpoint: '<variable>' + this
 MIN_LONGER_SIDE = 2  # px: the smallest input the resize takes (demo.py and eval.py check their sizes with it)
 
@@ -395,7 +395,7 @@ def resample_maps(maps, geometry, target, stride):
         along_y = top + (bottom - top) * wy[:, None, None]
         left, right = along_y[:, x0], along_y[:, x1]
         value = left + (right - left) * wx[None, :, None]
-        if name in OFFSET_NAMES:
+        if name in heads.OFFSET_OUTPUTS:
             value[..., 0::2] *= target.scale[0] / geometry.scale[0]
             value[..., 1::2] *= target.scale[1] / geometry.scale[1]
         resampled[name] = value.astype(np.float32)
@@ -413,9 +413,9 @@ def offset_weights(maps):
         weights['mid_offsets'] = maps['heatmaps'][..., [k for k, _ in config.DIRECTED_EDGES]]
     if 'long_offsets' in maps:
         weights['long_offsets'] = np.repeat(maps['segmentation'], maps['long_offsets'].shape[2] // 2, axis=2)
-    for valid_name, _, offset_name in post_proc.VALIDITY_MAPS:  # target maps: undefined offsets weigh nothing
-        if valid_name in maps and offset_name in weights:
-            weights[offset_name] = weights[offset_name] * maps[valid_name]
+    for head in heads.OFFSET_HEADS:  # target maps: undefined offsets weigh nothing
+        if head.validity in maps and head.output in weights:
+            weights[head.output] = weights[head.output] * maps[head.validity]
     return weights
 
 
@@ -434,7 +434,7 @@ def merge_scales(maps_per_scale, geometries, stride, epsilon=1e-6):
     if len(maps_per_scale) == 1:
         return maps_per_scale[0], target
     sums, weights, valid = {}, {}, {}
-    validity_names = [name for name, _, _ in post_proc.VALIDITY_MAPS]
+    validity_names = [head.validity for head in heads.OFFSET_HEADS]
     for n, (maps, geometry) in enumerate(zip(maps_per_scale, geometries)):
         if n != reference:
             maps = resample_maps(maps, geometry, target, stride)
@@ -705,7 +705,7 @@ class GroundTruthNetwork(object):
         targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride,
                                               radius=self.settings['radius'])
         # The validity maps tell the decoder where a target offset is undefined (a network has none).
-        names = OUTPUT_NAMES + tuple(name for name, _, _ in post_proc.VALIDITY_MAPS)
+        names = OUTPUT_NAMES + tuple(head.validity for head in heads.OFFSET_HEADS)
         return {name: targets[name] for name in names}
 
 
@@ -748,7 +748,7 @@ class PartialOracleNetwork(object):
         self.settings = getattr(network, 'settings', {})
         self.truth = GroundTruthNetwork(longer_sides=longer_sides, stride=network.stride,
                                         radius=decode_radius(network))
-        validity = {offsets: name for name, _, offsets in post_proc.VALIDITY_MAPS}
+        validity = {head.output: head.validity for head in heads.OFFSET_HEADS}
         self.replaced = self.outputs + tuple(validity[name] for name in self.outputs if name in validity)
 
     def set_example(self, example):

@@ -36,24 +36,10 @@ import cv2
 import numpy as np
 
 import config
+import heads
 import transformer
 
 CLOCK = time.perf_counter  # timer of decode()'s `timings` (bench/decode_bench.py measures CPU time with it)
-OUTPUT_CHANNELS = (  # name -> channels per output-grid cell, the network outputs decode() reads
-    ('heatmaps', config.NUM_KEYPOINTS),
-    ('short_offsets', 2 * config.NUM_KEYPOINTS),
-    ('mid_offsets', 2 * config.NUM_EDGES),
-    ('long_offsets', 2 * config.NUM_KEYPOINTS),
-    ('segmentation', 1),
-)
-PROBABILITY_OUTPUTS = ('heatmaps', 'segmentation')
-# Optional validity maps (the target contract's names): offsets of a field count only where its map is > 0.
-# Target maps (the oracle) hold them; a network does not, and then every offset counts.
-VALIDITY_MAPS = (  # name -> (channels, the offsets it qualifies)
-    ('short_valid', config.NUM_KEYPOINTS, 'short_offsets'),
-    ('mid_valid', config.NUM_EDGES, 'mid_offsets'),
-    ('long_valid', config.NUM_KEYPOINTS, 'long_offsets'),
-)
 KAPPA = 2.0 * np.asarray(config.OKS_SIGMAS, np.float32)  # kappa_k: pycocotools' OKS uses (2 sigma_k)^2
 grid_shape = transformer.grid_shape  # output-grid (H', W') of an input; kept here for callers of post_proc
 # Added to the four bilinear corner weights in Sampler.land: a point exactly on a cell still lets the other
@@ -105,14 +91,17 @@ def check_outputs(outputs, stride, image_shape):
         raise ValueError('outputs must be a dict of numpy arrays, got %s' % type(outputs).__name__)
     what = 'an input of %dx%d at stride %d' % (height, width, stride)
     maps = {}
-    for name, channels in OUTPUT_CHANNELS:
-        if name not in outputs:
-            raise ValueError('outputs has no %r (needs %s)' % (name, ', '.join(n for n, _ in OUTPUT_CHANNELS)))
-        maps[name] = _checked_map(outputs, name, (rows, cols, channels), what)
-    for name, channels, _ in VALIDITY_MAPS:
-        if name in outputs:
-            maps[name] = _checked_map(outputs, name, (rows, cols, channels), what)
-    for name in PROBABILITY_OUTPUTS + tuple(name for name, _, _ in VALIDITY_MAPS if name in maps):
+    for head in heads.HEADS:
+        if head.output not in outputs:
+            raise ValueError('outputs has no %r (needs %s)' % (head.output, ', '.join(heads.OUTPUTS)))
+        maps[head.output] = _checked_map(outputs, head.output, (rows, cols, head.channels), what)
+    # Optional validity maps of the offset heads: target maps (the oracle) hold them, offsets of a field then
+    # count only where its map is > 0; a network has none, and every offset counts.
+    for head in heads.OFFSET_HEADS:
+        if head.validity in outputs:
+            maps[head.validity] = _checked_map(outputs, head.validity, (rows, cols, head.validity_channels), what)
+    probabilities = [head.output for head in heads.LOGISTIC_HEADS]
+    for name in probabilities + [head.validity for head in heads.OFFSET_HEADS if head.validity in maps]:
         array = maps[name]
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise ValueError('outputs[%r] must hold values in [0, 1], found [%g, %g] (logits?)' % (
@@ -1027,7 +1016,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     """Decodes one image's network outputs into people.
 
     Args:
-      outputs: dict of numpy arrays, no batch axis, on the output grid of `stride` (see OUTPUT_CHANNELS):
+      outputs: dict of numpy arrays, no batch axis, on the output grid of `stride` (see heads.HEADS):
         'heatmaps' [H', W', K] and 'segmentation' [H', W', 1] as probabilities, 'short_offsets' [H', W', 2K],
         'mid_offsets' [H', W', 2E] (refined), 'long_offsets' [H', W', 2K] (refined), offsets in input px;
         optionally the validity maps of target maps, 'short_valid' [H', W', K], 'mid_valid' [H', W', E],

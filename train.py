@@ -50,12 +50,12 @@ import time
 import checkpoints
 import config
 import distributed
+import heads
 import machine
 
 CONFIG_SNAPSHOT = 'config.json'  # written in the train dir beside the checkpoints
 CHECKPOINT_PREFIX = 'model.ckpt'  # checkpoints are <train dir>/model.ckpt-<global step>
 PRESETS = {'quickstart': 'QUICKSTART', 'overfit': 'OVERFIT'}  # --preset name -> config overrides in config.py
-LOSS_ORDER = ('total', 'heatmap', 'segmentation', 'short', 'mid', 'long', 'intermediate', 'weight_decay')
 DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.tar.gz'
 # Config values that steer the run but not what is learnt: changing them on resume is normal, not warned about.
 RUN_CONTROL_NAMES = ('NUM_STEPS', 'TRAIN_DIR', 'LOG_EVERY', 'SUMMARY_EVERY', 'SUMMARY_IMAGES', 'CHECKPOINT_EVERY',
@@ -467,7 +467,7 @@ def _build_step(graph, devices, num_steps, runtime, stop_request):
     for i, device in enumerate(devices):
         with tf.device(_placement(variable_device, device)), tf.name_scope('tower_%d' % i):
             images = split['image'][i]
-            targets = {name: split[name][i] for name in data_generator.TARGET_CHANNELS}
+            targets = {name: split[name][i] for name in heads.TARGET_CHANNELS}
             outputs = model.build_model(images, is_training=True, output_stride=stride,
                                         depth=config.BACKBONE_DEPTH, reuse=True if i else None)
             with tf.name_scope('losses'):
@@ -513,7 +513,7 @@ def _build_step(graph, devices, num_steps, runtime, stop_request):
         reset_averages = tf.group(*[tf.assign(ema.average(v), v) for v in trained], name='reset_averages')
         all_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.is_finite(v)) for v in trained]))
 
-    summaries = [tf.summary.scalar('losses/' + name, losses[name]) for name in LOSS_ORDER if name in losses]
+    summaries = [tf.summary.scalar('losses/' + name, losses[name]) for name in model.LOSS_KEYS if name in losses]
     summaries.append(tf.summary.scalar('optimizer/learning_rate', learning_rate))
     gradient_norm = tf.global_norm([g for g, _ in grads_and_vars])  # of this worker's share on several machines
     summaries.append(tf.summary.scalar('optimizer/gradient_norm', gradient_norm))
@@ -844,7 +844,7 @@ def _check_finite(step, losses):
         raise NonFiniteError(
             'step %d: non-finite loss %s (%s); stopping without saving: the newest checkpoint holds the last '
             'good weights. Lower LEARNING_RATE or check the data.'
-            % (step, ', '.join(bad), ', '.join('%s=%.4g' % (n, losses[n]) for n in LOSS_ORDER if n in losses)),
+            % (step, ', '.join(bad), ', '.join('%s=%.4g' % (n, losses[n]) for n in model.LOSS_KEYS if n in losses)),
             step)
 
 
@@ -1054,7 +1054,7 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
                 wait_fraction = window['wait'] / elapsed if elapsed > 0 else 0.0
                 log('step %d/%d  loss %.4f [%s]  lr %.2e  %.2f steps/s  %.1f samples/s  input wait %.0f%%  '
                     'ETA %s' % (step, num_steps, means['total'],
-                                ' '.join('%s %.3f' % (n, means[n]) for n in LOSS_ORDER[1:] if n in means),
+                                ' '.join('%s %.3f' % (n, means[n]) for n in model.LOSS_KEYS[1:] if n in means),
                                 out['lr'], rate, rate * batch_size, 100.0 * wait_fraction, time_left))
                 writer.add_summary(_scalar_summary({'speed/steps_per_second': rate,
                                                     'speed/samples_per_second': rate * batch_size,
