@@ -12,6 +12,7 @@ import config
 import heads
 import model
 import resnet
+import settings
 
 tf.disable_eager_execution()
 
@@ -592,6 +593,26 @@ def test_build_model_rejects_a_bad_stride_or_depth_by_name():
         model.build_model(images, is_training=True, output_stride=12, depth=TEST_DEPTH)
     with pytest.raises(ValueError, match='depth'):
         model.build_model(images, is_training=True, output_stride=16, depth=34)
+
+
+def test_build_model_takes_its_settings_as_an_argument_and_leaves_config_alone():
+    # The run's Settings reach the backbone (batch norm, residual initialisation) and the heads without
+    # config.py being touched: unfrozen batch norm puts two moving-average updates per batch norm in UPDATE_OPS,
+    # conv3 kernels start random, no intermediate heads are built.
+    options = settings.make(overrides={'FREEZE_BATCH_NORM': False, 'ZERO_INIT_RESIDUAL': False,
+                                       'INTERMEDIATE_SUPERVISION': False, 'BACKBONE_DEPTH': TEST_DEPTH})
+    before = settings.defaults()
+    outputs = model.build_model(tf.placeholder(tf.uint8, [1, 33, 33, 3]), is_training=True, options=options)
+    graph = tf.get_default_graph()
+    batch_norms = sum(v.op.name.endswith('/moving_mean') for v in tf.global_variables())
+    assert len(graph.get_collection(tf.GraphKeys.UPDATE_OPS)) == 2 * batch_norms == 2 * (1 + 3 * 16)
+    assert 'intermediate' not in outputs
+    assert outputs['heatmaps'].shape.as_list()[1] == (33 - 1) // options.TRAIN_OUTPUT_STRIDE + 1
+    conv3 = [v for v in tf.global_variables() if v.op.name.endswith('/conv3/weights')]
+    with _session() as sess:
+        sess.run(tf.global_variables_initializer())
+        assert len(conv3) == 16 and all(k.std() > 0 for k in sess.run(conv3))
+    assert settings.defaults() == before
 
 
 def test_every_head_receives_gradient_and_refinement_feeds_the_short_head(backbone_checkpoint):
