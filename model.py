@@ -209,15 +209,15 @@ def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offs
         mid = refine_offsets(mid, short, mid_targets, stride, steps)
         long_ = refine_offsets(long_, long_, long_targets, stride, long_self_steps)
         long_ = refine_offsets(long_, short, long_targets, stride, steps)
-        return {
-            'heatmap_logits': raw['heatmap'],
-            'heatmaps': tf.sigmoid(raw['heatmap']),
-            'short_offsets': short,
-            'mid_offsets': mid,
-            'long_offsets': long_,
-            'segmentation_logits': raw['segmentation'],
-            'segmentation': tf.sigmoid(raw['segmentation']),
-        }
+        offsets = {'short': short, 'mid': mid, 'long': long_}
+        outputs = {}
+        for head in heads.HEADS:
+            if head.kind == 'logistic':
+                outputs[head.logits] = raw[head.name]
+                outputs[head.output] = tf.sigmoid(raw[head.name])
+            else:
+                outputs[head.output] = offsets[head.name]
+        return outputs
 
 
 def grid_positions(height, width, stride):
