@@ -66,6 +66,7 @@ OFFSET_HEADS = tuple(head for head in HEADS if head.kind == 'offset')
 LOGISTIC_HEADS = tuple(head for head in HEADS if head.kind == 'logistic')
 OUTPUTS = tuple(head.output for head in HEADS)  # the network outputs decoding needs
 OFFSET_OUTPUTS = tuple(head.output for head in OFFSET_HEADS)
+PROBABILITY_OUTPUTS = tuple(head.output for head in LOGISTIC_HEADS)  # values in [0, 1]
 # Every target map but the image: name -> channels, each head's target then its validity map.
 TARGET_CHANNELS = collections.OrderedDict(
     (name, channels) for head in HEADS

@@ -101,8 +101,8 @@ def check_outputs(outputs, stride, image_shape):
     for head in heads.OFFSET_HEADS:
         if head.validity in outputs:
             maps[head.validity] = _checked_map(outputs, head.validity, (rows, cols, head.validity_channels), what)
-    probabilities = [head.output for head in heads.LOGISTIC_HEADS]
-    for name in probabilities + [head.validity for head in heads.OFFSET_HEADS if head.validity in maps]:
+    validity = tuple(head.validity for head in heads.OFFSET_HEADS if head.validity in maps)
+    for name in heads.PROBABILITY_OUTPUTS + validity:
         array = maps[name]
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise ValueError('outputs[%r] must hold values in [0, 1], found [%g, %g] (logits?)' % (

@@ -505,8 +505,8 @@ def test_saturated_maps_end_with_a_bounded_result(offsets):
 def test_random_maps_end_with_a_valid_result():
     rng = np.random.RandomState(11)
     shape = (321, 257)
-    outputs = {name: rng.uniform(0 if name in post_proc.PROBABILITY_OUTPUTS else -300,
-                                 1 if name in post_proc.PROBABILITY_OUTPUTS else 300, value.shape).astype(np.float32)
+    outputs = {name: rng.uniform(0 if name in heads.PROBABILITY_OUTPUTS else -300,
+                                 1 if name in heads.PROBABILITY_OUTPUTS else 300, value.shape).astype(np.float32)
                for name, value in zero_outputs(shape).items()}
     decoded = post_proc.decode(outputs, STRIDE, shape)
     assert len(decoded) <= config.MAX_PEOPLE
