@@ -67,6 +67,9 @@ LOGISTIC_HEADS = tuple(head for head in HEADS if head.kind == 'logistic')
 OUTPUTS = tuple(head.output for head in HEADS)  # the network outputs decoding needs
 OFFSET_OUTPUTS = tuple(head.output for head in OFFSET_HEADS)
 PROBABILITY_OUTPUTS = tuple(head.output for head in LOGISTIC_HEADS)  # values in [0, 1]
+# Keys of model.compute_losses' dict, in the order logs list them: the total, each head's loss, the intermediate
+# heads' weighted losses, the weight decay. Here, without TensorFlow, for what only logs them (train.py).
+LOSS_KEYS = ('total',) + NAMES + ('intermediate', 'weight_decay')
 # Every target map but the image: name -> channels, each head's target then its validity map.
 TARGET_CHANNELS = collections.OrderedDict(
     (name, channels) for head in HEADS

@@ -32,8 +32,6 @@ import settings
 
 HEADS_SCOPE = 'personlab_heads'
 INTERMEDIATE_SCOPE = 'personlab_intermediate_heads'
-# Keys of compute_losses' dict, in the order logs list them: the total, each head's loss, then the rest.
-LOSS_KEYS = ('total',) + heads.NAMES + ('intermediate', 'weight_decay')
 
 
 def preprocess(images):
@@ -424,7 +422,7 @@ def compute_losses(outputs, targets, weights=None, variables=None, options=None)
       variables: variables that weight decay applies to (their '.../weights' kernels); None -> all trainable.
       options: settings.Settings; None -> config.py's.
     Returns:
-      dict of scalar float32 tensors (keys LOSS_KEYS): one per head of heads.HEADS (unweighted, of the final
+      dict of scalar float32 tensors (keys heads.LOSS_KEYS): one per head of heads.HEADS (unweighted, of the final
       heads), 'intermediate' (weighted sum of the intermediate heads' losses times
       options.INTERMEDIATE_LOSS_WEIGHT; 0 without intermediate heads), 'weight_decay' and 'total'
       (weighted sum of the heads' losses + intermediate + weight decay). Multi-tower training adds the towers'

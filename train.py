@@ -513,7 +513,7 @@ def _build_step(graph, devices, num_steps, runtime, stop_request):
         reset_averages = tf.group(*[tf.assign(ema.average(v), v) for v in trained], name='reset_averages')
         all_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.is_finite(v)) for v in trained]))
 
-    summaries = [tf.summary.scalar('losses/' + name, losses[name]) for name in model.LOSS_KEYS if name in losses]
+    summaries = [tf.summary.scalar('losses/' + name, losses[name]) for name in heads.LOSS_KEYS if name in losses]
     summaries.append(tf.summary.scalar('optimizer/learning_rate', learning_rate))
     gradient_norm = tf.global_norm([g for g, _ in grads_and_vars])  # of this worker's share on several machines
     summaries.append(tf.summary.scalar('optimizer/gradient_norm', gradient_norm))
@@ -844,7 +844,7 @@ def _check_finite(step, losses):
         raise NonFiniteError(
             'step %d: non-finite loss %s (%s); stopping without saving: the newest checkpoint holds the last '
             'good weights. Lower LEARNING_RATE or check the data.'
-            % (step, ', '.join(bad), ', '.join('%s=%.4g' % (n, losses[n]) for n in model.LOSS_KEYS if n in losses)),
+            % (step, ', '.join(bad), ', '.join('%s=%.4g' % (n, losses[n]) for n in heads.LOSS_KEYS if n in losses)),
             step)
 
 
@@ -1054,7 +1054,7 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
                 wait_fraction = window['wait'] / elapsed if elapsed > 0 else 0.0
                 log('step %d/%d  loss %.4f [%s]  lr %.2e  %.2f steps/s  %.1f samples/s  input wait %.0f%%  '
                     'ETA %s' % (step, num_steps, means['total'],
-                                ' '.join('%s %.3f' % (n, means[n]) for n in model.LOSS_KEYS[1:] if n in means),
+                                ' '.join('%s %.3f' % (n, means[n]) for n in heads.LOSS_KEYS[1:] if n in means),
                                 out['lr'], rate, rate * batch_size, 100.0 * wait_fraction, time_left))
                 writer.add_summary(_scalar_summary({'speed/steps_per_second': rate,
                                                     'speed/samples_per_second': rate * batch_size,

@@ -3,7 +3,7 @@
 What these tests prove, on a real COCO sample:
   * every head's output (and logits) of model.build_model, its target and validity maps from data_generator,
     and what post_proc.check_outputs accepts have the head's channel counts, on one grid; compute_losses
-    gives one finite loss per head under its name (model.LOSS_KEYS);
+    gives one finite loss per head under its name (heads.LOSS_KEYS);
   * the decoder names a head output whose channels differ from the table;
   * each head's loss weight and prior are the settings it names (changing the setting changes that head's
     weight or initial probability, nothing else);
@@ -65,7 +65,7 @@ def test_every_head_has_its_channels_in_the_network_the_targets_and_the_decoder(
     assert set(heads.OUTPUTS) <= set(maps)
     maps, _ = post_proc.check_outputs(targets, STRIDE, targets['image'].shape)
     assert set(heads.OUTPUTS + tuple(head.validity for head in heads.OFFSET_HEADS)) <= set(maps)
-    assert set(losses) == set(model.LOSS_KEYS)
+    assert set(losses) == set(heads.LOSS_KEYS)
     for head in heads.HEADS:
         assert np.isfinite(losses[head.name]) and losses[head.name] > 0, head.name
 
