@@ -503,8 +503,8 @@ def test_build_model_outputs_and_the_same_weights_serve_strides_16_and_8(backbon
     variables = tf.global_variables()
     eval_outputs = model.build_model(images, is_training=False, output_stride=8, depth=TEST_DEPTH, reuse=True)
     assert tf.global_variables() == variables  # inference at stride 8 creates no variable of its own
-    heads = [v.op.name for v in variables if v.op.name.startswith(model.HEADS_SCOPE + '/')]
-    assert sorted(heads) == sorted('%s/%s/%s' % (model.HEADS_SCOPE, head, leaf)
+    head_variables = [v.op.name for v in variables if v.op.name.startswith(model.HEADS_SCOPE + '/')]
+    assert sorted(head_variables) == sorted('%s/%s/%s' % (model.HEADS_SCOPE, head, leaf)
                                    for head in heads.NAMES for leaf in ('weights', 'biases'))
     image = np.random.RandomState(10).randint(0, 256, (1, 65, 65, 3)).astype(np.uint8)
     with _session() as sess:
@@ -543,15 +543,15 @@ def test_build_model_is_the_heads_on_resnet_of_images_scaled_to_minus1_1(backbon
     with _session() as sess:
         _init(sess, backbone_checkpoint)
         got, want = sess.run([outputs, expected], {images: image})
-    for heads in ('final', 'intermediate'):
-        got_heads = got if heads == 'final' else got['intermediate']
-        want_heads = want if heads == 'final' else want['intermediate']
+    for which in ('final', 'intermediate'):
+        got_heads = got if which == 'final' else got['intermediate']
+        want_heads = want if which == 'final' else want['intermediate']
         for name, value in want_heads.items():
             if name == 'intermediate':
                 continue
-            assert np.abs(value).max() > 0, (heads, name)
+            assert np.abs(value).max() > 0, (which, name)
             np.testing.assert_allclose(got_heads[name], value, rtol=1e-5, atol=1e-5 * np.abs(value).max(),
-                                       err_msg='%s %s' % (heads, name))
+                                       err_msg='%s %s' % (which, name))
 
 
 def test_intermediate_features_follow_the_configured_block():
@@ -570,7 +570,7 @@ def test_weight_decay_is_half_the_decay_times_the_squared_kernels_of_backbone_an
     scope = 'resnet_v2_%d' % TEST_DEPTH
     kernels = [name for name, _ in resnet.backbone_variables(TEST_DEPTH, scope)
                if name.rsplit('/', 1)[-1] == 'weights']
-    kernels += ['%s/%s/weights' % (heads, head) for heads in (model.HEADS_SCOPE, model.INTERMEDIATE_SCOPE)
+    kernels += ['%s/%s/weights' % (scope, head) for scope in (model.HEADS_SCOPE, model.INTERMEDIATE_SCOPE)
                 for head in heads.NAMES]
     variables = {v.op.name: v for v in tf.global_variables()}
     # Non-zero head biases: biases, gamma and beta would all change the sum if they were decayed.
