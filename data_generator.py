@@ -26,7 +26,7 @@ import grid
 # The public names of the reader and the targets stay importable from here (data_generator.CocoPersons, ...).
 from coco import CocoPersons  # noqa: F401
 from images import ImageReadError
-from targets import (TARGET_CHANNELS, TARGET_NAMES, augment_example, encode_example,  # noqa: F401
+from targets import (TARGET_NAMES, augment_example, encode_example,  # noqa: F401
                      make_targets, positive_int, sample_layout)
 
 LOG = logging.getLogger(__name__)

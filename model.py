@@ -7,6 +7,10 @@ pixel (x=j*s, y=i*s); every offset is in input pixels (config.py, "Coordinate co
 heads depends on the stride except those positions, so the weights trained at output stride 16 serve
 inference at 8.
 
+Settings: every function that has a setting to read takes `options` (a settings.Settings; None -> config.py's
+values now) and passes it on; an explicit argument (depth=, steps=, ...) wins over it. The backbone gets the
+values as resnet.py's keyword arguments.
+
 Public functions:
   preprocess(images)                      RGB 0..255 -> float32 [-1, 1] (what TF-Slim ResNet-v2 expects)
   build_model(images, is_training, ...)   -> dict of output tensors (names of the output contract)
@@ -22,20 +26,12 @@ import math
 import tensorflow.compat.v1 as tf
 
 import config
+import heads
 import resnet
+import settings
 
-# Names of the head outputs in the order their channels are stacked in the one fused 1x1 convolution.
-HEAD_NAMES = ('heatmap', 'short', 'mid', 'long', 'segmentation')
 HEADS_SCOPE = 'personlab_heads'
 INTERMEDIATE_SCOPE = 'personlab_intermediate_heads'
-LOSS_NAMES = ('heatmap', 'segmentation', 'short', 'mid', 'long')
-
-
-def head_channels(num_keypoints=None, num_edges=None):
-    """Output channels of each head: dict name -> int (K, 2K, 2E, 2K, 1)."""
-    k = config.NUM_KEYPOINTS if num_keypoints is None else num_keypoints
-    e = config.NUM_EDGES if num_edges is None else num_edges
-    return {'heatmap': k, 'short': 2 * k, 'mid': 2 * e, 'long': 2 * k, 'segmentation': 1}
 
 
 def preprocess(images):
@@ -54,10 +50,10 @@ def preprocess(images):
     return images * (2.0 / 255.0) - 1.0
 
 
-def _output_stride(output_stride, is_training):
-    """The stride actually used: None means the config default for training or inference."""
+def _output_stride(output_stride, is_training, options):
+    """The stride actually used: None means the settings' stride for training or inference."""
     if output_stride is None:
-        output_stride = config.TRAIN_OUTPUT_STRIDE if is_training else config.EVAL_OUTPUT_STRIDE
+        output_stride = options.TRAIN_OUTPUT_STRIDE if is_training else options.EVAL_OUTPUT_STRIDE
     if output_stride not in resnet.REACHABLE_OUTPUT_STRIDES:
         raise ValueError('output_stride must be one of %s (resnet.REACHABLE_OUTPUT_STRIDES), got %r'
                          % (resnet.REACHABLE_OUTPUT_STRIDES, output_stride))
@@ -73,7 +69,7 @@ def _end_point(end_points, name):
     return end_points[keys[0]]
 
 
-def intermediate_features(end_points, depth, block=None):
+def intermediate_features(end_points, depth, block=None, options=None):
     """Features of the intermediate heads: `block`'s output normalised as the backbone itself normalises it.
 
     A ResNet-v2 block ends on the raw residual stream (no batch norm); the next unit's `preact`, relu(batch
@@ -82,11 +78,11 @@ def intermediate_features(end_points, depth, block=None):
     Args:
       end_points: the backbone's end points (resnet.resnet_v2).
       depth: the backbone's depth (its block names).
-      block: 'block1'..'block3'; None -> config.INTERMEDIATE_BLOCK.
+      block: 'block1'..'block3'; None -> options.INTERMEDIATE_BLOCK.
     Returns:
       float32 [B, H', W', C], the end point '<next block>/unit_1/bottleneck_v2/preact' (on block's grid).
     """
-    block = config.INTERMEDIATE_BLOCK if block is None else block
+    block = settings.resolve(options).INTERMEDIATE_BLOCK if block is None else block
     names = [name for name, _, _, _ in resnet.BLOCKS[depth]]
     if block not in names[:-1]:
         raise ValueError('intermediate block must be one of %s (the last block feeds the final heads), got %r'
@@ -95,38 +91,43 @@ def intermediate_features(end_points, depth, block=None):
     return _end_point(end_points, '%s/unit_1/%s/preact' % (following, resnet.UNIT_SCOPE))
 
 
-def build_model(images, is_training, output_stride=None, depth=None, intermediate=None, reuse=None):
+def build_model(images, is_training, output_stride=None, depth=None, intermediate=None, reuse=None, options=None):
     """The whole PersonLab network on a batch of RGB images.
 
     Args:
       images: [B, H, W, 3] RGB in 0..255 (uint8 or float); preprocessed inside the graph. Sides of the form
         n*s+1 align the output grid with the input corners (config.py, "Coordinate convention").
-      is_training: Python bool, passed to the backbone (batch norm follows config.FREEZE_BATCH_NORM).
-      output_stride: 8, 16 or 32; None -> config.TRAIN_OUTPUT_STRIDE if is_training else
-        config.EVAL_OUTPUT_STRIDE. The variables do not depend on it.
-      depth: ResNet-v2 depth 50, 101 or 152; None -> config.BACKBONE_DEPTH. Scope 'resnet_v2_<depth>'.
-      intermediate: build the intermediate-supervision heads; None -> config.INTERMEDIATE_SUPERVISION.
+      is_training: Python bool, passed to the backbone (batch norm follows options.FREEZE_BATCH_NORM).
+      output_stride: 8, 16 or 32; None -> options.TRAIN_OUTPUT_STRIDE if is_training else
+        options.EVAL_OUTPUT_STRIDE. The variables do not depend on it.
+      depth: ResNet-v2 depth 50, 101 or 152; None -> options.BACKBONE_DEPTH. Scope 'resnet_v2_<depth>'.
+      intermediate: build the intermediate-supervision heads; None -> options.INTERMEDIATE_SUPERVISION.
       reuse: variable reuse for a second copy of the network in the same graph (e.g. another stride).
+      options: settings.Settings (None -> config.py's): the backbone's batch norm, the heads, the strides.
     Returns:
       dict of float32 tensors with the batch axis first, on the output grid H' x W' (H' = (H-1)//s + 1):
         'heatmap_logits' [B,H',W',K], 'heatmaps' (sigmoid) [B,H',W',K], 'short_offsets' [B,H',W',2K],
         'mid_offsets' [B,H',W',2E] and 'long_offsets' [B,H',W',2K] (both refined), 'segmentation_logits'
         and 'segmentation' [B,H',W',1]; offsets in input px. Plus 'intermediate' (the same dict from the
-        heads on intermediate_features: config.INTERMEDIATE_BLOCK, normalised) when intermediate
+        heads on intermediate_features: options.INTERMEDIATE_BLOCK, normalised) when intermediate
         supervision is on.
     """
-    depth = config.BACKBONE_DEPTH if depth is None else depth
-    stride = _output_stride(output_stride, is_training)
-    intermediate = config.INTERMEDIATE_SUPERVISION if intermediate is None else intermediate
+    options = settings.resolve(options)
+    depth = options.BACKBONE_DEPTH if depth is None else depth
+    stride = _output_stride(output_stride, is_training, options)
+    intermediate = options.INTERMEDIATE_SUPERVISION if intermediate is None else intermediate
     with tf.variable_scope(tf.get_variable_scope(), reuse=reuse):
         inputs = preprocess(images)
-        backbone_stride = None if stride == config.NOMINAL_OUTPUT_STRIDE else stride
-        net, end_points = resnet.resnet_v2(inputs, depth, is_training=is_training, output_stride=backbone_stride,
-                                           scope='resnet_v2_%d' % depth)
-        outputs = build_heads(net, stride, scope=HEADS_SCOPE)
+        backbone_stride = None if stride == options.NOMINAL_OUTPUT_STRIDE else stride
+        net, end_points = resnet.resnet_v2(
+            inputs, depth, is_training=is_training, output_stride=backbone_stride, scope='resnet_v2_%d' % depth,
+            freeze_batch_norm=options.FREEZE_BATCH_NORM, batch_norm_epsilon=options.BATCH_NORM_EPSILON,
+            batch_norm_decay=options.BATCH_NORM_DECAY, batch_norm_train_affine=options.BATCH_NORM_TRAIN_AFFINE,
+            zero_init_residual=options.ZERO_INIT_RESIDUAL)
+        outputs = build_heads(net, stride, scope=HEADS_SCOPE, options=options)
         if intermediate:
-            outputs['intermediate'] = build_heads(intermediate_features(end_points, depth), stride,
-                                                  scope=INTERMEDIATE_SCOPE)
+            outputs['intermediate'] = build_heads(intermediate_features(end_points, depth, options=options), stride,
+                                                  scope=INTERMEDIATE_SCOPE, options=options)
     return outputs
 
 
@@ -137,8 +138,8 @@ def prior_bias(probability):
     return -math.log((1.0 - probability) / probability)
 
 
-def _fused_conv1x1(features, channels, scope, init_stddev, initial_biases):
-    """One 1x1 convolution per head, run as a single fused convolution.
+def _fused_conv1x1(features, scope, init_stddev, initial_biases):
+    """One 1x1 convolution per head of heads.HEADS, run as a single fused convolution.
 
     Each head owns its variables '<scope>/<head>/weights' [1, 1, C, n] and '<scope>/<head>/biases' [n];
     their kernels are concatenated so the 2048-channel features are read once. Kernels start from a truncated
@@ -150,45 +151,50 @@ def _fused_conv1x1(features, channels, scope, init_stddev, initial_biases):
         raise ValueError('%s: the features need a static channel count, got shape %s' % (scope, features.shape))
     kernels, biases = [], []
     with tf.variable_scope(scope):
-        for name in HEAD_NAMES:
-            with tf.variable_scope(name):
+        for head in heads.HEADS:
+            with tf.variable_scope(head.name):
                 kernels.append(tf.get_variable(
-                    'weights', [1, 1, int(in_channels), channels[name]], tf.float32,
+                    'weights', [1, 1, int(in_channels), head.channels], tf.float32,
                     initializer=tf.truncated_normal_initializer(stddev=init_stddev)))
-                biases.append(tf.get_variable('biases', [channels[name]], tf.float32,
-                                              initializer=tf.constant_initializer(initial_biases[name])))
+                biases.append(tf.get_variable('biases', [head.channels], tf.float32,
+                                              initializer=tf.constant_initializer(initial_biases[head.name])))
         net = tf.nn.conv2d(features, tf.concat(kernels, axis=3), strides=[1, 1, 1, 1], padding='SAME')
         net = tf.nn.bias_add(net, tf.concat(biases, axis=0))
-    sizes = [channels[name] for name in HEAD_NAMES]
-    return dict(zip(HEAD_NAMES, tf.split(net, sizes, axis=3)))
+    return dict(zip(heads.NAMES, tf.split(net, [head.channels for head in heads.HEADS], axis=3)))
 
 
 def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offset_scale=None,
-                init_stddev=None, heatmap_prior=None, segmentation_prior=None, long_self_steps=None):
+                init_stddev=None, heatmap_prior=None, segmentation_prior=None, long_self_steps=None, options=None):
     """The five PersonLab heads (1x1 convs) and the recurrent refinement on one feature map.
 
     Args:
       features: float32 [B, H', W', C] backbone features on the output grid of `stride` (C static).
       stride: Python int, the output stride s (positions of the cells: x=j*s, y=i*s input px).
       scope: variable scope of the head variables.
-      refinement_steps, offset_scale, init_stddev: None -> config.REFINEMENT_STEPS,
-        config.OFFSET_OUTPUT_SCALE, config.HEAD_INIT_STDDEV.
+      refinement_steps, offset_scale, init_stddev: None -> options.REFINEMENT_STEPS,
+        options.OFFSET_OUTPUT_SCALE, options.HEAD_INIT_STDDEV.
       heatmap_prior, segmentation_prior: initial probabilities of the two sigmoid heads (their biases start
-        at prior_bias(pi)); None -> config.HEATMAP_PRIOR, config.SEGMENTATION_PRIOR. Offset biases start at 0.
+        at prior_bias(pi)); None -> the settings each head names (heads.Head.prior). Offset biases start at 0.
       long_self_steps: refinements of the long-range field with itself before those with the short-range
-        field; None -> config.LONG_SELF_REFINEMENT_STEPS.
+        field; None -> options.LONG_SELF_REFINEMENT_STEPS.
+      options: settings.Settings; None -> config.py's.
     Returns:
       dict as build_model's (without 'intermediate').
     """
-    steps = config.REFINEMENT_STEPS if refinement_steps is None else refinement_steps
-    long_self_steps = config.LONG_SELF_REFINEMENT_STEPS if long_self_steps is None else long_self_steps
-    scale = config.OFFSET_OUTPUT_SCALE if offset_scale is None else offset_scale
-    stddev = config.HEAD_INIT_STDDEV if init_stddev is None else init_stddev
-    heatmap_prior = config.HEATMAP_PRIOR if heatmap_prior is None else heatmap_prior
-    segmentation_prior = config.SEGMENTATION_PRIOR if segmentation_prior is None else segmentation_prior
-    initial_biases = {'heatmap': prior_bias(heatmap_prior), 'short': 0.0, 'mid': 0.0, 'long': 0.0,
-                      'segmentation': prior_bias(segmentation_prior)}
-    raw = _fused_conv1x1(features, head_channels(), scope, stddev, initial_biases)
+    options = settings.resolve(options)
+    steps = options.REFINEMENT_STEPS if refinement_steps is None else refinement_steps
+    long_self_steps = options.LONG_SELF_REFINEMENT_STEPS if long_self_steps is None else long_self_steps
+    scale = options.OFFSET_OUTPUT_SCALE if offset_scale is None else offset_scale
+    stddev = options.HEAD_INIT_STDDEV if init_stddev is None else init_stddev
+    priors = {'heatmap': heatmap_prior, 'segmentation': segmentation_prior}
+    initial_biases = {}
+    for head in heads.HEADS:
+        if head.prior is None:
+            initial_biases[head.name] = 0.0
+        else:
+            prior = priors.get(head.name)
+            initial_biases[head.name] = prior_bias(getattr(options, head.prior) if prior is None else prior)
+    raw = _fused_conv1x1(features, scope, stddev, initial_biases)
     with tf.name_scope(scope + '_outputs'):
         short = raw['short'] * scale
         mid = raw['mid'] * scale
@@ -201,15 +207,15 @@ def build_heads(features, stride, scope=HEADS_SCOPE, refinement_steps=None, offs
         mid = refine_offsets(mid, short, mid_targets, stride, steps)
         long_ = refine_offsets(long_, long_, long_targets, stride, long_self_steps)
         long_ = refine_offsets(long_, short, long_targets, stride, steps)
-        return {
-            'heatmap_logits': raw['heatmap'],
-            'heatmaps': tf.sigmoid(raw['heatmap']),
-            'short_offsets': short,
-            'mid_offsets': mid,
-            'long_offsets': long_,
-            'segmentation_logits': raw['segmentation'],
-            'segmentation': tf.sigmoid(raw['segmentation']),
-        }
+        offsets = {'short': short, 'mid': mid, 'long': long_}
+        outputs = {}
+        for head in heads.HEADS:
+            if head.kind == 'logistic':
+                outputs[head.logits] = raw[head.name]
+                outputs[head.output] = tf.sigmoid(raw[head.name])
+            else:
+                outputs[head.output] = offsets[head.name]
+        return outputs
 
 
 def grid_positions(height, width, stride):
@@ -257,7 +263,7 @@ def bilinear_sample(fields, x, y, field_index):
     return top * (1.0 - wy) + bottom * wy
 
 
-def refine_offsets(offsets, short_offsets, target_keypoints, stride, steps=None):
+def refine_offsets(offsets, short_offsets, target_keypoints, stride, steps=None, options=None):
     """Recurrent offset refinement (Eq. 2): O_f(x) <- x' + S_t(x') - x with x' = x + O_f(x), t = target[f].
 
     Equivalently O_f(x) += S_t(x + O_f(x)), the short offsets sampled bilinearly (border-clamped) at the
@@ -269,11 +275,11 @@ def refine_offsets(offsets, short_offsets, target_keypoints, stride, steps=None)
       short_offsets: float32 [B, H', W', 2K] short-range offsets, input px.
       target_keypoints: length-F ints: the keypoint type each field points to.
       stride: Python int output stride.
-      steps: refinement iterations; None -> config.REFINEMENT_STEPS.
+      steps: refinement iterations; None -> options.REFINEMENT_STEPS (options None -> config.py's).
     Returns:
       float32 [B, H', W', 2F], the refined offsets.
     """
-    steps = config.REFINEMENT_STEPS if steps is None else steps
+    steps = settings.resolve(options).REFINEMENT_STEPS if steps is None else steps
     num_fields = len(target_keypoints)
     if offsets.shape[-1] is not None and int(offsets.shape[-1]) != 2 * num_fields:
         raise ValueError('refine_offsets: offsets have %s channels, expected 2 x %d target keypoints'
@@ -343,44 +349,36 @@ def offset_loss_sums(offsets, targets, valid, norm):
     return tf.reduce_sum(error) / norm, tf.reduce_sum(valid)
 
 
-def head_loss_sums(outputs, targets, norm=None):
-    """The five unweighted losses of one set of heads before their division: dict name -> (numerator,
-    denominator), scalar float32 tensors.
+def head_loss_sums(outputs, targets, norm=None, options=None):
+    """The unweighted loss of each head of one set of heads before its division: dict head name -> (numerator,
+    denominator), scalar float32 tensors. A logistic head's loss reads its logits, weighted by its validity map
+    (one channel); an offset head's its offsets, counted where its per-field validity map is 1, divided by
+    `norm` (None -> options.OFFSET_LOSS_NORM).
 
     Sums add up over sub-batches (e.g. multi-GPU towers): dividing the added sums once gives the loss of the
     whole batch, whatever the number of valid positions in each part.
     """
-    norm = config.OFFSET_LOSS_NORM if norm is None else norm
-    for name, key in (('heatmaps', 'heatmap_logits'), ('short_offsets', 'short_offsets'),
-                      ('mid_offsets', 'mid_offsets'), ('long_offsets', 'long_offsets'),
-                      ('segmentation', 'segmentation_logits')):
+    norm = settings.resolve(options).OFFSET_LOSS_NORM if norm is None else norm
+    for head in heads.HEADS:
+        key = head.logits or head.output
         if key not in outputs:
             raise KeyError('compute_losses: network output %r is missing' % key)
-        if name in targets:
-            _check_same_grid(outputs[key], tf.convert_to_tensor(targets[name]), name)
-    kp_weights = _target(targets, 'kp_weights')
-    return {
-        'heatmap': logistic_loss_sums(outputs['heatmap_logits'], _target(targets, 'heatmaps'), kp_weights),
-        'segmentation': logistic_loss_sums(outputs['segmentation_logits'], _target(targets, 'segmentation'),
-                                           _target(targets, 'seg_weights')),
-        'short': offset_loss_sums(outputs['short_offsets'], _target(targets, 'short_offsets'),
-                                  _target(targets, 'short_valid'), norm),
-        'mid': offset_loss_sums(outputs['mid_offsets'], _target(targets, 'mid_offsets'),
-                                _target(targets, 'mid_valid'), norm),
-        'long': offset_loss_sums(outputs['long_offsets'], _target(targets, 'long_offsets'),
-                                 _target(targets, 'long_valid'), norm),
-    }
+        if head.target in targets:
+            _check_same_grid(outputs[key], tf.convert_to_tensor(targets[head.target]), head.target)
+    sums = {}
+    for head in heads.HEADS:
+        target, validity = _target(targets, head.target), _target(targets, head.validity)
+        if head.kind == 'logistic':
+            sums[head.name] = logistic_loss_sums(outputs[head.logits], target, validity)
+        else:
+            sums[head.name] = offset_loss_sums(outputs[head.output], target, validity, norm)
+    return sums
 
 
-def loss_weights():
-    """Weight of each head loss in the total, from config: dict name -> float."""
-    return {
-        'heatmap': config.HEATMAP_LOSS_WEIGHT,
-        'segmentation': config.SEGMENTATION_LOSS_WEIGHT,
-        'short': config.SHORT_OFFSET_LOSS_WEIGHT,
-        'mid': config.MID_OFFSET_LOSS_WEIGHT,
-        'long': config.LONG_OFFSET_LOSS_WEIGHT,
-    }
+def loss_weights(options=None):
+    """Weight of each head loss in the total, the setting each head names: dict head name -> float."""
+    options = settings.resolve(options)
+    return {head.name: getattr(options, head.loss_weight) for head in heads.HEADS}
 
 
 def conv_weights(variables=None):
@@ -392,60 +390,66 @@ def conv_weights(variables=None):
     return [v for v in variables if v.op.name.endswith('/weights')]
 
 
-def weight_decay_loss(variables=None, decay=None):
-    """L2 weight decay as TF-Slim's l2_regularizer: decay * sum(w^2) / 2 over conv kernels."""
-    decay = config.WEIGHT_DECAY if decay is None else decay
+def weight_decay_loss(variables=None, decay=None, options=None):
+    """L2 weight decay as TF-Slim's l2_regularizer: decay * sum(w^2) / 2 over conv kernels.
+    decay None -> options.WEIGHT_DECAY."""
+    decay = settings.resolve(options).WEIGHT_DECAY if decay is None else decay
     kernels = conv_weights(variables)
     if not kernels or not decay:
         return tf.constant(0.0)
     return decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])
 
 
-def loss_sums(outputs, targets):
+def loss_sums(outputs, targets, options=None):
     """(numerator, denominator) of every head loss: dict 'heatmap', ..., 'long' of the final heads and
     'intermediate/heatmap', ... when outputs hold 'intermediate' (head_loss_sums). Sums of several sub-batches
     add up; losses_from_sums turns them into the losses of the whole batch."""
-    sums = head_loss_sums(outputs, targets)
+    sums = head_loss_sums(outputs, targets, options=options)
     if outputs.get('intermediate') is not None:
         with tf.name_scope('intermediate'):
-            extra = head_loss_sums(outputs['intermediate'], targets)
+            extra = head_loss_sums(outputs['intermediate'], targets, options=options)
         sums.update(('intermediate/' + name, value) for name, value in extra.items())
     return sums
 
 
-def compute_losses(outputs, targets, weights=None, variables=None):
+def compute_losses(outputs, targets, weights=None, variables=None, options=None):
     """The PersonLab losses (docs/method.md#losses), each exposed separately.
 
     Args:
       outputs: build_model's dict (batch axis first); 'intermediate' is used when present.
-      targets: dict of tensors or arrays named as the target contract, batch axis first, on the same grid.
-      weights: dict loss name -> weight; None -> loss_weights() (config).
+      targets: dict of tensors or arrays named as heads.TARGET_CHANNELS, batch axis first, on the same grid.
+      weights: dict head name -> weight; None -> loss_weights(options).
       variables: variables that weight decay applies to (their '.../weights' kernels); None -> all trainable.
+      options: settings.Settings; None -> config.py's.
     Returns:
-      dict of scalar float32 tensors: 'heatmap', 'segmentation', 'short', 'mid', 'long' (unweighted, of the
-      final heads), 'intermediate' (weighted sum of the intermediate heads' losses times
-      config.INTERMEDIATE_LOSS_WEIGHT; 0 without intermediate heads), 'weight_decay' and 'total'
-      (weighted sum of the five + intermediate + weight decay). Multi-tower training adds the towers'
+      dict of scalar float32 tensors (keys heads.LOSS_KEYS): one per head of heads.HEADS (unweighted, of the final
+      heads), 'intermediate' (weighted sum of the intermediate heads' losses times
+      options.INTERMEDIATE_LOSS_WEIGHT; 0 without intermediate heads), 'weight_decay' and 'total'
+      (weighted sum of the heads' losses + intermediate + weight decay). Multi-tower training adds the towers'
       loss_sums and calls losses_from_sums once instead.
     """
+    options = settings.resolve(options)
     with tf.name_scope('losses'):
-        return losses_from_sums(loss_sums(outputs, targets), weight_decay_loss(variables), weights)
+        return losses_from_sums(loss_sums(outputs, targets, options=options),
+                                weight_decay_loss(variables, options=options), weights, options=options)
 
 
-def losses_from_sums(sums, weight_decay, weights=None):
+def losses_from_sums(sums, weight_decay, weights=None, options=None):
     """compute_losses' dict from (numerator, denominator) sums (see compute_losses) and the weight decay.
 
     Args:
-      sums: dict loss name -> (numerator, denominator) scalar tensors; 'intermediate/<name>' keys optional.
+      sums: dict head name -> (numerator, denominator) scalar tensors; 'intermediate/<name>' keys optional.
       weight_decay: scalar tensor added to the total.
-      weights: dict loss name -> weight; None -> loss_weights() (config).
+      weights: dict head name -> weight; None -> loss_weights(options).
+      options: settings.Settings; None -> config.py's.
     """
-    weights = loss_weights() if weights is None else weights
-    losses = {name: tf.math.divide_no_nan(*sums[name]) for name in LOSS_NAMES}
-    total = tf.add_n([weights[name] * losses[name] for name in LOSS_NAMES])
-    if 'intermediate/' + LOSS_NAMES[0] in sums:
-        losses['intermediate'] = config.INTERMEDIATE_LOSS_WEIGHT * tf.add_n(
-            [weights[name] * tf.math.divide_no_nan(*sums['intermediate/' + name]) for name in LOSS_NAMES])
+    options = settings.resolve(options)
+    weights = loss_weights(options) if weights is None else weights
+    losses = {name: tf.math.divide_no_nan(*sums[name]) for name in heads.NAMES}
+    total = tf.add_n([weights[name] * losses[name] for name in heads.NAMES])
+    if 'intermediate/' + heads.NAMES[0] in sums:
+        losses['intermediate'] = options.INTERMEDIATE_LOSS_WEIGHT * tf.add_n(
+            [weights[name] * tf.math.divide_no_nan(*sums['intermediate/' + name]) for name in heads.NAMES])
     else:
         losses['intermediate'] = tf.constant(0.0)
     losses['weight_decay'] = weight_decay

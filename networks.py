@@ -1,5 +1,5 @@
 """The networks the Predictor runs: anything with a `stride` attribute and `__call__(image)` -> dict name ->
-float32 [H', W', C] (no batch axis, the names of post_proc.OUTPUT_CHANNELS) for a uint8 [H, W, 3] image of
+float32 [H', W', C] (no batch axis, the names of heads.OUTPUTS) for a uint8 [H, W, 3] image of
 n*stride+1 sides:
   CheckpointNetwork  a train.py checkpoint in a tf.compat.v1 Session (Polyak averages restored)
   SavedModelNetwork  export_model.py's SavedModel (tf.compat.v1.saved_model loader)
@@ -14,12 +14,12 @@ import os
 
 import checkpoints
 import grid
-import post_proc
+import heads
 import settings
 
 INPUT_NAME = 'image'  # graph input: uint8 [H, W, 3] or [1, H, W, 3]
 OUTPUT_SCOPE = 'outputs'  # graph outputs are 'outputs/<name>', name in OUTPUT_NAMES
-OUTPUT_NAMES = tuple(name for name, _ in post_proc.OUTPUT_CHANNELS)
+OUTPUT_NAMES = heads.OUTPUTS
 # An export folder (export_model.py)
 SIGNATURE_NAME = 'serving_default'
 SAVED_MODEL = 'saved_model'

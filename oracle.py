@@ -6,9 +6,9 @@ import collections
 import numpy as np
 
 import data_generator
+import heads
 import inference
 import networks
-import post_proc
 import rescale
 import settings
 
@@ -65,7 +65,7 @@ class GroundTruthNetwork(object):
             targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride,
                                                   radius=self.settings['radius'])
         # The validity maps tell the decoder where a target offset is undefined (a network has none).
-        names = networks.OUTPUT_NAMES + tuple(name for name, _, _ in post_proc.VALIDITY_MAPS)
+        names = networks.OUTPUT_NAMES + tuple(head.validity for head in heads.OFFSET_HEADS)
         return {name: targets[name] for name in names}
 
 
@@ -108,7 +108,7 @@ class PartialOracleNetwork(object):
         self.settings = getattr(network, 'settings', {})
         self.truth = GroundTruthNetwork(longer_sides=longer_sides, stride=network.stride,
                                         radius=inference.decode_radius(network))
-        validity = {offsets: name for name, _, offsets in post_proc.VALIDITY_MAPS}
+        validity = {head.output: head.validity for head in heads.OFFSET_HEADS}
         self.replaced = self.outputs + tuple(validity[name] for name in self.outputs if name in validity)
 
     def set_example(self, example):

@@ -14,6 +14,7 @@ import numpy as np
 
 import config
 import post_proc
+import settings
 
 MIN_FONT_SCALE = 0.35  # below this OpenCV's Hershey glyphs are unreadable
 TEXT_LIFT = 4  # px between a score and the person's top keypoint
@@ -39,27 +40,28 @@ def _check_image(image):
     return image
 
 
-def _line_width(image):
-    return max(1, int(round(max(image.shape[:2]) * config.PLOT_LINE_WIDTH)))
+def _line_width(image, options):
+    return max(1, int(round(max(image.shape[:2]) * options.PLOT_LINE_WIDTH)))
 
 
-def existing(keypoints, threshold=None):
+def existing(keypoints, threshold=None, options=None):
     """bool [K]: keypoints [K, 3] (x, y, score or COCO v) whose third value exceeds `threshold` (default
     config.PLOT_KEYPOINT_THRESHOLD) and whose position is finite: the ones that are drawn."""
-    threshold = config.PLOT_KEYPOINT_THRESHOLD if threshold is None else threshold
+    threshold = settings.resolve(options).PLOT_KEYPOINT_THRESHOLD if threshold is None else threshold
     keypoints = np.asarray(keypoints, np.float64).reshape(config.NUM_KEYPOINTS, 3)
     return (keypoints[:, 2] > threshold) & np.isfinite(keypoints).all(axis=1)
 
 
-def draw_skeleton(image, keypoints, threshold=None, thickness=None):
+def draw_skeleton(image, keypoints, threshold=None, thickness=None, options=None):
     """Limbs (one colour each) between existing keypoints and a dot on every existing keypoint.
 
     keypoints: [K, 3] (x, y, score or v); threshold: default config.PLOT_KEYPOINT_THRESHOLD.
     """
+    options = settings.resolve(options)
     canvas = _check_image(image).copy()
     keypoints = np.asarray(keypoints, np.float64).reshape(config.NUM_KEYPOINTS, 3)
-    exists = existing(keypoints, threshold)
-    thickness = _line_width(canvas) if thickness is None else thickness
+    exists = existing(keypoints, threshold, options=options)
+    thickness = _line_width(canvas, options) if thickness is None else thickness
     shift = SUBPIXEL_BITS
     points = [tuple(int(round(v * (1 << shift))) for v in p[:2]) if ok else None
               for p, ok in zip(keypoints, exists)]
@@ -72,9 +74,9 @@ def draw_skeleton(image, keypoints, threshold=None, thickness=None):
     return canvas
 
 
-def overlay_masks(image, masks, alpha=None):
+def overlay_masks(image, masks, alpha=None, options=None):
     """Instance masks (bool [H, W] each, None skipped) blended in one colour per person."""
-    alpha = config.PLOT_MASK_ALPHA if alpha is None else alpha
+    alpha = settings.resolve(options).PLOT_MASK_ALPHA if alpha is None else alpha
     canvas = _check_image(image).copy()
     blend = canvas.astype(np.float32)
     for n, mask in enumerate(masks):
@@ -88,15 +90,16 @@ def overlay_masks(image, masks, alpha=None):
     return np.clip(blend + 0.5, 0, 255).astype(np.uint8)
 
 
-def draw_people(image, people, threshold=None, alpha=None):
+def draw_people(image, people, threshold=None, alpha=None, options=None):
     """Masks and skeletons of decoded people (post_proc.decode's list), with each person's score."""
-    canvas = overlay_masks(image, [p.get('mask') for p in people], alpha)
+    options = settings.resolve(options)
+    canvas = overlay_masks(image, [p.get('mask') for p in people], alpha, options=options)
     for person in people:
-        canvas = draw_skeleton(canvas, person['keypoints'], threshold)
-    scale = max(max(canvas.shape[:2]) * config.PLOT_FONT_SCALE, MIN_FONT_SCALE)
+        canvas = draw_skeleton(canvas, person['keypoints'], threshold, options=options)
+    scale = max(max(canvas.shape[:2]) * options.PLOT_FONT_SCALE, MIN_FONT_SCALE)
     for person in people:
         keypoints = np.asarray(person['keypoints'])
-        exists = existing(keypoints, threshold)
+        exists = existing(keypoints, threshold, options=options)
         if exists.any() and 'score' in person:
             x, y = keypoints[exists, :2].min(axis=0)
             cv2.putText(canvas, '%.2f' % person['score'], (int(x), max(int(y) - TEXT_LIFT, TEXT_MIN_Y)),
@@ -104,10 +107,10 @@ def draw_people(image, people, threshold=None, alpha=None):
     return canvas
 
 
-def map_view(image, values, step, alpha=None):
+def map_view(image, values, step, alpha=None, options=None):
     """A map [h, w] or [h, w, C] (maximum over channels) of grid `step`, values in [0, 1], coloured (JET) over
     the image."""
-    alpha = config.PLOT_MAP_ALPHA if alpha is None else alpha
+    alpha = settings.resolve(options).PLOT_MAP_ALPHA if alpha is None else alpha
     canvas = _check_image(image)
     values = np.asarray(values, np.float32)
     if values.ndim == 3:
@@ -120,22 +123,22 @@ def map_view(image, values, step, alpha=None):
     return np.clip(canvas * (1 - weight) + colours * weight + 0.5, 0, 255).astype(np.uint8)
 
 
-def heatmap_view(image, heatmaps, stride, kinds=None, alpha=None):
+def heatmap_view(image, heatmaps, stride, kinds=None, alpha=None, options=None):
     """Keypoint heatmaps p_k [H', W', K] (probabilities) of the given types (default all) over the image."""
     heatmaps = np.asarray(heatmaps, np.float32)
     if kinds is not None:
         heatmaps = heatmaps[..., list(np.atleast_1d(kinds))]
-    return map_view(image, heatmaps, stride, alpha)
+    return map_view(image, heatmaps, stride, alpha, options=options)
 
 
-def hough_view(image, hough, hough_stride, kinds=None, alpha=None):
+def hough_view(image, hough, hough_stride, kinds=None, alpha=None, options=None):
     """Hough maps h_k [Hh, Wh, K] (post_proc.hough_voting), each type scaled to its maximum, over the image."""
     hough = np.asarray(hough, np.float32)
     if kinds is not None:
         hough = hough[..., list(np.atleast_1d(kinds))]
     peak = hough.reshape(-1, hough.shape[-1]).max(axis=0)
     hough = hough / np.where(peak > 0, peak, 1.0)
-    return map_view(image, hough, hough_stride, alpha)
+    return map_view(image, hough, hough_stride, alpha, options=options)
 
 
 def save_image(path, image):

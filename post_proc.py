@@ -36,24 +36,11 @@ import cv2
 import numpy as np
 
 import config
+import heads
+import settings
 import transformer
 
 CLOCK = time.perf_counter  # timer of decode()'s `timings` (bench/decode_bench.py measures CPU time with it)
-OUTPUT_CHANNELS = (  # name -> channels per output-grid cell, the network outputs decode() reads
-    ('heatmaps', config.NUM_KEYPOINTS),
-    ('short_offsets', 2 * config.NUM_KEYPOINTS),
-    ('mid_offsets', 2 * config.NUM_EDGES),
-    ('long_offsets', 2 * config.NUM_KEYPOINTS),
-    ('segmentation', 1),
-)
-PROBABILITY_OUTPUTS = ('heatmaps', 'segmentation')
-# Optional validity maps (the target contract's names): offsets of a field count only where its map is > 0.
-# Target maps (the oracle) hold them; a network does not, and then every offset counts.
-VALIDITY_MAPS = (  # name -> (channels, the offsets it qualifies)
-    ('short_valid', config.NUM_KEYPOINTS, 'short_offsets'),
-    ('mid_valid', config.NUM_EDGES, 'mid_offsets'),
-    ('long_valid', config.NUM_KEYPOINTS, 'long_offsets'),
-)
 KAPPA = 2.0 * np.asarray(config.OKS_SIGMAS, np.float32)  # kappa_k: pycocotools' OKS uses (2 sigma_k)^2
 grid_shape = transformer.grid_shape  # output-grid (H', W') of an input; kept here for callers of post_proc
 # Added to the four bilinear corner weights in Sampler.land: a point exactly on a cell still lets the other
@@ -105,14 +92,17 @@ def check_outputs(outputs, stride, image_shape):
         raise ValueError('outputs must be a dict of numpy arrays, got %s' % type(outputs).__name__)
     what = 'an input of %dx%d at stride %d' % (height, width, stride)
     maps = {}
-    for name, channels in OUTPUT_CHANNELS:
-        if name not in outputs:
-            raise ValueError('outputs has no %r (needs %s)' % (name, ', '.join(n for n, _ in OUTPUT_CHANNELS)))
-        maps[name] = _checked_map(outputs, name, (rows, cols, channels), what)
-    for name, channels, _ in VALIDITY_MAPS:
-        if name in outputs:
-            maps[name] = _checked_map(outputs, name, (rows, cols, channels), what)
-    for name in PROBABILITY_OUTPUTS + tuple(name for name, _, _ in VALIDITY_MAPS if name in maps):
+    for head in heads.HEADS:
+        if head.output not in outputs:
+            raise ValueError('outputs has no %r (needs %s)' % (head.output, ', '.join(heads.OUTPUTS)))
+        maps[head.output] = _checked_map(outputs, head.output, (rows, cols, head.channels), what)
+    # Optional validity maps of the offset heads: target maps (the oracle) hold them, offsets of a field then
+    # count only where its map is > 0; a network has none, and every offset counts.
+    for head in heads.OFFSET_HEADS:
+        if head.validity in outputs:
+            maps[head.validity] = _checked_map(outputs, head.validity, (rows, cols, head.validity_channels), what)
+    validity = tuple(head.validity for head in heads.OFFSET_HEADS if head.validity in maps)
+    for name in heads.PROBABILITY_OUTPUTS + validity:
         array = maps[name]
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise ValueError('outputs[%r] must hold values in [0, 1], found [%g, %g] (logits?)' % (
@@ -136,12 +126,12 @@ class Sampler(object):
     for the F two-channel fields of an offset map) weighs each cell's offsets in land(): 0 where undefined.
     """
 
-    def __init__(self, array, step, valid=None):
+    def __init__(self, array, step, valid=None, options=None):
         self.array = self._padded(array)
         self.flat = self.array.reshape(-1)
         self.height, self.width, self.channels = self.array.shape
         self.valid = None if valid is None else self._padded(valid).reshape(-1)
-        self.min_valid = np.float32(config.LANDING_MIN_VALID)
+        self.min_valid = np.float32(settings.resolve(options).LANDING_MIN_VALID)
         self.inverse = np.float32(1.0 / step)
         self.step = np.float32(step)
         self.row = self.width * self.channels  # flat distance between vertically adjacent cells
@@ -236,24 +226,27 @@ class Maps(object):
     """The decoder's view of one image: samplers of every output (offsets with their validity maps, if
     given) and of the Hough maps."""
 
-    def __init__(self, maps, stride, hough, hough_stride, radius, support_radius=None):
+    def __init__(self, maps, stride, hough, hough_stride, radius, support_radius=None, options=None):
+        options = settings.resolve(options)
+        self.options = options  # what the stages that read these maps decode with
         self.outputs = maps
         self.stride = stride
         self.hough_stride = hough_stride
-        self.heatmaps = Sampler(maps['heatmaps'], stride)
-        self.short = Sampler(maps['short_offsets'], stride, maps.get('short_valid'))
-        self.mid = Sampler(maps['mid_offsets'], stride, maps.get('mid_valid'))
-        self.long = Sampler(maps['long_offsets'], stride, maps.get('long_valid'))
-        self.segmentation = Sampler(maps['segmentation'], stride)
+        self.heatmaps = Sampler(maps['heatmaps'], stride, options=options)
+        self.short = Sampler(maps['short_offsets'], stride, maps.get('short_valid'), options=options)
+        self.mid = Sampler(maps['mid_offsets'], stride, maps.get('mid_valid'), options=options)
+        self.long = Sampler(maps['long_offsets'], stride, maps.get('long_valid'), options=options)
+        self.segmentation = Sampler(maps['segmentation'], stride, options=options)
         self.hough = hough
         # Hough mass within ~support_radius of each cell: how much of a keypoint's vote lands at a point.
-        support_radius = config.KEYPOINT_SUPPORT_RADIUS if support_radius is None else support_radius
+        support_radius = options.KEYPOINT_SUPPORT_RADIUS if support_radius is None else support_radius
         half = max(int(round(support_radius / hough_stride)), 1)
         self.hough_mass = Sampler(cv2.boxFilter(hough, -1, (2 * half + 1, 2 * half + 1), normalize=False,
-                                                borderType=cv2.BORDER_CONSTANT).reshape(hough.shape), hough_stride)
+                                                borderType=cv2.BORDER_CONSTANT).reshape(hough.shape), hough_stride,
+                                 options=options)
         # Flat offsets of the Hough cells of the centroid window around a cell (a padded border of the
         # window's half width keeps them in range).
-        half = config.CENTROID_WINDOW // 2
+        half = options.CENTROID_WINDOW // 2
         self.hough_pad = half
         self.hough_padded = np.pad(hough, ((half, half), (half, half), (0, 0))).reshape(-1)
         padded_row = (hough.shape[1] + 2 * half) * hough.shape[2]
@@ -262,8 +255,8 @@ class Maps(object):
         self.window_cols = np.tile(side, len(side))
         self.window = (self.window_rows * padded_row + self.window_cols * hough.shape[2]).astype(np.int64)
         self.radius = radius
-        self.landing_tolerance = config.LANDING_TOLERANCE
-        self.refine_max_shift = config.REFINE_MAX_SHIFT
+        self.landing_tolerance = options.LANDING_TOLERANCE
+        self.refine_max_shift = options.REFINE_MAX_SHIFT
 
     def offset(self, sampler, x, y, field):
         """Offset (dx, dy) of `field` (int array [N]) at points (x, y), from the corners' agreeing votes
@@ -293,7 +286,8 @@ class Maps(object):
 # ----------------------------------------------------------------------------------------------------------
 # 1-2. Hough voting and seeds
 # ----------------------------------------------------------------------------------------------------------
-def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_threshold=None, radius=None):
+def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_threshold=None, radius=None,
+                 options=None):
     """Hough maps h_k (Eq. 1) on a grid of `hough_stride` input pixels.
 
     Args:
@@ -308,9 +302,10 @@ def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_thresh
       grid's extent.  A vote of cell x_i weighs p_k(x_i) * stride^2 / (pi R^2): a keypoint whose whole disk
       votes for it gathers a mass of 1, so values read as "fraction of a keypoint" at any resolution.
     """
-    hough_stride = int(config.HOUGH_STRIDE if hough_stride is None else hough_stride)
-    vote_threshold = config.HOUGH_VOTE_THRESHOLD if vote_threshold is None else vote_threshold
-    radius = config.RADIUS if radius is None else radius
+    options = settings.resolve(options)
+    hough_stride = int(options.HOUGH_STRIDE if hough_stride is None else hough_stride)
+    vote_threshold = options.HOUGH_VOTE_THRESHOLD if vote_threshold is None else vote_threshold
+    radius = options.RADIUS if radius is None else radius
     rows, cols, kinds = heatmaps.shape
     hrows = (rows - 1) * stride // hough_stride + 1
     hcols = (cols - 1) * stride // hough_stride + 1
@@ -357,13 +352,14 @@ def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_thresh
     return hough.reshape(hrows + 3, padded_cols, kinds)[1:-2, 1:-2].astype(np.float32)
 
 
-def find_seeds(hough, threshold=None, max_seeds=None):
+def find_seeds(hough, threshold=None, max_seeds=None, options=None):
     """Local maxima (3x3) of every h_k above `threshold`, strongest first, at most `max_seeds`.
 
     Returns (kind int64 [N], row int64 [N], col int64 [N], value float32 [N]) on the Hough grid.
     """
-    threshold = config.PEAK_THRESHOLD if threshold is None else threshold
-    max_seeds = config.MAX_SEEDS if max_seeds is None else max_seeds
+    options = settings.resolve(options)
+    threshold = options.PEAK_THRESHOLD if threshold is None else threshold
+    max_seeds = options.MAX_SEEDS if max_seeds is None else max_seeds
     dilated = cv2.dilate(hough, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     if dilated.ndim == 2:  # cv2 drops a trailing axis of size 1
         dilated = dilated[..., None]
@@ -554,17 +550,19 @@ def rescue_keypoints(maps, pos, found, support, support_threshold, refine_steps,
     keypoint found in one serves as a source in the next.
     Updates pos, found, support (and `rescued`, bool [B, K], if given) in place.
     """
-    seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
-    distance_threshold = config.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
-    rounds = config.RESCUE_ROUNDS if rounds is None else rounds
-    min_agreement = config.RESCUE_MIN_AGREEMENT
+    options = maps.options
+    seg_threshold = options.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
+    distance_threshold = options.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
+    rounds = options.RESCUE_ROUNDS if rounds is None else rounds
+    min_agreement = options.RESCUE_MIN_AGREEMENT
     num = config.NUM_KEYPOINTS
     radius2 = maps.radius * maps.radius
     incomplete = (~found).any(axis=1, keepdims=True)
     if not incomplete.any():
         return
     # The walk's keypoints are the reference of every check.
-    reference, weights, scales = pos.copy(), embedding_weights(maps, pos, found), instance_scales(pos, found)
+    reference, weights = pos.copy(), embedding_weights(maps, pos, found)
+    scales = instance_scales(pos, found, options=options)
     people, kinds = np.nonzero(found & incomplete)  # only people with a keypoint to rescue need sources
     source = np.zeros(found.shape, bool)
     source[people, kinds] = belongs(maps, pos[people, kinds, 0], pos[people, kinds, 1], reference[people],
@@ -665,12 +663,13 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
     Returns pos float32 [P, K, 2], found bool [P, K], support float32 [P, K], rescued bool [P, K] (found by
     the rescue, not the tree walk), people in seed order.
     """
-    support_threshold = config.KEYPOINT_SUPPORT_THRESHOLD if support_threshold is None else support_threshold
-    max_people = config.MAX_PEOPLE if max_people is None else max_people
-    batch_size = config.SEED_BATCH if first_batch is None else first_batch
-    refine_steps = config.SHORT_REFINE_STEPS if refine_steps is None else refine_steps
-    rescue = config.LONG_RANGE_RESCUE if rescue is None else rescue
-    seed_filter = config.SEED_SUPPORT_FILTER if seed_filter is None else seed_filter
+    options = maps.options
+    support_threshold = options.KEYPOINT_SUPPORT_THRESHOLD if support_threshold is None else support_threshold
+    max_people = options.MAX_PEOPLE if max_people is None else max_people
+    batch_size = options.SEED_BATCH if first_batch is None else first_batch
+    refine_steps = options.SHORT_REFINE_STEPS if refine_steps is None else refine_steps
+    rescue = options.LONG_RANGE_RESCUE if rescue is None else rescue
+    seed_filter = options.SEED_SUPPORT_FILTER if seed_filter is None else seed_filter
     kind, row, col, _ = seeds
     hs = maps.hough_stride
     sx, sy = maps.refine((col * hs).astype(np.float32), (row * hs).astype(np.float32), kind, refine_steps)
@@ -712,7 +711,7 @@ def greedy_decode(maps, seeds, support_threshold=None, max_people=None, first_ba
     return np.stack(people_pos), np.stack(people_found), np.stack(people_support), np.stack(people_rescued)
 
 
-def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None):
+def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None, options=None):
     """Merges a person into an earlier one when they are the same body seen from two seeds
     (config.MERGE_FRAGMENTS).
 
@@ -722,8 +721,9 @@ def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None)
     one is dropped.  (Allowing disagreements merges different people in crowds.)  Returns (pos, found,
     support, rescued) without the merged people.
     """
-    min_shared = config.MERGE_MIN_SHARED if min_shared is None else min_shared
-    radius = config.NMS_RADIUS if radius is None else radius
+    options = settings.resolve(options)
+    min_shared = options.MERGE_MIN_SHARED if min_shared is None else min_shared
+    radius = options.NMS_RADIUS if radius is None else radius
     people = len(pos)
     if people < 2:
         return pos, found, support, rescued
@@ -750,14 +750,15 @@ def merge_duplicates(pos, found, support, rescued, min_shared=None, radius=None)
     return pos[keep], found[keep], support[keep], rescued[keep]
 
 
-def resolve_conflicts(pos, found, rescued, radius=None):
+def resolve_conflicts(pos, found, rescued, radius=None, options=None):
     """Two people cannot own the same keypoint (config.RESOLVE_CONFLICTS): where found keypoints of one type
     of two people lie within r, the one reached by a tree walk beats a rescued one (a rescue from sources
     lying on another person's body borrows that person's offsets); between equals, the person with more found
     keypoints wins, then the earlier one.  The loser's keypoint stays in place but is no longer found (it then
     weighs nothing in scores' scale or masks).  Updates `found` in place.
     """
-    radius = config.NMS_RADIUS if radius is None else radius
+    options = settings.resolve(options)
+    radius = options.NMS_RADIUS if radius is None else radius
     people, num = found.shape
     if people < 2:
         return
@@ -784,7 +785,8 @@ def hough_centroids(maps, pos, found, passes=None):
     for exact offsets, averaging tens of noisy votes otherwise), where one landing reads the offsets of 1-4
     cells only.  Keypoints with no mass there keep their position.  Returns a new array.
     """
-    passes = config.CENTROID_PASSES if passes is None else passes
+    options = maps.options
+    passes = options.CENTROID_PASSES if passes is None else passes
     pos = pos.copy()
     person, kind = np.nonzero(found)
     if not len(person):
@@ -811,9 +813,10 @@ def hough_centroids(maps, pos, found, passes=None):
 # ----------------------------------------------------------------------------------------------------------
 # 4. Scores
 # ----------------------------------------------------------------------------------------------------------
-def instance_scales(pos, found, min_scale=None):
+def instance_scales(pos, found, min_scale=None, options=None):
     """lambda_j = sqrt(area of the box of person j's FOUND keypoints), at least `min_scale`: float32 [P]."""
-    min_scale = config.MIN_INSTANCE_SCALE if min_scale is None else min_scale
+    options = settings.resolve(options)
+    min_scale = options.MIN_INSTANCE_SCALE if min_scale is None else min_scale
     big = np.float32(1e9)
     x, y = pos[..., 0], pos[..., 1]
     width = np.where(found, x, -big).max(axis=1) - np.where(found, x, big).min(axis=1)
@@ -839,8 +842,9 @@ def expected_oks(maps, pos, scales, found=None, radius=None, vote_threshold=None
       found bool [P, K] (default all): keypoints not found score 0.
     Returns float32 [P, K] in [0, 1].
     """
-    radius = config.RADIUS if radius is None else radius
-    vote_threshold = config.HOUGH_VOTE_THRESHOLD if vote_threshold is None else vote_threshold
+    options = maps.options
+    radius = options.RADIUS if radius is None else radius
+    vote_threshold = options.HOUGH_VOTE_THRESHOLD if vote_threshold is None else vote_threshold
     people, num = pos.shape[:2]
     scores = np.zeros((people, num), np.float32)
     person, kind = np.nonzero(np.ones((people, num), bool) if found is None else found)
@@ -887,10 +891,11 @@ def expected_oks(maps, pos, scales, found=None, radius=None, vote_threshold=None
     return scores
 
 
-def soft_nms_scores(pos, keypoint_scores, found, radius=None):
+def soft_nms_scores(pos, keypoint_scores, found, radius=None, options=None):
     """Keypoint-level soft-NMS: sum of a person's keypoint scores not within r of the same keypoint of a
     higher-scoring person (by mean keypoint score), divided by K.  Returns float32 [P]."""
-    radius = config.NMS_RADIUS if radius is None else radius
+    options = settings.resolve(options)
+    radius = options.NMS_RADIUS if radius is None else radius
     people, num = keypoint_scores.shape
     mean = keypoint_scores.mean(axis=1)
     order = np.argsort(-mean, kind='stable')
@@ -910,10 +915,11 @@ def oks(pos_a, pos_b, found_b, scale_b):
     return (np.where(found_b[None], e, 0.0).sum(axis=-1) / count[None, :]).astype(np.float32)
 
 
-def oks_nms_keep(pos, found, scales, scores, threshold=None):
+def oks_nms_keep(pos, found, scales, scores, threshold=None, options=None):
     """Hard OKS-NMS: bool [P], False for a person whose OKS to a kept person ranked above it (higher score;
     equal scores: earlier index) exceeds threshold."""
-    threshold = config.OKS_NMS_THRESHOLD if threshold is None else threshold
+    options = settings.resolve(options)
+    threshold = options.OKS_NMS_THRESHOLD if threshold is None else threshold
     similarity = oks(pos, pos, found, scales)  # [i, j]: i against j's keypoints
     keep = np.zeros(len(scores), bool)
     for i in np.argsort(-scores, kind='stable'):  # people, not pixels: at most MAX_PEOPLE iterations
@@ -924,15 +930,17 @@ def oks_nms_keep(pos, found, scales, scores, threshold=None):
 # ----------------------------------------------------------------------------------------------------------
 # 5. Instance masks
 # ----------------------------------------------------------------------------------------------------------
-def assign_pixels(maps_dict, stride, pos, weights, scales, seg_threshold=None, distance_threshold=None):
+def assign_pixels(maps_dict, stride, pos, weights, scales, seg_threshold=None, distance_threshold=None,
+                  options=None):
     """Person index of every output-grid cell, -1 for none: int32 [H', W'].
 
     A cell x with p_S > seg_threshold joins argmin_j D_j(x) if D_j(x) <= t (mask_distance: the embeddings
     x + L_k(x) against each person's keypoints, weights [P, K] from embedding_weights, scales [P] lambda_j; with
     maps_dict['long_valid'], only the keypoints whose embedding is defined at x count).
     """
-    seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
-    distance_threshold = config.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
+    options = settings.resolve(options)
+    seg_threshold = options.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
+    distance_threshold = options.MASK_DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
     seg = maps_dict['segmentation'][..., 0]
     labels = np.full(seg.shape, -1, np.int32)
     if len(pos) == 0:
@@ -951,14 +959,15 @@ def assign_pixels(maps_dict, stride, pos, weights, scales, seg_threshold=None, d
     return labels
 
 
-def mask_quality(labels, people, boundary_weight=None):
+def mask_quality(labels, people, boundary_weight=None, options=None):
     """Expected IoU of each person's mask given that its outline is only known to about one grid cell:
     cells / (cells + beta * boundary edges), from the grid labels.  float32 [people], 0 for an empty mask.
 
     Used to rank segm results: a small person's stride-s mask cannot reach the IoU of a large one's, and
     COCO segm AP rewards detections ranked by mask quality.
     """
-    beta = config.MASK_SCORE_BOUNDARY if boundary_weight is None else boundary_weight
+    options = settings.resolve(options)
+    beta = options.MASK_SCORE_BOUNDARY if boundary_weight is None else boundary_weight
     padded = np.pad(labels, 1, constant_values=-1)
     cells = np.bincount(labels[labels >= 0], minlength=people)[:people]
     edges = np.zeros(people, np.float64)
@@ -978,7 +987,7 @@ def grid_to_input(grid, step, shape, interpolation=cv2.INTER_LINEAR):
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None):
+def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None, options=None):
     """Instance masks at input resolution from grid labels: list of bool [H, W], one per person index.
 
     The outline comes from p_S upsampled bilinearly (corner-aligned, as the grid convention says); the person
@@ -986,7 +995,8 @@ def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None
     label first so the smooth outline never falls on an unlabelled cell.  Each mask is written only inside
     its person's box (np.zeros of a large array costs nothing until touched).
     """
-    seg_threshold = config.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
+    options = settings.resolve(options)
+    seg_threshold = options.SEGMENTATION_THRESHOLD if seg_threshold is None else seg_threshold
     height, width = image_shape
     people = int(labels.max()) + 1 if labels.size else 0
     masks = []
@@ -1025,11 +1035,11 @@ def upsample_masks(labels, segmentation, stride, image_shape, seg_threshold=None
 # Everything
 # ----------------------------------------------------------------------------------------------------------
 def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_masks=True, timings=None,
-           radius=None):
+           radius=None, options=None):
     """Decodes one image's network outputs into people.
 
     Args:
-      outputs: dict of numpy arrays, no batch axis, on the output grid of `stride` (see OUTPUT_CHANNELS):
+      outputs: dict of numpy arrays, no batch axis, on the output grid of `stride` (see heads.HEADS):
         'heatmaps' [H', W', K] and 'segmentation' [H', W', 1] as probabilities, 'short_offsets' [H', W', 2K],
         'mid_offsets' [H', W', 2E] (refined), 'long_offsets' [H', W', 2K] (refined), offsets in input px;
         optionally the validity maps of target maps, 'short_valid' [H', W', K], 'mid_valid' [H', W', E],
@@ -1050,39 +1060,41 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
       ValueError: a missing or mis-shaped output (or validity map), NaN/inf values, probabilities (or validity)
         outside [0, 1], bad stride.
     """
+    options = settings.resolve(options)
     clock = CLOCK
     t0 = clock()
     maps_dict, (height, width) = check_outputs(outputs, stride, image_shape)
     stride = int(stride)
-    scoring = config.INSTANCE_SCORING if scoring is None else scoring
+    scoring = options.INSTANCE_SCORING if scoring is None else scoring
     if scoring not in ('soft_nms', 'oks_nms'):
         raise ValueError("scoring must be 'soft_nms' or 'oks_nms', got %r" % (scoring,))
-    hough_stride = int(config.HOUGH_STRIDE if hough_stride is None else hough_stride)
+    hough_stride = int(options.HOUGH_STRIDE if hough_stride is None else hough_stride)
     if hough_stride < 1:
         raise ValueError('hough_stride must be a positive integer, got %r' % (hough_stride,))
-    radius = config.RADIUS if radius is None else float(radius)
+    radius = options.RADIUS if radius is None else float(radius)
     if not radius > 0:
         raise ValueError('radius must be a positive number of px, got %r' % (radius,))
-    hough = hough_voting(maps_dict['heatmaps'], maps_dict['short_offsets'], stride, hough_stride, radius=radius)
+    hough = hough_voting(maps_dict['heatmaps'], maps_dict['short_offsets'], stride, hough_stride, radius=radius,
+                         options=options)
     t1 = clock()
-    maps = Maps(maps_dict, stride, hough, hough_stride, config.NMS_RADIUS)
-    seeds = find_seeds(hough)
+    maps = Maps(maps_dict, stride, hough, hough_stride, options.NMS_RADIUS, options=options)
+    seeds = find_seeds(hough, options=options)
     t2 = clock()
     pos, found, support, rescued = greedy_decode(maps, seeds)
-    if config.MERGE_FRAGMENTS:
-        pos, found, support, rescued = merge_duplicates(pos, found, support, rescued)
-    if config.RESOLVE_CONFLICTS:
-        resolve_conflicts(pos, found, rescued)
+    if options.MERGE_FRAGMENTS:
+        pos, found, support, rescued = merge_duplicates(pos, found, support, rescued, options=options)
+    if options.RESOLVE_CONFLICTS:
+        resolve_conflicts(pos, found, rescued, options=options)
     pos = hough_centroids(maps, pos, found)
     t3 = clock()
-    scales = instance_scales(pos, found)
+    scales = instance_scales(pos, found, options=options)
     keypoint_scores = expected_oks(maps, pos, scales, found, radius=radius)
     if scoring == 'soft_nms':
-        scores = soft_nms_scores(pos, keypoint_scores, found)
+        scores = soft_nms_scores(pos, keypoint_scores, found, options=options)
         keep = scores > 0
     else:
         scores = keypoint_scores.mean(axis=1)
-        keep = oks_nms_keep(pos, found, scales, scores) & (scores > 0)
+        keep = oks_nms_keep(pos, found, scales, scores, options=options) & (scores > 0)
     order = [p for p in np.argsort(-scores, kind='stable') if keep[p]]
     pos, found, keypoint_scores, scores, scales = (pos[order], found[order], keypoint_scores[order],
                                                    scores[order], scales[order])
@@ -1090,10 +1102,10 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     masks = [None] * len(order)
     mask_scores = np.zeros(len(order), np.float32)
     if with_masks and len(order):
-        labels = assign_pixels(maps_dict, stride, pos, embedding_weights(maps, pos, found), scales)
-        masks = upsample_masks(labels, maps_dict['segmentation'][..., 0], stride, (height, width))
+        labels = assign_pixels(maps_dict, stride, pos, embedding_weights(maps, pos, found), scales, options=options)
+        masks = upsample_masks(labels, maps_dict['segmentation'][..., 0], stride, (height, width), options=options)
         masks += [np.zeros((height, width), bool) for _ in range(len(order) - len(masks))]
-        mask_scores = scores * mask_quality(labels, len(order))
+        mask_scores = scores * mask_quality(labels, len(order), options=options)
     t5 = clock()
     if timings is not None:
         for name, seconds in (('hough', t1 - t0), ('seeds', t2 - t1), ('greedy', t3 - t2), ('scores', t4 - t3),

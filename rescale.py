@@ -19,9 +19,9 @@ import numpy as np
 
 import config
 import grid
+import heads
 import post_proc
 
-OFFSET_NAMES = ('short_offsets', 'mid_offsets', 'long_offsets')  # maps in input px: rescaled between scales
 MIN_LONGER_SIDE = 2  # px: the smallest input the resize takes (demo.py and eval.py check their sizes with it)
 
 
@@ -160,7 +160,7 @@ def resample_maps(maps, geometry, target, stride):
         along_y = top + (bottom - top) * wy[:, None, None]
         left, right = along_y[:, x0], along_y[:, x1]
         value = left + (right - left) * wx[None, :, None]
-        if name in OFFSET_NAMES:
+        if name in heads.OFFSET_OUTPUTS:  # maps in input px: rescaled between scales
             value[..., 0::2] *= target.scale[0] / geometry.scale[0]
             value[..., 1::2] *= target.scale[1] / geometry.scale[1]
         resampled[name] = value.astype(np.float32)
@@ -178,9 +178,9 @@ def offset_weights(maps):
         weights['mid_offsets'] = maps['heatmaps'][..., [k for k, _ in config.DIRECTED_EDGES]]
     if 'long_offsets' in maps:
         weights['long_offsets'] = np.repeat(maps['segmentation'], maps['long_offsets'].shape[2] // 2, axis=2)
-    for valid_name, _, offset_name in post_proc.VALIDITY_MAPS:  # target maps: undefined offsets weigh nothing
-        if valid_name in maps and offset_name in weights:
-            weights[offset_name] = weights[offset_name] * maps[valid_name]
+    for head in heads.OFFSET_HEADS:  # target maps: undefined offsets weigh nothing
+        if head.validity in maps and head.output in weights:
+            weights[head.output] = weights[head.output] * maps[head.validity]
     return weights
 
 
@@ -199,7 +199,7 @@ def merge_scales(maps_per_scale, geometries, stride, epsilon=1e-6):
     if len(maps_per_scale) == 1:
         return maps_per_scale[0], target
     sums, weights, valid = {}, {}, {}
-    validity_names = [name for name, _, _ in post_proc.VALIDITY_MAPS]
+    validity_names = [head.validity for head in heads.OFFSET_HEADS]
     for n, (maps, geometry) in enumerate(zip(maps_per_scale, geometries)):
         if n != reference:
             maps = resample_maps(maps, geometry, target, stride)

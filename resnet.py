@@ -17,9 +17,12 @@ The TF-Slim details that decide equality:
     `preact` when the depth changes, else a subsample of the unit's (not pre-activated) input; `conv3` has
     biases and no batch norm; `postnorm` (batch norm + relu) closes the network.
 
-Batch norm: with frozen statistics (config.FREEZE_BATCH_NORM, the default) or is_training=False it uses the
+Settings are keyword arguments with TF-Slim's defaults, as TF-Slim's resnet_arg_scope; this module reads no
+config (model.py passes the run's values).
+
+Batch norm: with frozen statistics (freeze_batch_norm=True, the default) or is_training=False it uses the
 checkpoint's moving mean and variance and never updates them; gamma and beta stay trainable unless
-config.BATCH_NORM_TRAIN_AFFINE says otherwise. Unfrozen and training, it normalises with the batch statistics
+batch_norm_train_affine=False. Unfrozen and training, it normalises with the batch statistics
 and puts the moving-average updates in tf.GraphKeys.UPDATE_OPS, as TF-Slim does.
 
 Weight decay: this module adds no loss. Every convolution kernel (a variable named '.../weights'; biases and
@@ -27,7 +30,7 @@ batch-norm parameters are not decayed, as in TF-Slim's resnet_arg_scope) is put 
 model.py's L2 decay over the trainable '.../weights' variables covers that set and the heads' kernels.
 
 Initialisation (random weights, before or without a checkpoint): kernels He-initialised, except each unit's
-conv3 kernel, which starts at 0 (config.ZERO_INIT_RESIDUAL): every unit then starts as its shortcut, so a
+conv3 kernel, which starts at 0 (zero_init_residual=True): every unit then starts as its shortcut, so a
 random network with frozen unit batch-norm statistics keeps activations of order 1 instead of doubling them
 unit after unit. Loading a checkpoint overwrites all of it.
 
@@ -47,8 +50,6 @@ import re
 import tensorflow.compat.v1 as tf
 
 import checkpoints
-import config
-
 # Collection of every variable the backbone creates: what load_backbone_checkpoint restores.
 BACKBONE_VARIABLES = 'resnet_v2_backbone_variables'
 
@@ -65,6 +66,8 @@ REACHABLE_OUTPUT_STRIDES = (4, 8, 16, 32)  # root stride times the strides of th
 UNIT_SCOPE = 'bottleneck_v2'  # TF-Slim's variable scope of a unit, inside 'unit_<i>'
 # TensorFlow's fused batch norm (what TF-Slim ran) raises any smaller epsilon to this cuDNN minimum.
 _FUSED_MIN_EPSILON = 1.001e-5
+BATCH_NORM_EPSILON = 1e-5  # TF-Slim resnet_arg_scope's batch_norm_epsilon
+BATCH_NORM_DECAY = 0.997  # TF-Slim resnet_arg_scope's batch_norm_decay
 
 
 def _units(depth):
@@ -150,15 +153,6 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, rate=1, biases=False, sco
     return outputs
 
 
-def _batch_norm_settings(freeze, epsilon, decay, train_affine):
-    """The arguments of batch_norm with None replaced by config's values (read at call time)."""
-    return (config.FREEZE_BATCH_NORM if freeze is None else freeze,
-            # TensorFlow's fused batch norm, which TF-Slim ran, raises any smaller epsilon to this minimum.
-            max(config.BATCH_NORM_EPSILON if epsilon is None else epsilon, _FUSED_MIN_EPSILON),
-            config.BATCH_NORM_DECAY if decay is None else decay,
-            config.BATCH_NORM_TRAIN_AFFINE if train_affine is None else train_affine)
-
-
 def _batch_norm_variables(channels, train_affine):
     """beta, gamma, moving_mean, moving_variance [channels] in the current scope, in TF-Slim's order."""
     shape = [channels]
@@ -202,8 +196,8 @@ def _normalize(inputs, variables, is_training, epsilon, decay):
     return outputs
 
 
-def batch_norm(inputs, is_training, freeze=None, epsilon=None, decay=None, train_affine=None,
-               scope='BatchNorm'):
+def batch_norm(inputs, is_training, freeze=True, epsilon=BATCH_NORM_EPSILON, decay=BATCH_NORM_DECAY,
+               train_affine=True, scope='BatchNorm'):
     """TF-Slim's batch_norm (center and scale) followed by relu, as every ResNet-v2 layer uses it.
 
     Variables, in TF-Slim's creation order: '<scope>/beta', '<scope>/gamma' (trainable unless train_affine is
@@ -215,16 +209,15 @@ def batch_norm(inputs, is_training, freeze=None, epsilon=None, decay=None, train
         normalises with the batch's statistics and adds the moving-average updates
         moving <- moving - (1 - decay) * (moving - batch) to tf.GraphKeys.UPDATE_OPS (run them with the
         train op, as with TF-Slim); inference uses the moving statistics.
-      freeze: always use the moving statistics and never update them; None -> config.FREEZE_BATCH_NORM.
-      epsilon: variance epsilon; None -> config.BATCH_NORM_EPSILON (raised to 1.001e-5 like TensorFlow's
-        fused batch norm, which TF-Slim runs).
-      decay: moving-average decay; None -> config.BATCH_NORM_DECAY.
-      train_affine: gamma and beta trainable; None -> config.BATCH_NORM_TRAIN_AFFINE.
+      freeze: always use the moving statistics and never update them.
+      epsilon: variance epsilon (raised to 1.001e-5 like TensorFlow's fused batch norm, which TF-Slim runs).
+      decay: moving-average decay.
+      train_affine: gamma and beta trainable.
       scope: variable scope.
     Returns:
       float32 [batch, height, width, channels]: relu(gamma * (x - mean) / sqrt(variance + epsilon) + beta).
     """
-    freeze, epsilon, decay, train_affine = _batch_norm_settings(freeze, epsilon, decay, train_affine)
+    epsilon = max(epsilon, _FUSED_MIN_EPSILON)
     channels = inputs.shape[-1]
     if channels is None:
         raise ValueError('%s: the input channels must be static, got shape %s' % (scope, inputs.shape))
@@ -238,7 +231,8 @@ def batch_norm(inputs, is_training, freeze=None, epsilon=None, decay=None, train
     return tf.nn.relu(outputs)
 
 
-def conv2d_bn(inputs, num_outputs, kernel_size, stride, rate, is_training, freeze=None, scope=None):
+def conv2d_bn(inputs, num_outputs, kernel_size, stride, rate, is_training, freeze=True, scope=None,
+              epsilon=BATCH_NORM_EPSILON, decay=BATCH_NORM_DECAY, train_affine=True):
     """TF-Slim's conv2d under resnet_arg_scope: convolution without biases, '<scope>/BatchNorm', relu.
 
     Variables: '<scope>/weights' [k, k, channels_in, num_outputs], then batch_norm's under
@@ -250,7 +244,7 @@ def conv2d_bn(inputs, num_outputs, kernel_size, stride, rate, is_training, freez
     Returns:
       float32 [batch, ceil(height / stride), ceil(width / stride), num_outputs], after relu.
     """
-    freeze, epsilon, decay, train_affine = _batch_norm_settings(freeze, None, None, None)
+    epsilon = max(epsilon, _FUSED_MIN_EPSILON)
     with tf.variable_scope(scope):
         weights = _conv_weights(inputs, num_outputs, kernel_size)
         with tf.variable_scope('BatchNorm'):
@@ -275,8 +269,8 @@ def subsample(inputs, stride):
     return inputs if stride == 1 else inputs[:, ::stride, ::stride, :]
 
 
-def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_points, freeze=None,
-               scope=UNIT_SCOPE, zero_init_residual=None):
+def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_points, scope=UNIT_SCOPE,
+               zero_init_residual=True, **batch_norm_params):
     """TF-Slim's ResNet-v2 bottleneck unit (pre-activation), with its variables under `scope`.
 
     Args:
@@ -285,21 +279,20 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
       depth_bottleneck: channels of conv1 and conv2.
       stride: stride of conv2 (3x3, conv2d_same) and of the shortcut.
       rate: dilation rate of conv2 (only with stride 1).
-      is_training, freeze: see batch_norm.
+      is_training: see batch_norm.
       end_points: dict the unit adds its layers' outputs to, keyed by full variable-scope name:
         '<unit>/preact' (relu(batch norm(inputs)), same shape as inputs), '<unit>/shortcut' (if a
         convolution), '<unit>/conv1', '<unit>/conv2', '<unit>/conv3' and '<unit>'.
       scope: variable scope of the unit.
-      zero_init_residual: conv3's kernel starts at 0, so that the unit starts as its shortcut;
-        None -> config.ZERO_INIT_RESIDUAL.
+      zero_init_residual: conv3's kernel starts at 0, so that the unit starts as its shortcut.
+      batch_norm_params: freeze, epsilon, decay, train_affine of every batch norm (see batch_norm).
     Returns:
       float32 [batch, ceil(height / stride), ceil(width / stride), depth]: shortcut + residual, no activation.
     """
-    zero_init = config.ZERO_INIT_RESIDUAL if zero_init_residual is None else zero_init_residual
     with tf.variable_scope(scope) as sc:
         depth_in = int(inputs.shape[-1])
         # [batch, height, width, depth_in]
-        preact = batch_norm(inputs, is_training, freeze, scope='preact')
+        preact = batch_norm(inputs, is_training, scope='preact', **batch_norm_params)
         end_points[sc.name + '/preact'] = preact
         if depth == depth_in:
             # The identity shortcut skips preact: [batch, height / stride, width / stride, depth]
@@ -308,13 +301,14 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
             shortcut = conv2d(preact, depth, 1, stride, biases=True, scope='shortcut')
             end_points[sc.name + '/shortcut'] = shortcut
         # [batch, height, width, depth_bottleneck]
-        residual = conv2d_bn(preact, depth_bottleneck, 1, 1, 1, is_training, freeze, 'conv1')
+        residual = conv2d_bn(preact, depth_bottleneck, 1, 1, 1, is_training, scope='conv1', **batch_norm_params)
         end_points[sc.name + '/conv1'] = residual
         # [batch, height / stride, width / stride, depth_bottleneck]
-        residual = conv2d_bn(residual, depth_bottleneck, 3, stride, rate, is_training, freeze, 'conv2')
+        residual = conv2d_bn(residual, depth_bottleneck, 3, stride, rate, is_training, scope='conv2',
+                             **batch_norm_params)
         end_points[sc.name + '/conv2'] = residual
         # [batch, height / stride, width / stride, depth]
-        residual = conv2d(residual, depth, 1, 1, biases=True, scope='conv3', zero_init=zero_init)
+        residual = conv2d(residual, depth, 1, 1, biases=True, scope='conv3', zero_init=zero_init_residual)
         end_points[sc.name + '/conv3'] = residual
         outputs = shortcut + residual
         end_points[sc.name] = outputs
@@ -324,8 +318,9 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate, is_training, end_p
 # ----------------------------------------------------------------------------------------------------------
 # Networks
 # ----------------------------------------------------------------------------------------------------------
-def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_norm=None, reuse=None,
-              scope=None):
+def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_norm=True, reuse=None,
+              scope=None, batch_norm_epsilon=BATCH_NORM_EPSILON, batch_norm_decay=BATCH_NORM_DECAY,
+              batch_norm_train_affine=True, zero_init_residual=True):
     """ResNet-v2 of the given depth, as TF-Slim's resnet_v2_<depth>(num_classes=None, global_pool=False).
 
     Args:
@@ -335,9 +330,11 @@ def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_
       output_stride: None (nominal stride 32), 4, 8, 16 or 32 (8 and 16 in PersonLab): the block strides
         past it become dilation rates. An input of side n * output_stride + 1 gives an output of side
         n + 1 whose corners sit on the input's corners.
-      freeze_batch_norm: None -> config.FREEZE_BATCH_NORM.
+      freeze_batch_norm: every batch norm uses its moving statistics and never updates them (see batch_norm).
       reuse: variable reuse (None inherits the enclosing scope's).
       scope: variable scope; None -> 'resnet_v2_<depth>' (the name in TF-Slim's checkpoints).
+      batch_norm_epsilon, batch_norm_decay, batch_norm_train_affine: see batch_norm (TF-Slim's defaults).
+      zero_init_residual: each unit's conv3 kernel starts at 0 (see bottleneck).
     Returns:
       net: float32 [batch, height_out, width_out, 2048] after `postnorm` (batch norm + relu), with
         height_out = (height_in - 1) // s + 1 for s = output_stride or 32 (odd sizes; ceil otherwise).
@@ -367,6 +364,8 @@ def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_
                              % (REACHABLE_OUTPUT_STRIDES, output_stride))
         target = output_stride // ROOT_STRIDE  # stride wanted from the blocks after the root
     end_points = {}
+    batch_norm_params = dict(freeze=freeze_batch_norm, epsilon=batch_norm_epsilon, decay=batch_norm_decay,
+                             train_affine=batch_norm_train_affine)
     with tf.variable_scope(scope, 'resnet_v2_%d' % depth, [inputs], reuse=reuse) as sc:
         # Root: [batch, height_in / 2, width_in / 2, 64], then [batch, height_in / 4, width_in / 4, 64].
         net = conv2d(inputs, ROOT_DEPTH, 7, stride=2, biases=True, scope='conv1')
@@ -381,34 +380,34 @@ def resnet_v2(inputs, depth, is_training=True, output_stride=None, freeze_batch_
                     with tf.variable_scope('unit_%d' % unit, values=[net]):
                         if target is not None and current_stride == target:
                             net = bottleneck(net, 4 * base, base, 1, rate, is_training, end_points,
-                                             freeze_batch_norm)
+                                             zero_init_residual=zero_init_residual, **batch_norm_params)
                             rate *= stride
                         else:
                             net = bottleneck(net, 4 * base, base, stride, 1, is_training, end_points,
-                                             freeze_batch_norm)
+                                             zero_init_residual=zero_init_residual, **batch_norm_params)
                             current_stride *= stride
                 end_points[block_sc.name] = net
         # postnorm: [batch, height_out, width_out, 2048]
-        net = batch_norm(net, is_training, freeze_batch_norm, scope='postnorm')
+        net = batch_norm(net, is_training, scope='postnorm', **batch_norm_params)
     return net, end_points
 
 
-def resnet_v2_50(inputs, is_training=True, output_stride=None, freeze_batch_norm=None, reuse=None,
-                 scope='resnet_v2_50'):
-    """ResNet-v2-50 (block units 3, 4, 6, 3), as TF-Slim's; see resnet_v2 for arguments and shapes."""
-    return resnet_v2(inputs, 50, is_training, output_stride, freeze_batch_norm, reuse, scope)
+def resnet_v2_50(inputs, is_training=True, output_stride=None, reuse=None, scope='resnet_v2_50', **settings):
+    """ResNet-v2-50 (block units 3, 4, 6, 3), as TF-Slim's; see resnet_v2 for arguments (`settings`: its keyword
+    settings, freeze_batch_norm, ...) and shapes."""
+    return resnet_v2(inputs, 50, is_training, output_stride, reuse=reuse, scope=scope, **settings)
 
 
-def resnet_v2_101(inputs, is_training=True, output_stride=None, freeze_batch_norm=None, reuse=None,
-                  scope='resnet_v2_101'):
-    """ResNet-v2-101 (block units 3, 4, 23, 3), as TF-Slim's; see resnet_v2 for arguments and shapes."""
-    return resnet_v2(inputs, 101, is_training, output_stride, freeze_batch_norm, reuse, scope)
+def resnet_v2_101(inputs, is_training=True, output_stride=None, reuse=None, scope='resnet_v2_101', **settings):
+    """ResNet-v2-101 (block units 3, 4, 23, 3), as TF-Slim's; see resnet_v2 for arguments (`settings`: its keyword
+    settings, freeze_batch_norm, ...) and shapes."""
+    return resnet_v2(inputs, 101, is_training, output_stride, reuse=reuse, scope=scope, **settings)
 
 
-def resnet_v2_152(inputs, is_training=True, output_stride=None, freeze_batch_norm=None, reuse=None,
-                  scope='resnet_v2_152'):
-    """ResNet-v2-152 (block units 3, 8, 36, 3), as TF-Slim's; see resnet_v2 for arguments and shapes."""
-    return resnet_v2(inputs, 152, is_training, output_stride, freeze_batch_norm, reuse, scope)
+def resnet_v2_152(inputs, is_training=True, output_stride=None, reuse=None, scope='resnet_v2_152', **settings):
+    """ResNet-v2-152 (block units 3, 8, 36, 3), as TF-Slim's; see resnet_v2 for arguments (`settings`: its keyword
+    settings, freeze_batch_norm, ...) and shapes."""
+    return resnet_v2(inputs, 152, is_training, output_stride, reuse=reuse, scope=scope, **settings)
 
 
 def backbone_variables(depth, scope=None, input_channels=3):
@@ -441,10 +440,6 @@ def backbone_variables(depth, scope=None, input_channels=3):
 # ----------------------------------------------------------------------------------------------------------
 # Checkpoint initialisation
 # ----------------------------------------------------------------------------------------------------------
-def _default_scope(scope):
-    return 'resnet_v2_%d' % config.BACKBONE_DEPTH if scope is None else scope
-
-
 def _depth_of_scope(scope):
     """101 from '.../resnet_v2_101'; ValueError if the scope does not name a depth."""
     match = re.fullmatch(r'resnet_v2_(\d+)', scope.rsplit('/', 1)[-1])
@@ -491,14 +486,14 @@ def _mismatches(prefix, expected, shapes, dtypes, what):
            ', '.join('%s/ (%d variables)' % item for item in sorted(scopes.items()))))
 
 
-def check_backbone_checkpoint(path=None, scope=None, depth=None):
+def check_backbone_checkpoint(path, scope, depth=None):
     """Checks that a TF-Slim checkpoint holds every backbone variable with its shape, without a graph.
 
     Variables the backbone does not have ('<scope>/logits/*', 'global_step', anything else) are ignored.
 
     Args:
-      path: checkpoint prefix, V1 file or folder; None -> config.BACKBONE_CHECKPOINT.
-      scope: the backbone's scope in the checkpoint; None -> 'resnet_v2_<config.BACKBONE_DEPTH>'.
+      path: checkpoint prefix, V1 file or folder.
+      scope: the backbone's scope in the checkpoint ('resnet_v2_<depth>' in TF-Slim's releases).
       depth: 50, 101 or 152; None -> read from the scope's name ('resnet_v2_<depth>').
     Returns:
       the checkpoint's path (prefix or V1 file), as Saver.restore takes it.
@@ -506,8 +501,6 @@ def check_backbone_checkpoint(path=None, scope=None, depth=None):
       FileNotFoundError: no checkpoint at `path`.
       ValueError: the checkpoint lacks variables or has other shapes: the message lists every one.
     """
-    path = config.BACKBONE_CHECKPOINT if path is None else path
-    scope = _default_scope(scope)
     depth = _depth_of_scope(scope) if depth is None else depth
     prefix, shapes, dtypes = _read_checkpoint(path)
     expected = backbone_variables(depth, scope)
@@ -516,7 +509,7 @@ def check_backbone_checkpoint(path=None, scope=None, depth=None):
     return prefix
 
 
-def backbone_restorer(path=None, scope=None, checkpoint_scope=None, graph=None):
+def backbone_restorer(path, scope, checkpoint_scope=None, graph=None):
     """Checks the checkpoint against the graph's backbone now and returns `restore(sess)` that loads it.
 
     For graphs that get finalized (tf.train.MonitoredTrainingSession): call this before, and pass
@@ -524,9 +517,8 @@ def backbone_restorer(path=None, scope=None, checkpoint_scope=None, graph=None):
     initializer: it overwrites every backbone variable and leaves the rest (heads, optimizer slots) alone.
 
     Args:
-      path: checkpoint prefix, V1 file or folder; None -> config.BACKBONE_CHECKPOINT.
-      scope: the backbone's full variable scope in the graph (e.g. 'resnet_v2_101' or 'tower/resnet_v2_101');
-        None -> 'resnet_v2_<config.BACKBONE_DEPTH>'.
+      path: checkpoint prefix, V1 file or folder.
+      scope: the backbone's full variable scope in the graph (e.g. 'resnet_v2_101' or 'tower/resnet_v2_101').
       checkpoint_scope: the same scope's name in the checkpoint; None -> the last part of `scope`.
       graph: None -> the default graph.
     Returns:
@@ -536,8 +528,7 @@ def backbone_restorer(path=None, scope=None, checkpoint_scope=None, graph=None):
       ValueError: no backbone variables under `scope` in the graph, or a checkpoint that lacks some of them or
         holds other shapes (every one listed). Nothing is restored then.
     """
-    path = config.BACKBONE_CHECKPOINT if path is None else path
-    scope = _default_scope(scope).rstrip('/')
+    scope = scope.rstrip('/')
     checkpoint_scope = scope.rsplit('/', 1)[-1] if checkpoint_scope is None else checkpoint_scope
     graph = tf.get_default_graph() if graph is None else graph
     variables = [v for v in graph.get_collection(BACKBONE_VARIABLES) if v.op.name.startswith(scope + '/')]
@@ -558,7 +549,7 @@ def backbone_restorer(path=None, scope=None, checkpoint_scope=None, graph=None):
     return restore
 
 
-def load_backbone_checkpoint(sess, path=None, scope=None, checkpoint_scope=None):
+def load_backbone_checkpoint(sess, path, scope, checkpoint_scope=None):
     """Restores every backbone variable of the session's graph from a TF-Slim checkpoint.
 
     Skips what the backbone does not have (logits, global_step); raises before restoring anything if a

@@ -14,6 +14,8 @@ import numpy as np
 
 import config
 import data_generator
+import heads
+import settings
 import transformer
 
 # A standing person facing the camera, (x, y) as fractions of the height (head top 0, ankles ~1), COCO order.
@@ -27,14 +29,14 @@ TORSO = [config.KEYPOINTS.index(name) for name in ('left_shoulder', 'right_shoul
 FACE = {config.KEYPOINTS.index(name) for name in ('left_eye', 'right_eye', 'left_ear', 'right_ear')}
 
 
-def random_people(num, image_shape, rng, height_range=None, unlabelled=0.0, margin=0.0):
+def random_people(num, image_shape, rng, height_range=None, unlabelled=0.0, margin=0.0, options=None):
     """Random poses: float32 [num, K, 3] (x, y, v) in input px, v = 2 labelled or 0 (with prob `unlabelled`).
 
-    Heights are uniform in `height_range` px (default: config.SCENE_POSES['fill'] times the side of an equal
+    Heights are uniform in `height_range` px (default: options.SCENE_POSES['fill'] times the side of an equal
     share of the image); each keypoint moves by up to SCENE_POSES['jitter'] of the height and the figure
     leans by up to SCENE_POSES['lean_degrees'].  Figures stay `margin` px inside the image where they fit.
     """
-    poses = config.SCENE_POSES
+    poses = settings.resolve(options).SCENE_POSES
     height, width = image_shape[:2]
     if height_range is None:
         side = min(height, width) / max(np.sqrt(num), 1.0)
@@ -54,10 +56,10 @@ def random_people(num, image_shape, rng, height_range=None, unlabelled=0.0, marg
     return people
 
 
-def body_masks(people, image_shape, stride):
+def body_masks(people, image_shape, stride, options=None):
     """Body masks on the output grid, bool [N, H', W']: thick limbs, a torso polygon and a head disk drawn
     through ALL keypoints (labelled or not, as a body has them)."""
-    poses = config.SCENE_POSES
+    poses = settings.resolve(options).SCENE_POSES
     rows, cols = transformer.grid_shape(image_shape, stride)
     masks = np.zeros((len(people), rows, cols), bool)
     for n, person in enumerate(people):
@@ -76,46 +78,49 @@ def body_masks(people, image_shape, stride):
     return masks
 
 
-def target_maps(people, masks, image_shape, stride):
-    """The target maps of the people (data_generator.make_targets, no crowd): dict of float32 maps with the
-    decoder's inputs and the validity maps 'short_valid', 'mid_valid', 'long_valid'."""
+def target_maps(people, masks, image_shape, stride, options=None):
+    """The target maps of the people (data_generator.make_targets with options.RADIUS, no crowd): dict of
+    float32 maps named as heads.TARGET_CHANNELS (the decoder's inputs and the offsets' validity maps)."""
     crowd = np.zeros(transformer.grid_shape(image_shape, stride), bool)
-    return data_generator.make_targets(people, masks, crowd, image_shape, stride)
+    return data_generator.make_targets(people, masks, crowd, image_shape, stride,
+                                       radius=settings.resolve(options).RADIUS)
 
 
-def network_like(targets, stride, rng, noise=1.0):
+def network_like(targets, stride, rng, noise=1.0, options=None):
     """Maps as a network might output them for `targets` (target_maps), noise scaled by `noise`.
 
     Heatmap disks get a soft edge (blurred) and background noise; offsets get Gaussian noise where their
     validity map says the target is defined and random values elsewhere; segmentation is blurred and noisy.
-    Amounts: config.SCENE_NOISE.  Returns the network's outputs only (no validity maps), float32.
+    Amounts: options.SCENE_NOISE ('<head name>_noise' for each offset head).  Returns the network's outputs
+    only (no validity maps), float32.
     """
-    amounts = config.SCENE_NOISE
-    blur = amounts['heatmap_edge'] * config.RADIUS / stride  # grid cells
+    options = settings.resolve(options)
+    amounts = options.SCENE_NOISE
+    blur = amounts['heatmap_edge'] * options.RADIUS / stride  # grid cells
     heat = np.stack([cv2.GaussianBlur(targets['heatmaps'][..., k], (0, 0), blur)
                      for k in range(targets['heatmaps'].shape[2])], axis=-1)
     heat = heat + rng.exponential(amounts['heatmap_background'] * noise, heat.shape)
     heat = heat + rng.normal(0, amounts['heatmap_noise'] * noise, heat.shape)
     outputs = {'heatmaps': np.clip(heat, 0, 1).astype(np.float32)}
-    for name, valid_name, key in (('short_offsets', 'short_valid', 'short_noise'),
-                                  ('mid_offsets', 'mid_valid', 'mid_noise'),
-                                  ('long_offsets', 'long_valid', 'long_noise')):
-        values = targets[name]
-        valid = np.repeat(targets[valid_name] > 0, 2, axis=-1)
-        jitter = rng.normal(0, amounts[key] * noise, values.shape)
+    for head in heads.OFFSET_HEADS:
+        values = targets[head.output]
+        valid = np.repeat(targets[head.validity] > 0, 2, axis=-1)
+        jitter = rng.normal(0, amounts[head.name + '_noise'] * noise, values.shape)
         junk = rng.normal(0, amounts['junk_offsets'] * noise, values.shape)
-        outputs[name] = np.where(valid, values + jitter, junk).astype(np.float32)
+        outputs[head.output] = np.where(valid, values + jitter, junk).astype(np.float32)
     seg = cv2.GaussianBlur(targets['segmentation'][..., 0], (0, 0), amounts['segmentation_blur'])
     seg = seg + rng.normal(0, amounts['segmentation_noise'] * noise, seg.shape)
     outputs['segmentation'] = np.clip(seg, 0, 1)[..., None].astype(np.float32)
     return outputs
 
 
-def scene(seed, num, image_shape, stride, unlabelled=0.0, noise=0.0, height_range=None, margin=0.0):
+def scene(seed, num, image_shape, stride, unlabelled=0.0, noise=0.0, height_range=None, margin=0.0, options=None):
     """A random scene: (people [N, K, 3], grid masks [N, H', W'], maps).  noise=0: the target maps
     (validity maps included, as the oracle decodes them); noise > 0: network_like maps."""
+    options = settings.resolve(options)
     rng = np.random.RandomState(seed)
-    people = random_people(num, image_shape, rng, height_range=height_range, unlabelled=unlabelled, margin=margin)
-    masks = body_masks(people, image_shape, stride)
-    maps = target_maps(people, masks, image_shape, stride)
-    return people, masks, network_like(maps, stride, rng, noise) if noise else maps
+    people = random_people(num, image_shape, rng, height_range=height_range, unlabelled=unlabelled, margin=margin,
+                           options=options)
+    masks = body_masks(people, image_shape, stride, options=options)
+    maps = target_maps(people, masks, image_shape, stride, options=options)
+    return people, masks, network_like(maps, stride, rng, noise, options=options) if noise else maps

@@ -7,30 +7,17 @@
 Targets are never built at input resolution: masks go straight onto the output grid (transformer.py), and
 every map is H' x W' = ((H - 1) // s + 1, (W - 1) // s + 1) (grid.py).
 """
-import collections
 import numbers
 
 import numpy as np
 
 import config
 import grid
+import heads
 import settings
 import transformer
 
-# Names and channel counts of the target maps (docs/data.md#target-maps), without 'image'.
-TARGET_CHANNELS = collections.OrderedDict([
-    ('heatmaps', config.NUM_KEYPOINTS),
-    ('short_offsets', 2 * config.NUM_KEYPOINTS),
-    ('short_valid', config.NUM_KEYPOINTS),
-    ('mid_offsets', 2 * config.NUM_EDGES),
-    ('mid_valid', config.NUM_EDGES),
-    ('long_offsets', 2 * config.NUM_KEYPOINTS),
-    ('long_valid', config.NUM_KEYPOINTS),
-    ('segmentation', 1),
-    ('seg_weights', 1),
-    ('kp_weights', 1),
-])
-TARGET_NAMES = ('image',) + tuple(TARGET_CHANNELS)
+TARGET_NAMES = ('image',) + tuple(heads.TARGET_CHANNELS)
 
 
 def positive_int(name, value):
@@ -95,7 +82,7 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
       radius: disk radius R in input px (options.RADIUS).
       options: settings.Settings; None -> config.py's.
     Returns:
-      dict of float32 [H', W', C] maps named as TARGET_CHANNELS.
+      dict of float32 [H', W', C] maps named as heads.TARGET_CHANNELS.
     Raises:
       ValueError naming the argument whose shape disagrees with the others or is not a positive integer.
     """
@@ -119,7 +106,7 @@ def make_targets(keypoints, masks_grid, crowd_grid, input_shape, stride, annotat
                              % (annotated.size, num_persons))
     grid_x = (np.arange(cols, dtype=np.float32) * stride)[None, :]  # [1, W']
     grid_y = (np.arange(rows, dtype=np.float32) * stride)[:, None]  # [H', 1]
-    targets = {name: np.zeros((rows, cols, channels), np.float32) for name, channels in TARGET_CHANNELS.items()}
+    targets = {name: np.zeros((rows, cols, channels), np.float32) for name, channels in heads.TARGET_CHANNELS.items()}
 
     # Owner of each cell for every type: the person of the nearest labelled type-k keypoint within R, or -1.
     owners = np.full((config.NUM_KEYPOINTS, rows, cols), -1, np.int64)
@@ -222,9 +209,9 @@ def augment_example(example, rng, input_size=None, stride=None, options=None):
 
 
 def sample_layout(input_size, stride):
-    """[(name, shape, dtype)] of one sample of a square input: the image and the maps of TARGET_CHANNELS."""
+    """[(name, shape, dtype)] of one sample of a square input: the image and the maps of heads.TARGET_CHANNELS."""
     rows, cols = grid.grid_shape((input_size, input_size), stride)
     layout = [('image', (input_size, input_size, 3), np.dtype(np.uint8))]
     return layout + [(name, (rows, cols, channels), np.dtype(np.float32))
-                     for name, channels in TARGET_CHANNELS.items()]
+                     for name, channels in heads.TARGET_CHANNELS.items()]
 

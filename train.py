@@ -51,12 +51,13 @@ import time
 
 import checkpoints
 import distributed
-import grid
 import files
+import grid
+import heads
 import machine
 import settings
 from feeder import Prefetcher, StopRequest
-from train_graph import LOSS_ORDER, DeviceError, build_training_graph, tower_devices
+from train_graph import DeviceError, build_training_graph, tower_devices
 from train_graph import tensorflow_v1 as _tf
 
 DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.tar.gz'
@@ -304,7 +305,7 @@ def _check_finite(step, losses):
         raise NonFiniteError(
             'step %d: non-finite loss %s (%s); stopping without saving: the newest checkpoint holds the last '
             'good weights. Lower LEARNING_RATE or check the data.'
-            % (step, ', '.join(bad), ', '.join('%s=%.4g' % (n, losses[n]) for n in LOSS_ORDER if n in losses)),
+            % (step, ', '.join(bad), ', '.join('%s=%.4g' % (n, losses[n]) for n in heads.LOSS_KEYS if n in losses)),
             step)
 
 
@@ -523,7 +524,7 @@ def _loop(sess, graph, prefetcher, writer, train_dir, start_step, num_steps, sto
                 wait_fraction = window['wait'] / elapsed if elapsed > 0 else 0.0
                 log('step %d/%d  loss %.4f [%s]  lr %.2e  %.2f steps/s  %.1f samples/s  input wait %.0f%%  '
                     'ETA %s' % (step, num_steps, means['total'],
-                                ' '.join('%s %.3f' % (n, means[n]) for n in LOSS_ORDER[1:] if n in means),
+                                ' '.join('%s %.3f' % (n, means[n]) for n in heads.LOSS_KEYS[1:] if n in means),
                                 out['lr'], rate, rate * batch_size, 100.0 * wait_fraction, time_left))
                 writer.add_summary(_scalar_summary({'speed/steps_per_second': rate,
                                                     'speed/samples_per_second': rate * batch_size,

@@ -8,11 +8,9 @@ several machines (distributed.Runtime) the sums and gradients are also summed ov
 import math
 import sys
 
+import heads
 import settings
 import targets  # the fed arrays are data_generator's samples: targets.sample_layout's names, shapes, dtypes
-
-# Losses in the order progress lines and summaries show them.
-LOSS_ORDER = ('total', 'heatmap', 'segmentation', 'short', 'mid', 'long', 'intermediate', 'weight_decay')
 
 
 class DeviceError(ValueError):
@@ -226,7 +224,7 @@ def _build_step(graph, devices, num_steps, runtime, stop_request, options):
     for i, device in enumerate(devices):
         with tf.device(_placement(variable_device, device)), tf.name_scope('tower_%d' % i):
             images = split['image'][i]
-            maps = {name: split[name][i] for name in targets.TARGET_CHANNELS}
+            maps = {name: split[name][i] for name in heads.TARGET_CHANNELS}
             with settings.applied(options):
                 outputs = model.build_model(images, is_training=True, output_stride=stride,
                                             depth=options.BACKBONE_DEPTH, reuse=True if i else None)
@@ -275,7 +273,7 @@ def _build_step(graph, devices, num_steps, runtime, stop_request, options):
         reset_averages = tf.group(*[tf.assign(ema.average(v), v) for v in trained], name='reset_averages')
         all_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.is_finite(v)) for v in trained]))
 
-    summaries = [tf.summary.scalar('losses/' + name, losses[name]) for name in LOSS_ORDER if name in losses]
+    summaries = [tf.summary.scalar('losses/' + name, losses[name]) for name in heads.LOSS_KEYS if name in losses]
     summaries.append(tf.summary.scalar('optimizer/learning_rate', learning_rate))
     gradient_norm = tf.global_norm([g for g, _ in grads_and_vars])  # of this worker's share on several machines
     summaries.append(tf.summary.scalar('optimizer/gradient_norm', gradient_norm))

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
 import data_generator  # noqa: E402
 import grid  # noqa: E402
+import heads  # noqa: E402
 import transformer  # noqa: E402
 
 COCO_SAMPLE = config.COCO_SAMPLE_DIR
@@ -103,7 +104,7 @@ def main(argv=None):
           'targets %.1f ms, total %.1f ms' % (1e3 * read, 1e3 * warp, 1e3 * targets, 1e3 * (read + warp + targets)))
     sample = data_generator.augment_example(dataset.load_example(dataset.image_ids[0]), 0, size, args.stride)
     print('one sample holds %.2f MB of targets + %.2f MB of image' % (
-        sum(sample[n].nbytes for n in data_generator.TARGET_CHANNELS) / 1e6, sample['image'].nbytes / 1e6))
+        sum(sample[n].nbytes for n in heads.TARGET_CHANNELS) / 1e6, sample['image'].nbytes / 1e6))
     rate, per_cpu_second, skipped = throughput(dataset, size, args.stride, args.workers, args.batch_size,
                                                args.samples)
     cores = max(1, min(args.workers, os.cpu_count() or 1))

@@ -39,8 +39,8 @@ machine.quiet_tensorflow()
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 import config  # noqa: E402
-import data_generator  # noqa: E402
 import grid  # noqa: E402
+import heads  # noqa: E402
 import model  # noqa: E402
 
 tf.disable_eager_execution()
@@ -141,7 +141,7 @@ def random_targets(rng, grid):
     """Fixed random targets of the contract on a grid x grid output, batch 1 (speed only)."""
     shape = (1, grid, grid)
     targets = {}
-    for name, channels in data_generator.TARGET_CHANNELS.items():
+    for name, channels in heads.TARGET_CHANNELS.items():
         if name.endswith('offsets'):
             targets[name] = rng.uniform(-TARGET_OFFSET_RANGE, TARGET_OFFSET_RANGE,
                                         shape + (channels,)).astype(np.float32)

@@ -30,13 +30,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
 import data_generator  # noqa: E402
+import heads  # noqa: E402
 import eval as evaluation  # noqa: E402
 import inference  # noqa: E402
 import post_proc  # noqa: E402
 import transformer  # noqa: E402
 
 SAMPLE = config.COCO_SAMPLE_DIR
-VALIDITY = tuple(name for name, _, _ in post_proc.VALIDITY_MAPS)
+VALIDITY = tuple(head.validity for head in heads.OFFSET_HEADS)
 
 
 def iou(a, b):

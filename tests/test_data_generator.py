@@ -20,6 +20,7 @@ from pycocotools import mask as mask_utils
 import config
 import data_generator
 import images
+import heads
 import transformer
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +52,7 @@ def raw_annotations(coco_sample):
 def check_targets(targets, keypoints, masks_grid, crowd_grid, stride, annotated=None):
     """Asserts the contract, brute force over all cells and keypoints; returns counts of what it checked."""
     rows, cols = targets['heatmaps'].shape[:2]
-    for name, channels in data_generator.TARGET_CHANNELS.items():
+    for name, channels in heads.TARGET_CHANNELS.items():
         assert targets[name].shape == (rows, cols, channels), name
         assert targets[name].dtype == np.float32, name
         assert np.isfinite(targets[name]).all(), name
@@ -283,7 +284,7 @@ def test_images_without_people_are_valid_samples(train):
     assert example['keypoints'].shape == (0, config.NUM_KEYPOINTS, 3) and example['masks'].shape[0] == 0
     for targets in (data_generator.encode_example(example, 8),
                     data_generator.augment_example(example, np.random.default_rng(0), 257, 8)):
-        for name in data_generator.TARGET_CHANNELS:
+        for name in heads.TARGET_CHANNELS:
             expected = 1.0 if name in ('seg_weights', 'kp_weights') else 0.0
             assert (targets[name] == expected).all(), name
 
@@ -292,9 +293,9 @@ def test_targets_stay_on_the_output_grid_and_small(train):
     example = train.load_example(93620)
     targets = data_generator.augment_example(example, np.random.default_rng(0), 801, 16)
     assert targets['image'].shape == (801, 801, 3)
-    for name in data_generator.TARGET_CHANNELS:
+    for name in heads.TARGET_CHANNELS:
         assert targets[name].shape[:2] == (51, 51), name
-    size = sum(targets[name].nbytes for name in data_generator.TARGET_CHANNELS)
+    size = sum(targets[name].nbytes for name in heads.TARGET_CHANNELS)
     assert size < 3e6  # a few MB, where input-resolution maps would take ~100 MB
 
 
@@ -407,7 +408,7 @@ def test_batches_follow_the_contract(train):
     batch = _batches(generator, 1)[0]
     assert set(batch) == set(data_generator.TARGET_NAMES)
     assert batch['image'].shape == (3, 129, 129, 3) and batch['image'].dtype == np.uint8
-    for name, channels in data_generator.TARGET_CHANNELS.items():
+    for name, channels in heads.TARGET_CHANNELS.items():
         assert batch[name].shape == (3, 17, 17, channels) and batch[name].dtype == np.float32, name
 
 

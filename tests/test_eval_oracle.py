@@ -8,6 +8,7 @@ import pytest
 import config
 import data_generator
 import eval as evaluation
+import heads
 import post_proc
 
 
@@ -57,7 +58,7 @@ def test_target_dict_with_validity_maps_recovers_every_labelled_person(coco_samp
     for image_id in dataset.image_ids:
         example = dataset.load_example(image_id)
         targets = data_generator.encode_example(example, config.EVAL_OUTPUT_STRIDE)
-        assert all(name in targets for name, _, _ in post_proc.VALIDITY_MAPS)
+        assert all(head.validity in targets for head in heads.OFFSET_HEADS)
         people = post_proc.decode(targets, config.EVAL_OUTPUT_STRIDE, targets['image'].shape)
         for truth, mask in zip(example['keypoints'], example['masks']):
             labelled = truth[:, 2] > 0

@@ -22,8 +22,10 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import config
+import heads
 import model
 import resnet
+import settings
 
 tf.disable_eager_execution()
 
@@ -320,9 +322,9 @@ def test_losses_are_exact_on_a_hand_computed_example(monkeypatch):
     with _session() as sess:
         values = sess.run(losses)
     expected = _numpy_head_losses(predicted, targets, logit=1.5, norm=20.0)
-    for name in model.LOSS_NAMES:
+    for name in heads.NAMES:
         np.testing.assert_allclose(values[name], expected[name], rtol=1e-5, err_msg=name)
-    expected_total = sum(PAPER_LOSS_WEIGHTS[name][1] * expected[name] for name in model.LOSS_NAMES)
+    expected_total = sum(PAPER_LOSS_WEIGHTS[name][1] * expected[name] for name in heads.NAMES)
     np.testing.assert_allclose(values['total'], expected_total, rtol=1e-5)
     assert values['intermediate'] == 0 and values['weight_decay'] == 0
 
@@ -340,12 +342,12 @@ def test_intermediate_loss_is_its_weight_times_the_weighted_intermediate_head_lo
     weights = model.loss_weights()
     expected_final = _numpy_head_losses(final, targets, logit=1.5, norm=config.OFFSET_LOSS_NORM)
     expected_intermediate = _numpy_head_losses(intermediate, targets, logit=2.5, norm=config.OFFSET_LOSS_NORM)
-    expected = 0.3 * sum(weights[name] * expected_intermediate[name] for name in model.LOSS_NAMES)
+    expected = 0.3 * sum(weights[name] * expected_intermediate[name] for name in heads.NAMES)
     np.testing.assert_allclose(values['intermediate'], expected, rtol=1e-5)
-    for name in model.LOSS_NAMES:  # the five keys stay those of the final heads
+    for name in heads.NAMES:  # the five keys stay those of the final heads
         np.testing.assert_allclose(values[name], expected_final[name], rtol=1e-5, err_msg=name)
     np.testing.assert_allclose(values['total'], expected + sum(weights[name] * expected_final[name]
-                                                               for name in model.LOSS_NAMES), rtol=1e-5)
+                                                               for name in heads.NAMES), rtol=1e-5)
 
 
 def test_loss_is_lower_for_the_true_targets_than_for_random_outputs_synthetic():
@@ -355,7 +357,7 @@ def test_loss_is_lower_for_the_true_targets_than_for_random_outputs_synthetic():
     random_losses = model.compute_losses(_outputs_from(_synthetic_targets(rng)), targets, variables=[])
     with _session() as sess:
         true_values, random_values = sess.run([true_losses, random_losses])
-    for name in model.LOSS_NAMES:
+    for name in heads.NAMES:
         assert true_values[name] < 0.1 * random_values[name], name
     for name in ('short', 'mid', 'long'):
         assert true_values[name] == 0, name
@@ -371,7 +373,7 @@ def test_offset_losses_are_zero_not_nan_when_nothing_is_valid():
     grads = tf.gradients(losses['total'], [outputs['mid_offsets'], outputs['heatmap_logits']])
     with _session() as sess:
         values, grad_values = sess.run([losses, grads])
-    for name in model.LOSS_NAMES + ('total',):
+    for name in heads.NAMES + ('total',):
         assert values[name] == 0.0, (name, values[name])
     assert all(np.all(g == 0) for g in grad_values)
 
@@ -438,7 +440,7 @@ def test_loss_is_lower_for_the_true_targets_than_for_random_outputs_real(crowd_t
         'long_offsets': crowd_targets['long_offsets']}
     true_losses = _loss_values(true_outputs, crowd_targets)
     random_losses = _loss_values(_random_outputs(rng, crowd_targets), crowd_targets)
-    for name in model.LOSS_NAMES:
+    for name in heads.NAMES:
         assert true_losses[name] < 0.1 * random_losses[name], (name, true_losses[name], random_losses[name])
     assert true_losses['total'] < 0.05 * random_losses['total']
 
@@ -458,7 +460,7 @@ def test_masked_positions_do_not_change_the_loss_when_their_predictions_change(c
     base = _loss_values(outputs, crowd_targets)
     after_masked = _loss_values(masked_changed, crowd_targets)
     after_valid = _loss_values(valid_changed, crowd_targets)
-    for name in model.LOSS_NAMES:
+    for name in heads.NAMES:
         np.testing.assert_allclose(after_masked[name], base[name], rtol=1e-6, err_msg=name)
         assert abs(after_valid[name] - base[name]) > 1e-3 * base[name], name
 
@@ -514,9 +516,9 @@ def test_build_model_outputs_and_the_same_weights_serve_strides_16_and_8(backbon
     variables = tf.global_variables()
     eval_outputs = model.build_model(images, is_training=False, output_stride=8, depth=TEST_DEPTH, reuse=True)
     assert tf.global_variables() == variables  # inference at stride 8 creates no variable of its own
-    heads = [v.op.name for v in variables if v.op.name.startswith(model.HEADS_SCOPE + '/')]
-    assert sorted(heads) == sorted('%s/%s/%s' % (model.HEADS_SCOPE, head, leaf)
-                                   for head in model.HEAD_NAMES for leaf in ('weights', 'biases'))
+    head_variables = [v.op.name for v in variables if v.op.name.startswith(model.HEADS_SCOPE + '/')]
+    assert sorted(head_variables) == sorted('%s/%s/%s' % (model.HEADS_SCOPE, head, leaf)
+                                   for head in heads.NAMES for leaf in ('weights', 'biases'))
     image = np.random.RandomState(10).randint(0, 256, (1, 65, 65, 3)).astype(np.uint8)
     with _session() as sess:
         _init(sess, backbone_checkpoint)
@@ -554,15 +556,15 @@ def test_build_model_is_the_heads_on_resnet_of_images_scaled_to_minus1_1(backbon
     with _session() as sess:
         _init(sess, backbone_checkpoint)
         got, want = sess.run([outputs, expected], {images: image})
-    for heads in ('final', 'intermediate'):
-        got_heads = got if heads == 'final' else got['intermediate']
-        want_heads = want if heads == 'final' else want['intermediate']
+    for which in ('final', 'intermediate'):
+        got_heads = got if which == 'final' else got['intermediate']
+        want_heads = want if which == 'final' else want['intermediate']
         for name, value in want_heads.items():
             if name == 'intermediate':
                 continue
-            assert np.abs(value).max() > 0, (heads, name)
+            assert np.abs(value).max() > 0, (which, name)
             np.testing.assert_allclose(got_heads[name], value, rtol=1e-5, atol=1e-5 * np.abs(value).max(),
-                                       err_msg='%s %s' % (heads, name))
+                                       err_msg='%s %s' % (which, name))
 
 
 def test_intermediate_features_follow_the_configured_block():
@@ -581,8 +583,8 @@ def test_weight_decay_is_half_the_decay_times_the_squared_kernels_of_backbone_an
     scope = 'resnet_v2_%d' % TEST_DEPTH
     kernels = [name for name, _ in resnet.backbone_variables(TEST_DEPTH, scope)
                if name.rsplit('/', 1)[-1] == 'weights']
-    kernels += ['%s/%s/weights' % (heads, head) for heads in (model.HEADS_SCOPE, model.INTERMEDIATE_SCOPE)
-                for head in model.HEAD_NAMES]
+    kernels += ['%s/%s/weights' % (scope, head) for scope in (model.HEADS_SCOPE, model.INTERMEDIATE_SCOPE)
+                for head in heads.NAMES]
     variables = {v.op.name: v for v in tf.global_variables()}
     # Non-zero head biases: biases, gamma and beta would all change the sum if they were decayed.
     set_biases = [tf.assign(v, rng.normal(0, 1, v.shape.as_list()).astype(np.float32))
@@ -606,6 +608,26 @@ def test_build_model_rejects_a_bad_stride_or_depth_by_name():
         model.build_model(images, is_training=True, output_stride=16, depth=34)
 
 
+def test_build_model_takes_its_settings_as_an_argument_and_leaves_config_alone():
+    # The run's Settings reach the backbone (batch norm, residual initialisation) and the heads without
+    # config.py being touched: unfrozen batch norm puts two moving-average updates per batch norm in UPDATE_OPS,
+    # conv3 kernels start random, no intermediate heads are built.
+    options = settings.make(overrides={'FREEZE_BATCH_NORM': False, 'ZERO_INIT_RESIDUAL': False,
+                                       'INTERMEDIATE_SUPERVISION': False, 'BACKBONE_DEPTH': TEST_DEPTH})
+    before = settings.defaults()
+    outputs = model.build_model(tf.placeholder(tf.uint8, [1, 33, 33, 3]), is_training=True, options=options)
+    graph = tf.get_default_graph()
+    batch_norms = sum(v.op.name.endswith('/moving_mean') for v in tf.global_variables())
+    assert len(graph.get_collection(tf.GraphKeys.UPDATE_OPS)) == 2 * batch_norms == 2 * (1 + 3 * 16)
+    assert 'intermediate' not in outputs
+    assert outputs['heatmaps'].shape.as_list()[1] == (33 - 1) // options.TRAIN_OUTPUT_STRIDE + 1
+    conv3 = [v for v in tf.global_variables() if v.op.name.endswith('/conv3/weights')]
+    with _session() as sess:
+        sess.run(tf.global_variables_initializer())
+        assert len(conv3) == 16 and all(k.std() > 0 for k in sess.run(conv3))
+    assert settings.defaults() == before
+
+
 def test_every_head_receives_gradient_and_refinement_feeds_the_short_head(backbone_checkpoint):
     rng = np.random.RandomState(11)
     images = tf.constant(rng.randint(0, 256, (1, 65, 65, 3)).astype(np.uint8))
@@ -613,7 +635,7 @@ def test_every_head_receives_gradient_and_refinement_feeds_the_short_head(backbo
     targets = _synthetic_targets(rng, batch=1, height=5, width=5)
     losses = model.compute_losses(outputs, targets)
     head_vars = {v.op.name: v for v in tf.trainable_variables() if 'heads/' in v.op.name}
-    assert len(head_vars) == 2 * 2 * len(model.HEAD_NAMES)  # final and intermediate heads
+    assert len(head_vars) == 2 * 2 * len(heads.NAMES)  # final and intermediate heads
     backbone_kernel = [v for v in tf.trainable_variables() if v.op.name.endswith('conv1/weights')][0]
     names = sorted(head_vars)
     grads = tf.gradients(losses['total'], [head_vars[n] for n in names] + [backbone_kernel])
@@ -678,7 +700,7 @@ def test_a_few_sgd_steps_on_one_real_sample_lower_its_loss_markedly(coco_train, 
         after = sess.run(losses)
     assert after['total'] - after['weight_decay'] < 0.6 * (before['total'] - before['weight_decay']), (
         before, after)
-    for name in model.LOSS_NAMES + ('intermediate',):
+    for name in heads.NAMES + ('intermediate',):
         assert after[name] < before[name], (name, before[name], after[name])
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import config
+import heads
 import post_proc
 import scenes
 
@@ -195,8 +196,9 @@ def junk_where_undefined(maps, seed):
     """The target maps with random offsets wherever their validity maps say the target is undefined."""
     rng = np.random.RandomState(seed)
     noisy = dict(maps)
-    for valid_name, _, name in post_proc.VALIDITY_MAPS:
-        undefined = np.repeat(maps[valid_name] == 0, 2, axis=-1)
+    for head in heads.OFFSET_HEADS:
+        name = head.output
+        undefined = np.repeat(maps[head.validity] == 0, 2, axis=-1)
         noisy[name] = np.where(undefined, rng.normal(0, 40, maps[name].shape), maps[name]).astype(np.float32)
     return noisy
 
@@ -212,7 +214,7 @@ def test_offsets_count_only_where_the_validity_maps_say():
         assert np.allclose(a['keypoints'], b['keypoints'], atol=1e-4) and np.array_equal(a['mask'], b['mask'])
     # Without validity maps (a network) every offset counts: the same junk changes the masks.
     plain = {name: value for name, value in junk_where_undefined(maps, 1).items()
-             if name not in [v for v, _, _ in post_proc.VALIDITY_MAPS]}
+             if name not in [head.validity for head in heads.OFFSET_HEADS]}
     unchecked = post_proc.decode(plain, STRIDE, shape)
     assert len(unchecked) != len(clean) or any(not np.array_equal(a['mask'], b['mask'])
                                                for a, b in zip(clean, unchecked))
@@ -456,7 +458,7 @@ def test_hard_oks_nms_option_decodes_the_same_people():
 # ----------------------------------------------------------------------------------------------------------
 def zero_outputs(shape):
     rows, cols = post_proc.grid_shape(shape, STRIDE)
-    return {name: np.zeros((rows, cols, c), np.float32) for name, c in post_proc.OUTPUT_CHANNELS}
+    return {head.output: np.zeros((rows, cols, head.channels), np.float32) for head in heads.HEADS}
 
 
 @pytest.mark.parametrize('shape', [(1, 1), (2, 3), (9, 17), (31, 8), (2001, 1601)])
@@ -503,8 +505,8 @@ def test_saturated_maps_end_with_a_bounded_result(offsets):
 def test_random_maps_end_with_a_valid_result():
     rng = np.random.RandomState(11)
     shape = (321, 257)
-    outputs = {name: rng.uniform(0 if name in post_proc.PROBABILITY_OUTPUTS else -300,
-                                 1 if name in post_proc.PROBABILITY_OUTPUTS else 300, value.shape).astype(np.float32)
+    outputs = {name: rng.uniform(0 if name in heads.PROBABILITY_OUTPUTS else -300,
+                                 1 if name in heads.PROBABILITY_OUTPUTS else 300, value.shape).astype(np.float32)
                for name, value in zero_outputs(shape).items()}
     decoded = post_proc.decode(outputs, STRIDE, shape)
     assert len(decoded) <= config.MAX_PEOPLE
@@ -512,7 +514,7 @@ def test_random_maps_end_with_a_valid_result():
         assert np.isfinite(person['keypoints']).all() and person['mask'].shape == shape
 
 
-@pytest.mark.parametrize('name', [n for n, _ in post_proc.OUTPUT_CHANNELS])
+@pytest.mark.parametrize('name', heads.OUTPUTS)
 @pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
 def test_non_finite_outputs_raise_value_error_naming_them(name, bad):
     shape = (65, 65)

@@ -30,6 +30,7 @@ import tensorflow.compat.v1 as tf
 
 import config
 import resnet
+import settings
 
 STRIDES = (8, 16, 32)
 
@@ -180,7 +181,7 @@ def test_preact_end_point_is_the_previous_block_normalised_with_checkpoint_stati
     bn = scope + '/block4/unit_1/bottleneck_v2/preact/'
     gamma, beta, mean, variance = (reader.get_tensor(bn + leaf)
                                    for leaf in ('gamma', 'beta', 'moving_mean', 'moving_variance'))
-    epsilon = max(config.BATCH_NORM_EPSILON, 1.001e-5)
+    epsilon = max(resnet.BATCH_NORM_EPSILON, 1.001e-5)
     images = np.random.RandomState(4).uniform(-1, 1, (1, 33, 33, 3)).astype(np.float32)
     for stride in STRIDES:
         end_points = network.end_points[stride]
@@ -283,11 +284,10 @@ def test_random_backbone_with_frozen_statistics_keeps_features_of_order_one(netw
         assert np.all(np.isfinite(value)) and 0.1 < rms < 10, (key, rms)
 
 
-def test_residual_initialisation_follows_config(monkeypatch):
-    monkeypatch.setattr(config, 'ZERO_INIT_RESIDUAL', False)  # read at call time
+def test_residual_initialisation_follows_its_setting():
     graph = tf.Graph()
     with graph.as_default():
-        resnet.resnet_v2_50(tf.placeholder(tf.float32, [1, 33, 33, 3]), is_training=False)
+        resnet.resnet_v2_50(tf.placeholder(tf.float32, [1, 33, 33, 3]), is_training=False, zero_init_residual=False)
         conv3 = [v for v in tf.global_variables() if v.op.name.endswith('/conv3/weights')]
         with tf.Session(graph=graph) as sess:
             sess.run(tf.global_variables_initializer())
@@ -320,7 +320,7 @@ def _batch_norm_graph(is_training, freeze, channels=3):
 
 
 def _normalized(data, mean, variance, values):
-    eps = max(config.BATCH_NORM_EPSILON, 1.001e-5)
+    eps = max(resnet.BATCH_NORM_EPSILON, 1.001e-5)
     return np.maximum(values['gamma'] * (data - mean) / np.sqrt(variance + eps) + values['beta'], 0)
 
 
@@ -348,7 +348,7 @@ def test_training_batch_norm_uses_batch_statistics_and_updates_moving_averages()
     flat = data.reshape(-1, data.shape[-1])
     expected = _normalized(data, flat.mean(0), flat.var(0), values)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
-    decay = config.BATCH_NORM_DECAY
+    decay = resnet.BATCH_NORM_DECAY
     # TF-Slim's moving variance receives the unbiased batch variance (TensorFlow's fused batch norm).
     for key, batch in (('moving_mean', flat.mean(0)), ('moving_variance', flat.var(0, ddof=1))):
         np.testing.assert_allclose(moving[key], decay * values[key] + (1 - decay) * batch, rtol=1e-5)
@@ -391,11 +391,10 @@ def test_conv_bn_folding_equals_separate_batch_norm():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
 
-def test_unfrozen_backbone_collects_updates_from_config(monkeypatch):
-    monkeypatch.setattr(config, 'FREEZE_BATCH_NORM', False)  # read at call time
+def test_unfrozen_backbone_collects_updates():
     graph = tf.Graph()
     with graph.as_default():
-        resnet.resnet_v2_50(tf.placeholder(tf.float32, [1, 33, 33, 3]), is_training=True)
+        resnet.resnet_v2_50(tf.placeholder(tf.float32, [1, 33, 33, 3]), is_training=True, freeze_batch_norm=False)
         batch_norms = sum(v.op.name.endswith('/moving_mean') for v in tf.global_variables())
         assert len(graph.get_collection(tf.GraphKeys.UPDATE_OPS)) == 2 * batch_norms == 2 * (1 + 3 * 16)
 
@@ -497,11 +496,11 @@ def test_missing_checkpoint_files(tmp_path, make_slim_checkpoint, resnet50):
         resnet.check_backbone_checkpoint(str(garbage), 'resnet_v2_50')
 
 
-def test_default_checkpoint_comes_from_config(tmp_path, monkeypatch):
-    missing = str(tmp_path / 'elsewhere.ckpt')
-    monkeypatch.setattr(config, 'BACKBONE_CHECKPOINT', missing)
+def test_checkpoint_comes_from_the_settings(tmp_path):
+    # resnet.py reads no config: the caller hands it the run's BACKBONE_CHECKPOINT.
+    options = settings.make(overrides={'BACKBONE_CHECKPOINT': str(tmp_path / 'elsewhere.ckpt')})
     with pytest.raises(FileNotFoundError, match='elsewhere.ckpt not found'):
-        resnet.check_backbone_checkpoint()
+        resnet.check_backbone_checkpoint(options.BACKBONE_CHECKPOINT, 'resnet_v2_%d' % options.BACKBONE_DEPTH)
 
 
 def test_load_under_an_outer_scope_and_without_backbone(make_slim_checkpoint):
