@@ -117,9 +117,8 @@ class Predictor(object):
         timings = {}
         maps, geometry = self.network_outputs(image, timings)
         t0 = time.perf_counter()
-        with settings.applied(self.decode_options()):
-            people = post_proc.decode(maps, self.stride, geometry.padded_shape, with_masks=with_masks,
-                                      radius=self.radius)
+        people = post_proc.decode(maps, self.stride, geometry.padded_shape, with_masks=with_masks,
+                                  radius=self.radius, options=self.decode_options())
         t1 = time.perf_counter()
         people = rescale.to_source(people, geometry)
         timings['decode'] = t1 - t0

@@ -79,9 +79,8 @@ def build_inference_graph(stride=None, depth=None, options=None):
         pad_h, pad_w = grid.pad_amount(height, stride), grid.pad_amount(width, stride)
         padded = tf.pad(tf.cast(batch, tf.float32) - pad_value, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
         padded = padded + pad_value
-    with settings.applied(options):
-        outputs = model.build_model(padded, is_training=False, output_stride=stride, depth=depth,
-                                    intermediate=False)
+    outputs = model.build_model(padded, is_training=False, output_stride=stride, depth=depth, intermediate=False,
+                                options=options)
     with tf.name_scope(OUTPUT_SCOPE + '/'):  # trailing slash: exactly this scope, never 'outputs_1'
         named = {name: tf.identity(outputs[name], name=name) for name in OUTPUT_NAMES}
     return image, named

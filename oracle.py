@@ -61,9 +61,8 @@ class GroundTruthNetwork(object):
         masks = transformer.warp_masks_to_grid(self.example['masks'], matrix, geometry.padded_shape, self.stride)
         crowd = transformer.warp_masks_to_grid(self.example['crowd_mask'], matrix, geometry.padded_shape,
                                                self.stride)
-        with settings.applied(settings.resolve(self.options)):
-            targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride,
-                                                  radius=self.settings['radius'])
+        targets = data_generator.make_targets(keypoints, masks, crowd, geometry.padded_shape, self.stride,
+                                              radius=self.settings['radius'], options=settings.resolve(self.options))
         # The validity maps tell the decoder where a target offset is undefined (a network has none).
         names = networks.OUTPUT_NAMES + tuple(head.validity for head in heads.OFFSET_HEADS)
         return {name: targets[name] for name in names}

@@ -44,8 +44,8 @@ def detect(network, image, longer_side=None, radius=None, options=None):
     padded, geometry = rescale.prepare(image, longer_side, network.stride)
     maps = network(padded)
     radius = inference.decode_radius(network, radius, options)
-    with settings.applied(settings.resolve(options).replace(RADIUS=radius)):
-        people = post_proc.decode(maps, network.stride, geometry.padded_shape, radius=radius)
+    people = post_proc.decode(maps, network.stride, geometry.padded_shape, radius=radius,
+                              options=settings.resolve(options).replace(RADIUS=radius))
     return rescale.to_source(people, geometry)
 
 

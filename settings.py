@@ -118,22 +118,3 @@ def differences(saved, current):
     return [(n, saved.get(n, missing), current.get(n, missing)) for n in names
             if saved.get(n, missing) != current.get(n, missing)]
 
-
-import contextlib  # noqa: E402  (temporary bridge below)
-
-
-@contextlib.contextmanager
-def applied(options):
-    """TEMPORARY bridge while modules move from reading config at call time to taking `options`: sets config.NAME
-    to each of `options`' values that differs for the duration of the block. To be deleted once every library
-    function takes `options`; no new code may use it."""
-    saved = {}
-    try:
-        for name, value in options.as_dict().items():
-            if getattr(config, name, object()) is not value:
-                saved[name] = getattr(config, name)
-                setattr(config, name, value)
-        yield options
-    finally:
-        for name, value in saved.items():
-            setattr(config, name, value)

@@ -219,8 +219,7 @@ def restore_or_initialise(sess, graph, train_dir, from_scratch=None, backbone_ch
         how = 'fresh start, every weight random (from scratch)'
     else:
         import resnet
-        with settings.applied(options):
-            resnet.load_backbone_checkpoint(sess, backbone_checkpoint, backbone_scope(options.BACKBONE_DEPTH))
+        resnet.load_backbone_checkpoint(sess, backbone_checkpoint, backbone_scope(options.BACKBONE_DEPTH))
         how = 'fresh start, backbone from %s' % backbone_checkpoint
     sess.run(graph['reset_averages'])
     return 0, how
@@ -364,9 +363,7 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
     if resume_step is None and not options.TRAIN_FROM_SCRATCH:
         import resnet
         try:
-            with settings.applied(options):
-                resnet.check_backbone_checkpoint(options.BACKBONE_CHECKPOINT,
-                                                 backbone_scope(options.BACKBONE_DEPTH))
+            resnet.check_backbone_checkpoint(options.BACKBONE_CHECKPOINT, backbone_scope(options.BACKBONE_DEPTH))
         except (FileNotFoundError, ValueError) as e:
             raise BadPathError('backbone checkpoint %s cannot initialise ResNet-v2-%d: %s\n%s' % (
                 options.BACKBONE_CHECKPOINT, options.BACKBONE_DEPTH, e,

@@ -116,8 +116,7 @@ def tower_share_loss(sums, batch_sums, weight_decay, num_shares, options=None):
     """
     import model
     shares = {name: (numerator, batch_sums[name][1]) for name, (numerator, _) in sums.items()}
-    with settings.applied(settings.resolve(options)):
-        return model.losses_from_sums(shares, weight_decay / float(num_shares))['total']
+    return model.losses_from_sums(shares, weight_decay / float(num_shares), options=options)['total']
 
 
 def tower_devices(num_towers, gpus=None):
@@ -225,13 +224,12 @@ def _build_step(graph, devices, num_steps, runtime, stop_request, options):
         with tf.device(_placement(variable_device, device)), tf.name_scope('tower_%d' % i):
             images = split['image'][i]
             maps = {name: split[name][i] for name in heads.TARGET_CHANNELS}
-            with settings.applied(options):
-                outputs = model.build_model(images, is_training=True, output_stride=stride,
-                                            depth=options.BACKBONE_DEPTH, reuse=True if i else None)
-                with tf.name_scope('losses'):
-                    tower_sums.append(model.loss_sums(outputs, maps))
-                if i == 0:
-                    weight_decay = model.weight_decay_loss()  # counted once, over the shared variables
+            outputs = model.build_model(images, is_training=True, output_stride=stride,
+                                        depth=options.BACKBONE_DEPTH, reuse=True if i else None, options=options)
+            with tf.name_scope('losses'):
+                tower_sums.append(model.loss_sums(outputs, maps, options=options))
+            if i == 0:
+                weight_decay = model.weight_decay_loss(options=options)  # counted once, over the shared variables
             if i == 0:
                 first = (images, outputs, maps)
                 # Batch-norm statistics (when they train) follow the first tower, as in TF's multi-GPU recipes
@@ -244,8 +242,7 @@ def _build_step(graph, devices, num_steps, runtime, stop_request, options):
         batch_sums = add_sums(tower_sums)
         if runtime is not None:  # the whole global batch's sums, and whether any worker asks to stop
             batch_sums, graph['stop_requests'] = runtime.all_reduce_sum((batch_sums, stop_request))
-        with settings.applied(options):
-            losses = model.losses_from_sums(batch_sums, weight_decay)
+        losses = model.losses_from_sums(batch_sums, weight_decay, options=options)
     tower_grads = []
     variables = tf.trainable_variables()
     for i, device in enumerate(devices):

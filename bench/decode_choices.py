@@ -27,6 +27,7 @@ import config  # noqa: E402
 import oracle_report  # noqa: E402
 import post_proc  # noqa: E402
 import scenes  # noqa: E402
+import settings  # noqa: E402
 
 STRIDE = config.EVAL_OUTPUT_STRIDE
 ALTERNATIVES = (  # config name -> the value tried instead of config.py's (None: the other boolean)
@@ -39,14 +40,15 @@ ALTERNATIVES = (  # config name -> the value tried instead of config.py's (None:
 )
 
 
-def synthetic(count, noise=0.0, tolerance=1.0):
+def synthetic(count, noise=0.0, tolerance=1.0, options=None):
     """(share of labelled keypoints decoded within `tolerance` px and found, decoded people per true person)
-    over `count` scenes of overlapping people; noise > 0: network-like maps (scenes.network_like)."""
+    over `count` scenes of overlapping people, decoded with `options`; noise > 0: network-like maps
+    (scenes.network_like)."""
     hits = labelled = decoded_people = true_people = 0
     for seed in range(count):
         people, _, maps = scenes.scene(seed, 6, (385, 385), STRIDE, unlabelled=0.15, height_range=(110, 170),
                                        noise=noise)
-        decoded = post_proc.decode(maps, STRIDE, (385, 385))
+        decoded = post_proc.decode(maps, STRIDE, (385, 385), options=options)
         found = np.stack([p['keypoints'] for p in decoded]) if decoded else np.zeros((0, config.NUM_KEYPOINTS, 3))
         for person in people:
             mask = person[:, 2] > 0
@@ -58,16 +60,16 @@ def synthetic(count, noise=0.0, tolerance=1.0):
     return hits / float(labelled), decoded_people / float(true_people)
 
 
-def speed(repeats):
+def speed(repeats, options=None):
     rng = np.random.RandomState(0)
     people = scenes.random_people(20, (401, 401), rng)
     maps = scenes.network_like(scenes.target_maps(people, scenes.body_masks(people, (401, 401), STRIDE),
                                                   (401, 401), STRIDE), STRIDE, rng)
-    post_proc.decode(maps, STRIDE, (401, 401))
+    post_proc.decode(maps, STRIDE, (401, 401), options=options)
     times = []
     for _ in range(repeats):
         start = time.process_time()
-        post_proc.decode(maps, STRIDE, (401, 401))
+        post_proc.decode(maps, STRIDE, (401, 401), options=options)
         times.append(time.process_time() - start)
     return 1000 * float(np.median(times))
 
@@ -79,26 +81,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     sample = os.path.join(oracle_report.SAMPLE, '%s')
-    splits = [(sample % 'annotations/person_keypoints_%s2017.json' % s, sample % '%s2017' % s) for s in ('train', 'val')]
+    splits = [(sample % 'annotations/person_keypoints_%s2017.json' % s, sample % '%s2017' % s)
+              for s in ('train', 'val')]
     have_sample = all(os.path.exists(a) for a, _ in splits)
     print('%-28s %9s %7s %9s %7s   %s   %8s' % (
         'configuration', 'kp <=1px', 'people', 'noisy 3px', 'people', 'oracle train / val: keypoints AP, segm AP '
         '(kp persons)' if have_sample else 'oracle: no COCO_SAMPLE_DIR', 'ms 401/20'))
-    saved = {name: getattr(config, name) for name, _ in ALTERNATIVES}
+    defaults = settings.defaults()
     choices = [('default (config.py)', {})] + [
         ('%s = %s' % (name, value), {name: value}) for name, value in (
-            (name, (not saved[name]) if value is None else value) for name, value in ALTERNATIVES)]
+            (name, (not getattr(defaults, name)) if value is None else value) for name, value in ALTERNATIVES)]
     for label, values in choices:
-        for name, value in values.items():
-            setattr(config, name, value)
-        try:
-            clean = synthetic(args.scenes)
-            noisy = synthetic(args.scenes, noise=1.0, tolerance=3.0)
-            aps = [oracle_report.oracle(a, i, STRIDE) for a, i in splits] if have_sample else []
-            ms = speed(args.repeats)
-        finally:
-            for name, value in saved.items():
-                setattr(config, name, value)
+        options = defaults.replace(**values)
+        clean = synthetic(args.scenes, options=options)
+        noisy = synthetic(args.scenes, noise=1.0, tolerance=3.0, options=options)
+        aps = [oracle_report.oracle(a, i, STRIDE, options=options) for a, i in splits] if have_sample else []
+        ms = speed(args.repeats, options)
         print('%-28s %8.1f%% %7.2f %8.1f%% %7.2f   %s   %8.2f' % (
             label, 100 * clean[0], clean[1], 100 * noisy[0], noisy[1],
             ' / '.join('%.3f %.3f' % (ap[0], ap[2]) for ap in aps), ms))

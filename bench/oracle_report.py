@@ -77,11 +77,12 @@ def segm_result(mask, image_id, score):
             'score': float(score)}
 
 
-def decode_image(targets, height, width, stride, validity=True):
-    """People decoded from one image's target dict (validity maps used or dropped), masks cut to the source
-    size (encode_example pads bottom/right only, so input px = source px)."""
+def decode_image(targets, height, width, stride, validity=True, options=None):
+    """People decoded from one image's target dict (validity maps used or dropped) with the decoding settings
+    `options` (settings.Settings; None: config.py's), masks cut to the source size (encode_example pads
+    bottom/right only, so input px = source px)."""
     maps = targets if validity else {k: v for k, v in targets.items() if k not in VALIDITY}
-    people = post_proc.decode(maps, stride, targets['image'].shape)
+    people = post_proc.decode(maps, stride, targets['image'].shape, options=options)
     for person in people:
         person['mask'] = person['mask'][:height, :width]
     return people
@@ -99,15 +100,17 @@ def average_precisions(coco_gt, image_ids, people_per_image):
                                 verbose=False)[0])
 
 
-def oracle(annotations, images, stride, validity=True):
-    """Average precisions of the oracle on one annotation file (validity maps used or not)."""
+def oracle(annotations, images, stride, validity=True, options=None):
+    """Average precisions of the oracle on one annotation file (validity maps used or not), decoded with
+    `options` (settings.Settings; None: config.py's)."""
     dataset = data_generator.CocoPersons(annotations, images, include_empty=True)
     coco_gt = evaluation.load_ground_truth(annotations)
     decoded = []
     for image_id in dataset.image_ids:
         example = dataset.load_example(image_id)
         targets = data_generator.encode_example(example, stride)
-        decoded.append(decode_image(targets, example['image'].shape[0], example['image'].shape[1], stride, validity))
+        decoded.append(decode_image(targets, example['image'].shape[0], example['image'].shape[1], stride, validity,
+                                    options))
     return average_precisions(coco_gt, dataset.image_ids, decoded)
 
 

@@ -38,10 +38,11 @@ def write_checkpoint(train_dir, depth=DEPTH, input_size=65, seed=0, radius=None)
     if radius is not None:
         overrides['RADIUS'] = radius
     options = settings.make(overrides=overrides)
-    with settings.applied(options), tf.Graph().as_default():
+    with tf.Graph().as_default():
         tf.set_random_seed(seed)
         images = tf.placeholder(tf.uint8, [1, input_size, input_size, 3])
-        model.build_model(images, is_training=True, output_stride=config.TRAIN_OUTPUT_STRIDE, depth=depth)
+        model.build_model(images, is_training=True, output_stride=config.TRAIN_OUTPUT_STRIDE, depth=depth,
+                          options=options)
         update_statistics = tf.group(*tf.get_collection(tf.GraphKeys.UPDATE_OPS))
         global_step = tf.train.get_or_create_global_step()
         weights = tf.trainable_variables()

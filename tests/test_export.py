@@ -107,8 +107,8 @@ def test_checkpoint_network_runs_the_polyak_averages(inference_checkpoint, check
     results = {}
     for source in ('average', 'raw'):
         run_options = settings.make(overrides=checkpoints.model_overrides(inference_checkpoint))
-        with tf.Graph().as_default(), settings.applied(run_options):
-            image, outputs = networks.build_inference_graph()
+        with tf.Graph().as_default():
+            image, outputs = networks.build_inference_graph(options=run_options)
             mapping = {}
             for variable in tf.global_variables():
                 name = variable.op.name

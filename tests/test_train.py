@@ -218,9 +218,10 @@ def test_averaged_weights_restore_into_an_inference_graph(trained, small):
     import model
     saved = checkpoint_values(trained['result']['checkpoint'])
     run_config = checkpoints.load_run_config(trained['dir'])
-    with settings.applied(settings.make(overrides=small)), tf.Graph().as_default():
+    with tf.Graph().as_default():
         images = tf.placeholder(tf.uint8, [1, 65, 65, 3])
-        outputs = model.build_model(images, is_training=False, depth=run_config['BACKBONE_DEPTH'])
+        outputs = model.build_model(images, is_training=False, depth=run_config['BACKBONE_DEPTH'],
+                                    options=settings.make(overrides=small))
         with tf.Session() as sess:
             restored = checkpoints.restore_averaged_weights(sess, trained['dir'])
             assert restored == trained['result']['checkpoint']
