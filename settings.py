@@ -70,6 +70,10 @@ class Settings:
         values.update(changes)
         return Settings(values)
 
+    def pick(self, value, name):
+        """`value`, or this run's setting `name` when `value` is None (an argument left to its default)."""
+        return getattr(self, name) if value is None else value
+
     def as_dict(self):
         """dict NAME -> value (a copy)."""
         return dict(self._values)

@@ -702,11 +702,9 @@ def make_dataset(output_dir=None, num_train=None, num_val=None, image_size=None,
       ValueError naming every bad argument, before anything is written.
     """
     options = settings.resolve(options)
-    output_dir = options.SYNTHETIC_DIR if output_dir is None else output_dir
-    num_train = options.SYNTHETIC_NUM_TRAIN if num_train is None else num_train
-    num_val = options.SYNTHETIC_NUM_VAL if num_val is None else num_val
-    image_size = options.SYNTHETIC_IMAGE_SIZE if image_size is None else image_size
-    seed = options.SYNTHETIC_SEED if seed is None else seed
+    output_dir, num_train, num_val, image_size, seed = (options.pick(value, name) for value, name in (
+        (output_dir, 'SYNTHETIC_DIR'), (num_train, 'SYNTHETIC_NUM_TRAIN'), (num_val, 'SYNTHETIC_NUM_VAL'),
+        (image_size, 'SYNTHETIC_IMAGE_SIZE'), (seed, 'SYNTHETIC_SEED')))
     _check_arguments(num_train, num_val, image_size, seed, options)
     paths = dataset_paths(os.path.abspath(output_dir))
     for split, count in zip(SPLITS, (num_train, num_val)):

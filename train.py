@@ -119,11 +119,11 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
       distributed.ClusterError (a ValueError) for a bad TF_CONFIG or a taken port.
     """
     options = settings.resolve(options)
-    train_dir = options.TRAIN_DIR if train_dir is None else train_dir
-    annotations = options.TRAIN_ANNOTATIONS if annotations is None else annotations
-    images = options.TRAIN_IMAGES if images is None else images
-    backbone_checkpoint = options.BACKBONE_CHECKPOINT if backbone_checkpoint is None else backbone_checkpoint
-    from_scratch = options.TRAIN_FROM_SCRATCH if from_scratch is None else from_scratch
+    train_dir = options.pick(train_dir, 'TRAIN_DIR')
+    annotations = options.pick(annotations, 'TRAIN_ANNOTATIONS')
+    images = options.pick(images, 'TRAIN_IMAGES')
+    backbone_checkpoint = options.pick(backbone_checkpoint, 'BACKBONE_CHECKPOINT')
+    from_scratch = options.pick(from_scratch, 'TRAIN_FROM_SCRATCH')
 
     if options.BACKBONE_DEPTH not in (50, 101, 152):
         raise ValueError('BACKBONE_DEPTH must be 50, 101 or 152, got %r' % options.BACKBONE_DEPTH)

@@ -320,7 +320,7 @@ def test_demo_refuses_what_is_not_an_image_before_loading_the_model(real_image_p
     def no_model(*args, **kwargs):
         raise AssertionError('the model was loaded before the inputs were checked')
 
-    monkeypatch.setattr(inference, 'CheckpointNetwork', no_model)
+    monkeypatch.setattr(networks, 'CheckpointNetwork', no_model)
     out = tmp_path / 'out'
     code, _, stderr = _run([readme, str(tmp_path / 'clip.mp4'), '--checkpoint', inference_checkpoint,
                             '--output', str(out)], capsys)

@@ -12,7 +12,6 @@ import pytest
 
 import checkpoints
 import demo
-import inference
 import networks
 
 IMAGE = np.random.RandomState(0).randint(0, 256, (65, 49, 3)).astype(np.uint8)
@@ -45,7 +44,7 @@ def test_a_checkpoint_deleted_while_the_graph_is_built_falls_back_to_the_next(in
         checkpoints.remove(newer)
         return built
 
-    monkeypatch.setattr(inference, 'build_inference_graph', build_then_retention_deletes)
+    monkeypatch.setattr(networks, 'build_inference_graph', build_then_retention_deletes)
     network = networks.CheckpointNetwork(train_dir)
     try:
         assert network.checkpoint == older and network.settings['step'] == checkpoints.step_of(older)

@@ -48,3 +48,11 @@ def test_pickle_and_json_round_trip():
     assert snapshot['SCALE_RANGE'] == [1.0, 2.0]
     assert settings.differences(snapshot, settings.defaults().to_json()) == [
         ('SCALE_RANGE', [1.0, 2.0], list(config.SCALE_RANGE))]
+
+
+def test_pick_takes_the_argument_unless_it_is_none():
+    options = settings.make(overrides={'NUM_STEPS': 5})
+    assert options.pick(None, 'NUM_STEPS') == 5
+    assert options.pick(0, 'NUM_STEPS') == 0  # a falsy argument is still an argument
+    with pytest.raises(AttributeError, match='NUM_STEP'):
+        options.pick(None, 'NUM_STEP')
