@@ -78,6 +78,11 @@ OFFSET_LOSS_NORM = RADIUS  # offset L1 losses are divided by R to match the heat
 # does not change them, so a preset that overrides RADIUS states both explicitly (see QUICKSTART).
 INPUT_SIZE = 401  # training crop side, px [I: 401 for memory; the paper trains at 801]
 TRAIN_OUTPUT_STRIDE = 16  # output stride during training, via atrous convolution [P]
+# Stride of the grid the training targets are built on and the losses computed on. Below TRAIN_OUTPUT_STRIDE
+# (a divisor of it) the outputs are upsampled bilinearly to that grid first, as DeepLab upsamples its logits:
+# the loss then asks the coarse maps to be right between their cells too, where inference at stride 8 reads
+# them. Measured in docs/training.md, "Quickstart recipe".
+LOSS_STRIDE = 16  # the paper's CNN-output resolution [C]
 EVAL_OUTPUT_STRIDE = 8  # output stride at evaluation and in the demo [P]
 NOMINAL_OUTPUT_STRIDE = 32  # the backbone without atrous convolution [P]
 

@@ -19,6 +19,7 @@ Public functions:
   prior_bias(probability)                 the bias that makes a sigmoid head start at that probability
   refine_offsets(offsets, short, ...)     Eq. 2 of the paper, `steps` times
   bilinear_sample(fields, x, y, index)    border-clamped bilinear sampling from TF ops
+  upsample_outputs(outputs, factor)       the heads' outputs on a grid `factor` times finer (the losses')
   compute_losses(outputs, targets)        -> dict of scalar loss tensors
 """
 import math
@@ -304,6 +305,45 @@ def refine_offsets(offsets, short_offsets, target_keypoints, stride, steps=None,
 # ----------------------------------------------------------------------------------------------------------
 # Losses
 # ----------------------------------------------------------------------------------------------------------
+
+def upsample_grid(maps, factor):
+    """Bilinear upsampling of maps on the grid of stride s to the grid of stride s / factor, corners aligned.
+
+    Fine cell i*factor sits on coarse cell i (both at input pixel i*s), so an H' side becomes (H' - 1) * factor + 1
+    and an offset field that is linear in x between cells, as y - x is, comes out exact.
+    Args:
+      maps: float32 [B, H', W', C]; factor: Python int >= 1.
+    Returns:
+      float32 [B, (H'-1)*factor + 1, (W'-1)*factor + 1, C] (`maps` itself for factor 1).
+    """
+    if factor == 1:
+        return maps
+    size = (tf.shape(maps)[1:3] - 1) * factor + 1
+    upsampled = tf.raw_ops.ResizeBilinear(images=maps, size=size, align_corners=True)
+    static = maps.shape.as_list()
+    if static[1] is not None and static[2] is not None:
+        upsampled.set_shape([static[0], (static[1] - 1) * factor + 1, (static[2] - 1) * factor + 1, static[3]])
+    return upsampled
+
+
+def upsample_outputs(outputs, factor):
+    """build_model's outputs with every head's loss input (logits, offsets) on a grid `factor` times finer
+    (upsample_grid), the probabilities recomputed from the upsampled logits, 'intermediate' likewise; for losses
+    on targets of stride TRAIN_OUTPUT_STRIDE / factor (config.LOSS_STRIDE). Refinement stays on the output grid."""
+    if factor == 1:
+        return outputs
+    upsampled = dict(outputs)
+    with tf.name_scope('upsample_outputs'):
+        for head in heads.HEADS:
+            if head.kind == 'logistic':
+                upsampled[head.logits] = upsample_grid(outputs[head.logits], factor)
+                upsampled[head.output] = tf.sigmoid(upsampled[head.logits])
+            else:
+                upsampled[head.output] = upsample_grid(outputs[head.output], factor)
+    if outputs.get('intermediate') is not None:
+        upsampled['intermediate'] = upsample_outputs(outputs['intermediate'], factor)
+    return upsampled
+
 
 def _target(targets, name):
     if name not in targets:

@@ -136,6 +136,9 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
         raise ValueError('INPUT_SIZE must be n*%d+1 (output stride %d) so the output grid meets the input '
                          'corners, e.g. %d or %d; got %d' % (stride, stride, 8 * stride + 1, 25 * stride + 1,
                                                              options.INPUT_SIZE))
+    if not isinstance(options.LOSS_STRIDE, int) or options.LOSS_STRIDE < 1 or stride % options.LOSS_STRIDE:
+        raise ValueError('LOSS_STRIDE must be a positive divisor of TRAIN_OUTPUT_STRIDE (%d), got %r'
+                         % (stride, options.LOSS_STRIDE))
 
     problems = []
     if not os.path.isfile(annotations):
@@ -382,7 +385,7 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
     # A different seed after each restart: a resumed run does not replay the first epoch's order. On several
     # machines every worker shuffles alike and makes its own share of each global batch.
     generator = data_generator.SampleGenerator(
-        dataset, batch_size, options.INPUT_SIZE, options.TRAIN_OUTPUT_STRIDE, num_workers=options.NUM_WORKERS,
+        dataset, batch_size, options.INPUT_SIZE, options.LOSS_STRIDE, num_workers=options.NUM_WORKERS,
         seed=options.SEED + (resume_step or 0), shard=None if cluster is None else (cluster.index, cluster.size),
         options=options)
     try:

@@ -189,7 +189,7 @@ def build_training_graph(batch_size=None, input_size=None, devices=None, num_ste
         raise ValueError('batch size %d is not a multiple of the %d towers' % (batch_size, len(devices)))
     with tf.device('/cpu:0'):
         inputs = {name: tf.placeholder(tf.as_dtype(dtype), (batch_size,) + shape, name=name)
-                  for name, shape, dtype in targets.sample_layout(input_size, options.TRAIN_OUTPUT_STRIDE)}
+                  for name, shape, dtype in targets.sample_layout(input_size, options.LOSS_STRIDE)}
         stop_request = tf.placeholder_with_default(0.0, [], name='stop_request') if runtime else None
     graph = {'inputs': inputs}
     if runtime is None:
@@ -226,6 +226,7 @@ def _build_step(graph, devices, num_steps, runtime, stop_request, options):
             maps = {name: split[name][i] for name in heads.TARGET_CHANNELS}
             outputs = model.build_model(images, is_training=True, output_stride=stride,
                                         depth=options.BACKBONE_DEPTH, reuse=True if i else None, options=options)
+            outputs = model.upsample_outputs(outputs, stride // options.LOSS_STRIDE)
             with tf.name_scope('losses'):
                 tower_sums.append(model.loss_sums(outputs, maps, options=options))
             if i == 0:
