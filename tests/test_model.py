@@ -15,7 +15,9 @@ kernels, masked positions, true targets against random outputs, `build_model(uin
 `resnet_v2(images / 127.5 - 1)` (final heads on the output, intermediate ones on the normalised `block3`),
 gradients into every head and through the sampled short offsets, identical heads at strides 16 and 8, a random
 ResNet-101 with frozen batch norm (O(1) features, finite losses after SGD steps), and 15 SGD steps on one real
-augmented COCO sample that cut its loss by more than 40%.
+augmented COCO sample that cut its loss by more than 40%; bilinear upsampling for losses on a finer grid
+(`LOSS_STRIDE`) keeps the cells and is exact on offset fields, and the crowd image's stride-16 targets upsampled
+meet its stride-4 targets.
 """
 import numpy as np
 import pytest
@@ -745,3 +747,50 @@ def test_self_refinement_corrects_shrunk_long_offsets_on_real_targets(crowd_targ
     error = lambda o: np.linalg.norm((o - truth).reshape(truth.shape[:3] + (K, 2)), axis=-1)[valid]
     before, after = np.median(error(0.6 * truth)), np.median(error(refined))
     assert after < 0.4 * before, (before, after)
+
+
+def test_upsampling_keeps_the_cells_and_is_exact_on_linear_fields():
+    """upsample_grid: fine cell i*f is coarse cell i, and a field linear in x (an offset y - x) is exact between
+    cells: the losses on a finer grid (config.LOSS_STRIDE) compare the network's own interpolated maps."""
+    rng = np.random.RandomState(0)
+    coarse = rng.normal(0, 10, (2, 5, 7, 3)).astype(np.float32)
+    jj, ii = np.meshgrid(np.arange(7) * 16.0, np.arange(5) * 16.0)
+    linear = np.stack([30.0 - jj, -12.0 - ii], axis=-1)[None].astype(np.float32)  # y - x for y = (30, -12)
+    with _session() as sess:
+        up, up_linear = sess.run([model.upsample_grid(tf.constant(coarse), 4),
+                                  model.upsample_grid(tf.constant(linear), 4)])
+    assert up.shape == (2, 17, 25, 3)
+    np.testing.assert_array_equal(up[:, ::4, ::4], coarse)
+    fine_j, fine_i = np.meshgrid(np.arange(25) * 4.0, np.arange(17) * 4.0)
+    np.testing.assert_allclose(up_linear[0], np.stack([30.0 - fine_j, -12.0 - fine_i], axis=-1), atol=1e-4)
+
+
+def test_stride_16_targets_upsampled_meet_the_stride_4_targets_of_the_same_image(coco_train):
+    """The crowd image's targets at stride 16, upsampled by 4, equal its targets made at stride 4 wherever all
+    four surrounding coarse cells are valid: both grids put cell i at pixel i*s, and upsample_outputs reads
+    them alike (a half-cell shift of either would miss by 2-8 px everywhere)."""
+    import grid
+    import targets
+    import transformer
+    example = coco_train.load_example(CROWD_IMAGE_ID)
+    padded = grid.pad_to_grid(example['image'], 16)
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+    def encode(stride):
+        masks = transformer.warp_masks_to_grid(example['masks'], identity, padded.shape[:2], stride)
+        crowd = transformer.warp_masks_to_grid(example['crowd_mask'], identity, padded.shape[:2], stride)
+        return targets.make_targets(example['keypoints'], masks, crowd, padded.shape, stride)
+
+    coarse, fine = encode(16), encode(4)
+    for head in heads.OFFSET_HEADS:
+        upsampled = model.upsample_outputs({h.logits or h.output: tf.constant(coarse[h.target][None])
+                                            for h in heads.HEADS}, 4)[head.output]
+        valid = model.upsample_grid(tf.constant(coarse[head.validity][None]), 4)
+        with _session() as sess:
+            upsampled, valid = sess.run([upsampled, valid])
+        assert upsampled.shape[1:] == fine[head.target].shape
+        inside = (valid[0] > 0.999) & (fine[head.validity] > 0)  # [H, W, F]
+        assert inside.sum() > 100, head.name
+        error = np.abs(upsampled[0] - fine[head.target]).reshape(inside.shape + (2,)).max(axis=-1)[inside]
+        # Cells whose four corners point at different persons' keypoints interpolate between them.
+        assert np.mean(error < 1e-3) > 0.9, (head.name, np.mean(error < 1e-3), np.median(error))

@@ -13,7 +13,7 @@ inference graph; an infinite learning rate turns the next loss into NaN and stop
 the last checkpoint untouched; two towers on `/cpu:0` and `/cpu:1` (variables on `/cpu:0`) give the loss and
 every gradient of one tower on the same batch, one sample with people and one without (so the towers'
 valid-position counts differ); SIGTERM to `python train.py` saves the current step and exits with 130 after
-resuming the earlier run; bad paths, a missing or wrong backbone checkpoint and inconsistent sizes fail before
+resuming the earlier run; `LOSS_STRIDE` 8 feeds and trains on stride-8 targets; bad paths, a missing or wrong backbone checkpoint and inconsistent sizes fail before
 TensorFlow or the graph.
 """
 import json
@@ -483,6 +483,23 @@ def test_input_size_and_batch_split_are_checked_first(tmp_path):
         train.check_settings(str(tmp_path), options=settings.make(overrides={'INPUT_SIZE': 400}))
     with pytest.raises(ValueError, match='multiple of NUM_GPUS'):
         train.check_settings(str(tmp_path), options=settings.make(overrides={'BATCH_SIZE': 3, 'NUM_GPUS': 2}))
+    for loss_stride in (5, 32, 0):
+        with pytest.raises(ValueError, match='LOSS_STRIDE must be a positive divisor of TRAIN_OUTPUT_STRIDE'):
+            train.check_settings(str(tmp_path), options=settings.make(overrides={'LOSS_STRIDE': loss_stride}))
+
+
+def test_losses_on_a_finer_grid_feed_targets_of_that_stride(small, tmp_path):
+    """LOSS_STRIDE 8 at output stride 16: the generator makes stride-8 targets (9x9 on a 65 px crop, not 5x5),
+    the graph upsamples the outputs to them, and training runs and records the setting with its checkpoint."""
+    options = settings.make(overrides=dict(small, LOSS_STRIDE=8, NUM_STEPS=2, CHECKPOINT_EVERY=2))
+    import tensorflow.compat.v1 as tf
+    with tf.Graph().as_default():
+        graph = train_graph.build_training_graph(options=options)
+        assert graph['inputs']['heatmaps'].shape.as_list() == [2, 9, 9, config.NUM_KEYPOINTS]
+    steps = []
+    result = train.train(str(tmp_path), log=quiet, on_step=steps.append, options=options)
+    assert result['step'] == 2 and all(np.isfinite(v) for s in steps for v in s['losses'].values())
+    assert checkpoints.load_run_config(str(tmp_path))['LOSS_STRIDE'] == 8
 
 
 def test_a_run_from_before_a_model_setting_existed_is_built_as_it_was_trained(tmp_path):
