@@ -81,7 +81,7 @@ TRAIN_OUTPUT_STRIDE = 16  # output stride during training, via atrous convolutio
 # Stride of the grid the training targets are built on and the losses computed on. Below TRAIN_OUTPUT_STRIDE
 # (a divisor of it) the outputs are upsampled bilinearly to that grid first, as DeepLab upsamples its logits:
 # the loss then asks the coarse maps to be right between their cells too, where inference at stride 8 reads
-# them. Measured in docs/training.md, "Quickstart recipe".
+# them. Measured worse at 4: quickstart AP 0.467 vs 0.469, overfit 0.517 vs 0.699 (docs/benchmarks.md).
 LOSS_STRIDE = 16  # the paper's CNN-output resolution [C]
 EVAL_OUTPUT_STRIDE = 8  # output stride at evaluation and in the demo [P]
 NOMINAL_OUTPUT_STRIDE = 32  # the backbone without atrous convolution [P]
@@ -401,7 +401,7 @@ OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weigh
     'OFFSET_LOSS_NORM': 16.0,  # offsets are measured in disk radii (see RADIUS)
     'OFFSET_OUTPUT_SCALE': 16.0,
     'BATCH_SIZE': 8,
-    'NUM_STEPS': 400,  # 53.6 min on 2 loaded cores, 45 on idle ones is the aim (docs/benchmarks.md)
+    'NUM_STEPS': 1600,  # 25.5 min on 2 idle cores at 199 GFLOP/s; AP flat from ~900 (docs/benchmarks.md)
     'OPTIMIZER': 'adam',
     'LEARNING_RATE': 1e-3,
     'LEARNING_RATE_SCHEDULE': 'cosine',
