@@ -6,8 +6,12 @@ A time measured on one machine says little about another; the GFLOP/s of a float
 a second, does: training and inference are mostly convolutions, which run at a steady share of it
 (bench/model_bench.py: 68-82%). quickstart.sh prints it first, and the docs give it beside each time.
 """
+import importlib.abc
+import importlib.machinery
 import os
+import re
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -41,11 +45,63 @@ def describe(seconds=MATMUL_SECONDS):
     return '%d cores, %.0f GFLOP/s float32 matmul (numpy)' % (os.cpu_count() or 1, matmul_gflops(seconds))
 
 
+# What TensorFlow's libraries write to stderr while they load, before absl logging is set up, whatever
+# TF_CPP_MIN_LOG_LEVEL says (seen with TF 2.21 on CPUs where oneDNN is on by default: AVX512_VNNI and newer).
+_LOAD_NOISE = re.compile(r'^(I\d{4} \S+ +\d+ \S+\] .*|WARNING: All log messages before absl::InitializeLog\(\) '
+                         r'is called are written to STDERR)$')
+
+
+class _QuietLoad(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as the other finders do and loads it with file descriptor 2 caught: what the C++
+    libraries write while loading is written back to stderr, but for _LOAD_NOISE's INFO lines. TensorFlow is
+    still imported where and when the program imports it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != 'tensorflow':
+            return None
+        sys.meta_path.remove(self)  # once, and not for the look-up below
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as caught:
+            os.dup2(caught.fileno(), 2)
+            try:
+                self.loader.exec_module(module)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                caught.seek(0)
+                lines = caught.read().decode('utf-8', 'replace').splitlines(True)
+                kept = ''.join(line for line in lines if not _LOAD_NOISE.match(line.rstrip('\n')))
+                if kept:
+                    sys.stderr.write(kept)
+                    sys.stderr.flush()
+
+
 def quiet_tensorflow():
-    """Hides TensorFlow's C++ INFO lines (absl::InitializeLog, cpu_feature_guard's 'rebuild TensorFlow', MLIR
-    V1 optimization pass) that every program would start with; its warnings and errors still show. Call it
-    before TensorFlow is imported: the C++ side reads TF_CPP_MIN_LOG_LEVEL once. A level the user set wins."""
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+    """Hides TensorFlow's C++ INFO lines (absl::InitializeLog, oneDNN, cpu_feature_guard's 'rebuild TensorFlow',
+    MLIR V1 optimization pass) that every program would start with; its warnings and errors still show. Call it
+    before TensorFlow is imported: the C++ side reads TF_CPP_MIN_LOG_LEVEL once, and the lines written while
+    its libraries load ignore it, so those are filtered out of that import (_QuietLoad). A level the user set
+    wins, and then nothing is filtered."""
+    if 'TF_CPP_MIN_LOG_LEVEL' in os.environ:
+        return
+    os.environ['TF_CPP_MIN_LOG_LEVEL'] = '1'
+    if 'tensorflow' not in sys.modules and not any(isinstance(f, _QuietLoad) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietLoad())
 
 
 if __name__ == '__main__':

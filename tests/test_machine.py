@@ -1,4 +1,4 @@
-"""machine.py: the matmul speed the docs give beside every time, and TensorFlow's log level."""
+"""machine.py: the matmul speed the docs give beside every time, and TensorFlow's log level and load-time noise."""
 import os
 import subprocess
 import sys
@@ -27,3 +27,22 @@ def test_quiet_tensorflow_keeps_a_level_the_user_set(monkeypatch):
     monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '0')
     machine.quiet_tensorflow()
     assert os.environ['TF_CPP_MIN_LOG_LEVEL'] == '0'
+
+
+def test_library_load_noise_is_dropped_and_anything_else_kept(tmp_path, capfd):
+    """What a library writes to file descriptor 2 while it loads: TensorFlow's pre-absl INFO lines are dropped
+    (they ignore TF_CPP_MIN_LOG_LEVEL), a warning and an unknown line are written back."""
+    import importlib.util
+    source = tmp_path / 'noisy.py'
+    source.write_text(
+        "import os\n"
+        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "os.write(2, b'I0000 00:00:1796661447.979517    7088 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        "os.write(2, b'W0000 00:00:1796661447.979517    7088 x.cc:1] a real warning\\n')\n"
+        "os.write(2, b'something else\\n')\n")
+    spec = importlib.util.spec_from_file_location('noisy', str(source))
+    loader = machine._QuietLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    err = capfd.readouterr().err
+    assert err == 'W0000 00:00:1796661447.979517    7088 x.cc:1] a real warning\nsomething else\n', err
