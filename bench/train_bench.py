@@ -47,7 +47,7 @@ def input_only_rate(annotations, images, batch_size, workers, batches):
     """Samples per second of SampleGenerator alone (after its first batch)."""
     import data_generator
     dataset = data_generator.CocoPersons(annotations, images)
-    generator = data_generator.SampleGenerator(dataset, batch_size, INPUT_SIZE, config.TRAIN_OUTPUT_STRIDE,
+    generator = data_generator.SampleGenerator(dataset, batch_size, INPUT_SIZE, config.LOSS_STRIDE,
                                                num_workers=workers, seed=1)
     with generator:
         iterator = iter(generator)
