@@ -13,8 +13,8 @@ inference graph; an infinite learning rate turns the next loss into NaN and stop
 the last checkpoint untouched; two towers on `/cpu:0` and `/cpu:1` (variables on `/cpu:0`) give the loss and
 every gradient of one tower on the same batch, one sample with people and one without (so the towers'
 valid-position counts differ); SIGTERM to `python train.py` saves the current step and exits with 130 after
-resuming the earlier run; `LOSS_STRIDE` 8 feeds and trains on stride-8 targets; bad paths, a missing or wrong backbone checkpoint and inconsistent sizes fail before
-TensorFlow or the graph.
+resuming the earlier run; `LOSS_STRIDE` 8 feeds and trains on stride-8 targets; bad paths, a missing or wrong
+backbone checkpoint and inconsistent sizes fail before TensorFlow or the graph.
 """
 import json
 import os
