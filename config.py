@@ -183,7 +183,9 @@ SEGMENTATION_THRESHOLD = 0.5  # pixels with p_S above this get an instance [I]
 MASK_DISTANCE_THRESHOLD = 0.25  # t: max normalised embedding distance to join a person [I]
 INSTANCE_SCORING = 'soft_nms'  # 'soft_nms' (keypoint-level soft NMS) or 'oks_nms' (hard) [P]
 OKS_NMS_THRESHOLD = 0.5  # hard OKS-NMS: drop a person with OKS above this to a better one [C]
-HOUGH_STRIDE = 4  # Hough-map cell side in input px (Eq. 1 at this resolution; 1 = full resolution) [C]
+# The Hough cell follows the disk: at R = 16 (the small-image presets) 2 px cells placed keypoints better than 4 px
+# (overfit model 0.699 -> 0.738, its oracle 0.864 -> 0.870; quickstart 0.493 -> 0.500; docs/decoding.md).
+HOUGH_CELLS_PER_RADIUS = 8  # Hough-map cell side = R / this, at least 1 px (4 px at R = 32) [C]
 HOUGH_VOTE_THRESHOLD = 0.01  # grid cells with p_k below this cast no Hough vote (speed; tiny mass) [C]
 KEYPOINT_SUPPORT_THRESHOLD = 0.05  # a keypoint counts as found if p_k(y) * Hough mass near y >= this [C]
 # Drop Hough maxima whose own support is below KEYPOINT_SUPPORT_THRESHOLD before they seed anybody; False: every

@@ -205,16 +205,17 @@ DEBUG_PICTURES = {'heatmaps': 'strongest keypoint heatmap', 'hough': 'Hough vote
                   'offsets': 'short-range offsets'}
 
 
-def debug_pictures(image, prediction, stride):
+def debug_pictures(image, prediction, stride, radius):
     """name -> RGB picture on the network's input at the decoding grid's scale, for each key of
-    DEBUG_PICTURES: 'heatmaps' (maximum over the keypoint types), 'hough' (Hough maps,
-    post_proc.hough_voting) and 'offsets' (short-range offsets)."""
+    DEBUG_PICTURES: 'heatmaps' (maximum over the keypoint types), 'hough' (Hough maps as decoding computes them
+    with the disk radius `radius`, post_proc.hough_voting) and 'offsets' (short-range offsets)."""
     padded, _ = rescale.prepare(image, max(prediction.geometry.input_shape), stride)
     maps = prediction.maps
-    hough = post_proc.hough_voting(maps['heatmaps'], maps['short_offsets'], stride)
+    cell = post_proc.hough_cell(radius)
+    hough = post_proc.hough_voting(maps['heatmaps'], maps['short_offsets'], stride, cell, radius=radius)
     return {
         'heatmaps': plot.heatmap_view(padded, maps['heatmaps'], stride),
-        'hough': plot.hough_view(padded, hough, config.HOUGH_STRIDE),
+        'hough': plot.hough_view(padded, hough, cell),
         'offsets': offsets_picture(padded, maps['heatmaps'], maps['short_offsets'], stride),
     }
 
@@ -251,7 +252,8 @@ class Demo(object):
                    'json': stem + '.json'}
         pictures = {'pose': pose_picture(image, prediction.people), 'masks': masks_picture(image, prediction.people)}
         if self.debug:
-            for name, picture in debug_pictures(image, prediction, self.predictor.stride).items():
+            debug = debug_pictures(image, prediction, self.predictor.stride, self.predictor.radius)
+            for name, picture in debug.items():
                 written[name] = '%s_%s%s' % (stem, name, PICTURE_EXTENSION)
                 pictures[name] = picture
         for name, picture in pictures.items():

@@ -3,7 +3,7 @@
 Follows the paper's decoding (docs/method.md, from #hough-voting-eq-1 to #instance-segmentation):
 
 1. Hough voting (Eq. 1): every output-grid cell x_i casts its heatmap probability p_k(x_i) as a vote at
-   x_i + S_k(x_i), splatted bilinearly onto a Hough grid of config.HOUGH_STRIDE input pixels.
+   x_i + S_k(x_i), splatted bilinearly onto a Hough grid of hough_cell(R) input pixels.
 2. Local maxima of every h_k above config.PEAK_THRESHOLD form ONE queue over all keypoint types.
 3. Greedy decoding in queue order: a seed within r = config.NMS_RADIUS of the same-type keypoint of a person
    already decoded is rejected; otherwise it starts a person, whose other keypoints are reached breadth-first
@@ -286,6 +286,14 @@ class Maps(object):
 # ----------------------------------------------------------------------------------------------------------
 # 1-2. Hough voting and seeds
 # ----------------------------------------------------------------------------------------------------------
+def hough_cell(radius, options=None):
+    """Side in input px of the Hough cells for disks of radius `radius` px: R / config.HOUGH_CELLS_PER_RADIUS,
+    rounded, at least 1. The offsets' precision scales with the disk they were trained on, so does the grid
+    that collects their votes (4 px at R = 32, 2 px at R = 16)."""
+    options = settings.resolve(options)
+    return max(1, int(round(float(radius) / options.HOUGH_CELLS_PER_RADIUS)))
+
+
 def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_threshold=None, radius=None,
                  options=None):
     """Hough maps h_k (Eq. 1) on a grid of `hough_stride` input pixels.
@@ -294,7 +302,7 @@ def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_thresh
       heatmaps: float32 [H', W', K] probabilities p_k on the output grid of `stride`.
       short_offsets: float32 [H', W', 2K] short-range offsets S_k, input px.
       stride: output stride of the maps.
-      hough_stride: Hough cell side in input px (default config.HOUGH_STRIDE).
+      hough_stride: Hough cell side in input px (default hough_cell(radius)).
       vote_threshold: cells with p_k below this do not vote (default config.HOUGH_VOTE_THRESHOLD).
       radius: disk radius R in px (default config.RADIUS).
     Returns:
@@ -303,9 +311,9 @@ def hough_voting(heatmaps, short_offsets, stride, hough_stride=None, vote_thresh
       votes for it gathers a mass of 1, so values read as "fraction of a keypoint" at any resolution.
     """
     options = settings.resolve(options)
-    hough_stride = int(options.HOUGH_STRIDE if hough_stride is None else hough_stride)
     vote_threshold = options.HOUGH_VOTE_THRESHOLD if vote_threshold is None else vote_threshold
     radius = options.RADIUS if radius is None else radius
+    hough_stride = int(hough_cell(radius, options) if hough_stride is None else hough_stride)
     rows, cols, kinds = heatmaps.shape
     hrows = (rows - 1) * stride // hough_stride + 1
     hcols = (cols - 1) * stride // hough_stride + 1
@@ -1046,7 +1054,7 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
         'long_valid' [H', W', K] in [0, 1] (other keys are ignored, so a target dict can be passed as is).
       stride: output stride; H' = (H - 1) // stride + 1, W' likewise.
       image_shape: (H, W[, C]) of the network's input image.
-      hough_stride: Hough cell side in px (default config.HOUGH_STRIDE).
+      hough_stride: Hough cell side in px (default hough_cell(radius)).
       scoring: 'soft_nms' or 'oks_nms' (default config.INSTANCE_SCORING).
       with_masks: False skips instance masks ('mask' is then None).
       timings: optional dict; receives seconds per stage ('hough', 'seeds', 'greedy', 'scores', 'masks').
@@ -1068,12 +1076,12 @@ def decode(outputs, stride, image_shape, hough_stride=None, scoring=None, with_m
     scoring = options.INSTANCE_SCORING if scoring is None else scoring
     if scoring not in ('soft_nms', 'oks_nms'):
         raise ValueError("scoring must be 'soft_nms' or 'oks_nms', got %r" % (scoring,))
-    hough_stride = int(options.HOUGH_STRIDE if hough_stride is None else hough_stride)
-    if hough_stride < 1:
-        raise ValueError('hough_stride must be a positive integer, got %r' % (hough_stride,))
     radius = options.RADIUS if radius is None else float(radius)
     if not radius > 0:
         raise ValueError('radius must be a positive number of px, got %r' % (radius,))
+    hough_stride = int(hough_cell(radius, options) if hough_stride is None else hough_stride)
+    if hough_stride < 1:
+        raise ValueError('hough_stride must be a positive integer, got %r' % (hough_stride,))
     hough = hough_voting(maps_dict['heatmaps'], maps_dict['short_offsets'], stride, hough_stride, radius=radius,
                          options=options)
     t1 = clock()

@@ -62,7 +62,7 @@ def main(argv=None):
     rng = np.random.RandomState(args.seed)
     stages = ('hough', 'seeds', 'greedy', 'scores', 'masks')
     print('stride %d, Hough cell %d px; %s ms per image, median of %d runs' % (
-        args.stride, config.HOUGH_STRIDE, 'wall-clock' if args.wall else 'CPU', args.repeats))
+        args.stride, post_proc.hough_cell(config.RADIUS), 'wall-clock' if args.wall else 'CPU', args.repeats))
     print('%-10s %6s %6s ' % ('size', 'people', 'found') + ' '.join('%7s' % s for s in stages) + '    total')
     result = None
     for size in args.sizes:

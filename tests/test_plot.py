@@ -65,7 +65,7 @@ def test_heatmap_and_hough_views_have_the_input_size(scene):
     image, _, outputs, _ = scene
     heat = plot.heatmap_view(image, outputs['heatmaps'], STRIDE, kinds=[0, 5])
     hough = post_proc.hough_voting(outputs['heatmaps'], outputs['short_offsets'], STRIDE)
-    votes = plot.hough_view(image, hough, config.HOUGH_STRIDE)
+    votes = plot.hough_view(image, hough, post_proc.hough_cell(config.RADIUS))
     for picture in (heat, votes):
         assert picture.shape == image.shape and picture.dtype == np.uint8
         assert (picture != image).any()

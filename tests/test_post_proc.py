@@ -6,6 +6,7 @@ import config
 import heads
 import post_proc
 import scenes
+import settings
 
 STRIDE = 8
 K = config.NUM_KEYPOINTS
@@ -264,6 +265,23 @@ def test_hough_mass_and_peak_at_every_resolution(hough_stride):
         assert near.any()
 
 
+def test_hough_cells_follow_the_disk_radius():
+    """The Hough grid is R / HOUGH_CELLS_PER_RADIUS px: 4 px at R = 32, 2 px for a model trained with R = 16,
+    never below 1 px; hough_voting and decode take it from the radius they are given."""
+    options = settings.resolve(None).replace(HOUGH_CELLS_PER_RADIUS=8)
+    assert [post_proc.hough_cell(r, options) for r in (32.0, 16.0, 8.0, 4.0, 1.0)] == [4, 2, 1, 1, 1]
+    people, masks, outputs, shape = grid_scene(8, 2, 1, (200, 140))
+    hough = post_proc.hough_voting(outputs['heatmaps'], outputs['short_offsets'], STRIDE, radius=16.0,
+                                   options=options)
+    assert hough.shape[:2] == ((shape[0] - 1) // 2 + 1, (shape[1] - 1) // 2 + 1)
+    noisy = scenes.network_like(outputs, STRIDE, np.random.RandomState(3), 1.0)
+    decoded = post_proc.decode(noisy, STRIDE, shape, radius=16.0, options=options)
+    explicit = post_proc.decode(noisy, STRIDE, shape, radius=16.0, hough_stride=2, options=options)
+    coarse = post_proc.decode(noisy, STRIDE, shape, radius=16.0, hough_stride=4, options=options)
+    assert [p['keypoints'].tolist() for p in decoded] == [p['keypoints'].tolist() for p in explicit]
+    assert [p['keypoints'].tolist() for p in decoded] != [p['keypoints'].tolist() for p in coarse]
+
+
 def test_instance_scale_uses_found_keypoints_only():
     pos = np.zeros((1, K, 2), np.float32)
     pos[0, 5:9] = [[100, 100], [140, 100], [100, 190], [140, 190]]  # a 40 x 90 box; the rest sits at (0, 0)
@@ -315,7 +333,7 @@ def brute_force_expected_oks(maps, kind, y, scale):
 def decoder_scores(maps, kind, y, scale):
     checked, _ = post_proc.check_outputs(maps, STRIDE, (129, 129))
     hough = post_proc.hough_voting(checked['heatmaps'], checked['short_offsets'], STRIDE)
-    view = post_proc.Maps(checked, STRIDE, hough, config.HOUGH_STRIDE, config.NMS_RADIUS)
+    view = post_proc.Maps(checked, STRIDE, hough, post_proc.hough_cell(config.RADIUS), config.NMS_RADIUS)
     pos = np.zeros((1, K, 2), np.float32)
     pos[0, kind] = y
     found = np.zeros((1, K), bool)
@@ -435,7 +453,7 @@ def test_every_hough_maximum_seeds_unless_the_support_filter_is_on():
     maps = single_keypoint_maps(kind, y, lambda cells: np.broadcast_to(y, cells.shape), heat=lambda d: 0.15 + 0 * d)
     checked, _ = post_proc.check_outputs(maps, STRIDE, (129, 129))
     hough = post_proc.hough_voting(checked['heatmaps'], checked['short_offsets'], STRIDE)
-    view = post_proc.Maps(checked, STRIDE, hough, config.HOUGH_STRIDE, config.NMS_RADIUS)
+    view = post_proc.Maps(checked, STRIDE, hough, post_proc.hough_cell(config.RADIUS), config.NMS_RADIUS)
     seeds = post_proc.find_seeds(hough)
     assert len(seeds[0]) == 1 and view.support(y[:1], y[1:], np.array([kind])) < config.KEYPOINT_SUPPORT_THRESHOLD
     assert config.SEED_SUPPORT_FILTER is False
