@@ -113,7 +113,7 @@ WORKER_STOP_GRACE = 10.0  # s a data worker gets to finish its sample at shutdow
 # ----------------------------------------------------------------------------
 # Network (resnet.py, model.py)
 # ----------------------------------------------------------------------------
-BACKBONE_DEPTH = 101  # ResNet-v2 depth: 50, 101 or 152 [P: 101 and 152]
+BACKBONE_DEPTH = 101  # ResNet-v2 depth: 50, 101 or 152 (26: from scratch only, resnet.py) [P: 101 and 152]
 FREEZE_BATCH_NORM = True  # batch norm uses the checkpoint's moving statistics [R/I]
 BATCH_NORM_EPSILON = 1e-5  # TF-Slim resnet_arg_scope default [I]
 BATCH_NORM_DECAY = 0.997  # TF-Slim resnet_arg_scope default, used only if batch norm trains [I]

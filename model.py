@@ -101,7 +101,7 @@ def build_model(images, is_training, output_stride=None, depth=None, intermediat
       is_training: Python bool, passed to the backbone (batch norm follows options.FREEZE_BATCH_NORM).
       output_stride: 8, 16 or 32; None -> options.TRAIN_OUTPUT_STRIDE if is_training else
         options.EVAL_OUTPUT_STRIDE. The variables do not depend on it.
-      depth: ResNet-v2 depth 50, 101 or 152; None -> options.BACKBONE_DEPTH. Scope 'resnet_v2_<depth>'.
+      depth: ResNet-v2 depth (a key of resnet.BLOCKS); None -> options.BACKBONE_DEPTH. Scope 'resnet_v2_<depth>'.
       intermediate: build the intermediate-supervision heads; None -> options.INTERMEDIATE_SUPERVISION.
       reuse: variable reuse for a second copy of the network in the same graph (e.g. another stride).
       options: settings.Settings (None -> config.py's): the backbone's batch norm, the heads, the strides.

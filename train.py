@@ -61,6 +61,10 @@ from train_graph import DeviceError, build_training_graph, tower_devices
 from train_graph import tensorflow_v1 as _tf
 
 DOWNLOAD_URL = 'http://download.tensorflow.org/models/resnet_v2_%d_2017_04_14.tar.gz'
+# resnet.BLOCKS' depths (train.py checks them before TensorFlow is imported; tests/test_train.py compares), and
+# those TF-Slim released ImageNet checkpoints of (26 is this project's, trained from scratch only).
+BACKBONE_DEPTHS = (26, 50, 101, 152)
+IMAGENET_DEPTHS = (50, 101, 152)
 # Config values that steer the run but not what is learnt: changing them on resume is normal, not warned about.
 RUN_CONTROL_NAMES = ('NUM_STEPS', 'TRAIN_DIR', 'LOG_EVERY', 'SUMMARY_EVERY', 'SUMMARY_IMAGES', 'CHECKPOINT_EVERY',
                      'CHECKPOINTS_TO_KEEP', 'NUM_WORKERS', 'PREFETCH_BATCHES', 'PREFETCH_PER_WORKER',
@@ -125,8 +129,8 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     backbone_checkpoint = options.pick(backbone_checkpoint, 'BACKBONE_CHECKPOINT')
     from_scratch = options.pick(from_scratch, 'TRAIN_FROM_SCRATCH')
 
-    if options.BACKBONE_DEPTH not in (50, 101, 152):
-        raise ValueError('BACKBONE_DEPTH must be 50, 101 or 152, got %r' % options.BACKBONE_DEPTH)
+    if options.BACKBONE_DEPTH not in BACKBONE_DEPTHS:
+        raise ValueError('BACKBONE_DEPTH must be one of %s, got %r' % (BACKBONE_DEPTHS, options.BACKBONE_DEPTH))
     if options.NUM_GPUS < 1:
         raise ValueError('NUM_GPUS must be at least 1, got %r' % options.NUM_GPUS)
     cluster = distributed.cluster_from_env()
@@ -151,8 +155,12 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     except OSError as e:
         problems.append('train dir %s is not writable (config.TRAIN_DIR or --train-dir): %s' % (train_dir, e))
     else:
-        if not checkpoints.has_checkpoint(train_dir) and not from_scratch and \
-                not checkpoints.exists(backbone_checkpoint):
+        fresh = not checkpoints.has_checkpoint(train_dir) and not from_scratch
+        if fresh and options.BACKBONE_DEPTH not in IMAGENET_DEPTHS:
+            problems.append('ResNet-v2-%d has no ImageNet checkpoint (TF-Slim released depths %s): train it '
+                            'with --from-scratch (config.TRAIN_FROM_SCRATCH)'
+                            % (options.BACKBONE_DEPTH, ', '.join(map(str, IMAGENET_DEPTHS))))
+        elif fresh and not checkpoints.exists(backbone_checkpoint):
             problems.append(missing_backbone_message(backbone_checkpoint, options.BACKBONE_DEPTH))
     if problems:
         raise BadPathError('\n'.join(problems))
@@ -579,7 +587,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, help='images per step over all GPUs (config.BATCH_SIZE)')
     parser.add_argument('--num-gpus', type=int, help='synchronous towers (config.NUM_GPUS)')
     parser.add_argument('--input-size', type=int, help='square training crop, n*16+1 (config.INPUT_SIZE)')
-    parser.add_argument('--depth', type=int, choices=(50, 101, 152),
+    parser.add_argument('--depth', type=int, choices=BACKBONE_DEPTHS,
                         help='ResNet-v2 depth (config.BACKBONE_DEPTH)')
     parser.add_argument('--learning-rate', type=float, help='config.LEARNING_RATE')
     parser.add_argument('--workers', type=int, help='input worker processes (config.NUM_WORKERS)')

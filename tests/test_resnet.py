@@ -6,7 +6,8 @@ backbone graph is built once per depth and its session reused; inputs are the re
 
 What it proves, with the TF-Slim reference (its make_checkpoint.py writes a checkpoint with TF-Slim's names and
 deterministic values):
-- the variables of ResNet-v2-50, 101 and 152 have TF-Slim's names, shapes and creation order;
+- the variables of ResNet-v2-50, 101 and 152 have TF-Slim's names, shapes and creation order; the project's
+  ResNet-v2-26 is depth 50's units, two per block, with the same names and shapes;
 - with that checkpoint, ResNet-v2-50 and 101 compute TF-Slim's output and `block3` end point at output
   strides 8, 16 and 32 to 1e-4 relative (measured: about 1e-6 of each map's largest value);
 - the details the reference's odd-sized images cannot see: a strided convolution is centred on every
@@ -22,6 +23,7 @@ deterministic values):
   index without its data file, a backbone under an outer scope.
 """
 import os
+import re
 import shutil
 
 import numpy as np
@@ -138,6 +140,25 @@ def test_variables_are_tf_slim_names_shapes_and_order(depth, networks, slim_refe
     assert graph_variables(graph) == manifest
     assert graph_variables(graph, resnet.BACKBONE_VARIABLES) == manifest
     assert resnet.backbone_variables(depth) == manifest  # what check_backbone_checkpoint expects
+
+
+def test_depth_26_is_depth_50_with_two_units_per_block(networks):
+    """ResNet-v2-26 (this project's, from scratch only): the units of depth 50 named as TF-Slim names them, two per
+    block, every variable shaped as depth 50's; the output strides hold."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.placeholder(tf.float32, [1, 65, 65, 3])
+        net, end_points = resnet.resnet_v2(images, 26, is_training=False, output_stride=16)
+    assert net.shape.as_list() == [1, 5, 5, 2048]
+    assert end_points['resnet_v2_26/block3'].shape.as_list() == [1, 5, 5, 1024]
+    small = graph_variables(graph)
+    large = dict((name.replace('resnet_v2_50/', 'resnet_v2_26/'), shape)
+                 for name, shape in graph_variables(networks(50).graph))
+    units = {name.split('/')[2] for name, _ in small if '/unit_' in name}
+    assert units == {'unit_1', 'unit_2'}
+    assert {name.split('/')[1] for name, _ in small} >= {'block1', 'block2', 'block3', 'block4'}
+    assert all(large[name] == shape for name, shape in small)
+    assert len(small) == len([n for n in large if not re.search(r'/unit_[3-9]/', n)])
 
 
 def test_trainable_variables_and_weight_decay_collection(networks):

@@ -14,7 +14,7 @@ the last checkpoint untouched; two towers on `/cpu:0` and `/cpu:1` (variables on
 every gradient of one tower on the same batch, one sample with people and one without (so the towers'
 valid-position counts differ); SIGTERM to `python train.py` saves the current step and exits with 130 after
 resuming the earlier run; `LOSS_STRIDE` 8 feeds and trains on stride-8 targets; bad paths, a missing or wrong
-backbone checkpoint and inconsistent sizes fail before TensorFlow or the graph.
+backbone checkpoint, depth 26 without --from-scratch and inconsistent sizes fail before TensorFlow or the graph.
 """
 import json
 import os
@@ -437,6 +437,20 @@ def test_missing_backbone_checkpoint_says_where_to_get_it(synthetic_data, tmp_pa
     (tmp_path / 'run' / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-1"\n')
     train.check_settings(str(tmp_path / 'run'), options=settings.make(overrides={
         'BACKBONE_CHECKPOINT': str(tmp_path / 'nothing.ckpt'), 'TRAIN_ANNOTATIONS': synthetic_data['train_annotations'],
+        'TRAIN_IMAGES': synthetic_data['train_images']}))
+
+
+def test_depth_26_trains_from_scratch_only(synthetic_data, tmp_path):
+    import resnet
+    assert train.BACKBONE_DEPTHS == tuple(sorted(resnet.BLOCKS))
+    args = ['--annotations', synthetic_data['train_annotations'], '--images', synthetic_data['train_images'],
+            '--train-dir', str(tmp_path / 'run'), '--depth', '26']
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert 'ResNet-v2-26 has no ImageNet checkpoint' in result.stderr and '--from-scratch' in result.stderr
+    assert 'TENSORFLOW_IMPORTED=False' in result.stdout
+    train.check_settings(str(tmp_path / 'run'), options=settings.make(overrides={
+        'BACKBONE_DEPTH': 26, 'TRAIN_FROM_SCRATCH': True, 'TRAIN_ANNOTATIONS': synthetic_data['train_annotations'],
         'TRAIN_IMAGES': synthetic_data['train_images']}))
 
 
