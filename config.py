@@ -355,7 +355,9 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'TRAIN_ANNOTATIONS': os.path.join(SYNTHETIC_DIR, 'annotations', 'person_keypoints_train2017.json'),
     'TRAIN_IMAGES': os.path.join(SYNTHETIC_DIR, 'train2017'),
     'TRAIN_DIR': os.path.join(MODEL_DIR, 'quickstart'),  # where demo.py / eval.py find the checkpoint
-    'BACKBONE_DEPTH': 50,  # the smallest ResNet-v2 TF-Slim defines
+    # ResNet-v2-26 (resnet.py: two units per block): 1100 steps in the time of depth 50's 700 learn more (AP 0.525
+    # against 0.500 at the same rate; docs/training.md, "Quickstart recipe")
+    'BACKBONE_DEPTH': 26,
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet download: everything learnt from the synthetic set
     'FREEZE_BATCH_NORM': False,  # a random backbone learns faster with batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
@@ -373,9 +375,9 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'SCALE_RANGE': (1.0, 2.0),
     'MAX_TRANSLATION': 0.5,
     'BATCH_SIZE': 8,  # images per step
-    'NUM_STEPS': 700,  # how long on which machine: docs/training.md
+    'NUM_STEPS': 1100,  # how long on which machine: docs/training.md
     'OPTIMIZER': 'adam',  # learns faster from scratch than SGD: AP 0.085 vs 0.035 at 600 steps (docs/training.md)
-    'LEARNING_RATE': 1e-3,  # Adam's usual rate
+    'LEARNING_RATE': 2e-3,  # twice Adam's usual rate: AP 0.500 against 0.472 at 1e-3 (3e-3: 0.501)
     'LEARNING_RATE_SCHEDULE': 'cosine',  # anneal to 0 at NUM_STEPS
     'LEARNING_RATE_WARMUP_STEPS': 50,  # ramp up while batch norm statistics settle
     'MOVING_AVERAGE_DECAY': 0.99,  # Polyak averaging over the last ~100 steps of a short run
