@@ -33,6 +33,8 @@ EMA_SUFFIX = '/ExponentialMovingAverage'  # Polyak averages in a train.py checkp
 MODEL_CONFIG_NAMES = ('BACKBONE_DEPTH', 'INTERMEDIATE_SUPERVISION', 'INTERMEDIATE_BLOCK', 'OFFSET_OUTPUT_SCALE',
                       'REFINEMENT_STEPS', 'LONG_SELF_REFINEMENT_STEPS', 'BATCH_NORM_EPSILON', 'RADIUS',
                       'BATCH_NORM_TRAIN_AFFINE')
+# The model settings that decide the checkpoint's variables: a run cannot resume with other values (train.py).
+VARIABLE_CONFIG_NAMES = ('BACKBONE_DEPTH', 'INTERMEDIATE_SUPERVISION', 'INTERMEDIATE_BLOCK')
 # What a run whose config.json predates a model setting trained with: the behaviour before the setting existed.
 MODEL_CONFIG_BEFORE = {'LONG_SELF_REFINEMENT_STEPS': 0}
 

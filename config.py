@@ -361,7 +361,7 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet download: everything learnt from the synthetic set
     'FREEZE_BATCH_NORM': False,  # a random backbone learns faster with batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
-    'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.7 s on 2 cores
+    'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.55 s on 2 idle cores (ResNet-v2-26)
     # demo.py --preset quickstart's input size: the synthetic images' own 193 px (a higher AP there than at
     # the training size 129, docs/training.md); quickstart.sh evaluates at the same size
     'DEMO_LONGER_SIDE': 193,
@@ -389,7 +389,7 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
 
 OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weights on a 2-core CPU [C]
     'TRAIN_DIR': os.path.join(MODEL_DIR, 'overfit'),  # the benchmark's checkpoints
-    'BACKBONE_DEPTH': 50,  # the smallest ResNet-v2: the most steps in the time budget
+    'BACKBONE_DEPTH': 50,  # the smallest of TF-Slim's ResNet-v2s (depth 26 not tried on this benchmark yet)
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet weights here
     'FREEZE_BATCH_NORM': False,  # a random backbone needs batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run

@@ -205,14 +205,16 @@ DEBUG_PICTURES = {'heatmaps': 'strongest keypoint heatmap', 'hough': 'Hough vote
                   'offsets': 'short-range offsets'}
 
 
-def debug_pictures(image, prediction, stride, radius):
+def debug_pictures(image, prediction, stride, options):
     """name -> RGB picture on the network's input at the decoding grid's scale, for each key of
     DEBUG_PICTURES: 'heatmaps' (maximum over the keypoint types), 'hough' (Hough maps as decoding computes them
-    with the disk radius `radius`, post_proc.hough_voting) and 'offsets' (short-range offsets)."""
+    with `options`, the predictor's decode_options(), post_proc.hough_voting) and 'offsets' (short-range
+    offsets)."""
     padded, _ = rescale.prepare(image, max(prediction.geometry.input_shape), stride)
     maps = prediction.maps
-    cell = post_proc.hough_cell(radius)
-    hough = post_proc.hough_voting(maps['heatmaps'], maps['short_offsets'], stride, cell, radius=radius)
+    cell = post_proc.hough_cell(options.RADIUS, options)
+    hough = post_proc.hough_voting(maps['heatmaps'], maps['short_offsets'], stride, cell, radius=options.RADIUS,
+                                   options=options)
     return {
         'heatmaps': plot.heatmap_view(padded, maps['heatmaps'], stride),
         'hough': plot.hough_view(padded, hough, cell),
@@ -252,7 +254,7 @@ class Demo(object):
                    'json': stem + '.json'}
         pictures = {'pose': pose_picture(image, prediction.people), 'masks': masks_picture(image, prediction.people)}
         if self.debug:
-            debug = debug_pictures(image, prediction, self.predictor.stride, self.predictor.radius)
+            debug = debug_pictures(image, prediction, self.predictor.stride, self.predictor.decode_options())
             for name, picture in debug.items():
                 written[name] = '%s_%s%s' % (stem, name, PICTURE_EXTENSION)
                 pictures[name] = picture

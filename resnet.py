@@ -6,7 +6,7 @@ tf.compat.v1.layers is broken on 2.21), so that TF-Slim's released ImageNet chec
 TF-Slim's `resnet_v2_{50,101,152}(..., num_classes=None, global_pool=False)` under `resnet_arg_scope()`, and
 tests/test_resnet.py proves the outputs equal TF-Slim's at output strides 8, 16 and 32. Depth 26 (two units per
 block, the same unit and block code) is this project's addition, not one of TF-Slim's: no ImageNet checkpoint
-exists for it; it trains from scratch, about 1.6x faster per step than depth 50 (the CPU quickstart).
+exists for it; it trains from scratch, about 1.5x as many steps per second as depth 50 (the CPU quickstart).
 
 The TF-Slim details that decide equality:
   * `conv1` is a 7x7/2 convolution with biases and no batch norm (the first unit's `preact` normalises it),

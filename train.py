@@ -155,7 +155,16 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     except OSError as e:
         problems.append('train dir %s is not writable (config.TRAIN_DIR or --train-dir): %s' % (train_dir, e))
     else:
-        fresh = not checkpoints.has_checkpoint(train_dir) and not from_scratch
+        resuming = checkpoints.has_checkpoint(train_dir)
+        saved = (checkpoints.read_snapshot(train_dir) or {}).get('config', {}) if resuming else {}
+        clashes = ['%s %r (now %r)' % (name, saved[name], getattr(options, name))
+                   for name in checkpoints.VARIABLE_CONFIG_NAMES
+                   if name in saved and saved[name] != getattr(options, name)]
+        if clashes:
+            problems.append('train dir %s holds a run trained with %s: its checkpoints cannot be resumed with these '
+                            'settings. Train into another dir (--train-dir) or delete that one.'
+                            % (train_dir, ', '.join(clashes)))
+        fresh = not resuming and not from_scratch
         if fresh and options.BACKBONE_DEPTH not in IMAGENET_DEPTHS:
             problems.append('ResNet-v2-%d has no ImageNet checkpoint (TF-Slim released depths %s): train it '
                             'with --from-scratch (config.TRAIN_FROM_SCRATCH)'

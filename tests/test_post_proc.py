@@ -268,18 +268,19 @@ def test_hough_mass_and_peak_at_every_resolution(hough_stride):
 def test_hough_cells_follow_the_disk_radius():
     """The Hough grid is R / HOUGH_CELLS_PER_RADIUS px: 4 px at R = 32, 2 px for a model trained with R = 16,
     never below 1 px; hough_voting and decode take it from the radius they are given."""
-    options = settings.resolve(None).replace(HOUGH_CELLS_PER_RADIUS=8)
-    assert [post_proc.hough_cell(r, options) for r in (32.0, 16.0, 8.0, 4.0, 1.0)] == [4, 2, 1, 1, 1]
+    assert [post_proc.hough_cell(r) for r in (32.0, 16.0)] == [4, 2]  # with config.py's 8 cells per radius
+    options = settings.resolve(None).replace(HOUGH_CELLS_PER_RADIUS=4)
+    assert [post_proc.hough_cell(r, options) for r in (32.0, 16.0, 8.0, 4.0, 1.0)] == [8, 4, 2, 1, 1]
     people, masks, outputs, shape = grid_scene(8, 2, 1, (200, 140))
-    hough = post_proc.hough_voting(outputs['heatmaps'], outputs['short_offsets'], STRIDE, radius=16.0,
+    hough = post_proc.hough_voting(outputs['heatmaps'], outputs['short_offsets'], STRIDE, radius=8.0,
                                    options=options)
     assert hough.shape[:2] == ((shape[0] - 1) // 2 + 1, (shape[1] - 1) // 2 + 1)
     noisy = scenes.network_like(outputs, STRIDE, np.random.RandomState(3), 1.0)
     decoded = post_proc.decode(noisy, STRIDE, shape, radius=16.0, options=options)
-    explicit = post_proc.decode(noisy, STRIDE, shape, radius=16.0, hough_stride=2, options=options)
-    coarse = post_proc.decode(noisy, STRIDE, shape, radius=16.0, hough_stride=4, options=options)
+    explicit = post_proc.decode(noisy, STRIDE, shape, radius=16.0, hough_stride=4, options=options)
+    finer = post_proc.decode(noisy, STRIDE, shape, radius=16.0, hough_stride=2, options=options)
     assert [p['keypoints'].tolist() for p in decoded] == [p['keypoints'].tolist() for p in explicit]
-    assert [p['keypoints'].tolist() for p in decoded] != [p['keypoints'].tolist() for p in coarse]
+    assert [p['keypoints'].tolist() for p in decoded] != [p['keypoints'].tolist() for p in finer]
 
 
 def test_instance_scale_uses_found_keypoints_only():

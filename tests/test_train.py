@@ -14,7 +14,8 @@ the last checkpoint untouched; two towers on `/cpu:0` and `/cpu:1` (variables on
 every gradient of one tower on the same batch, one sample with people and one without (so the towers'
 valid-position counts differ); SIGTERM to `python train.py` saves the current step and exits with 130 after
 resuming the earlier run; `LOSS_STRIDE` 8 feeds and trains on stride-8 targets; bad paths, a missing or wrong
-backbone checkpoint, depth 26 without --from-scratch and inconsistent sizes fail before TensorFlow or the graph.
+backbone checkpoint, depth 26 without --from-scratch, a train dir of another depth and inconsistent sizes fail
+before TensorFlow or the graph.
 """
 import json
 import os
@@ -451,6 +452,24 @@ def test_depth_26_trains_from_scratch_only(synthetic_data, tmp_path):
     assert 'TENSORFLOW_IMPORTED=False' in result.stdout
     train.check_settings(str(tmp_path / 'run'), options=settings.make(overrides={
         'BACKBONE_DEPTH': 26, 'TRAIN_FROM_SCRATCH': True, 'TRAIN_ANNOTATIONS': synthetic_data['train_annotations'],
+        'TRAIN_IMAGES': synthetic_data['train_images']}))
+
+
+def test_resuming_a_run_of_another_depth_fails_before_the_graph(synthetic_data, tmp_path):
+    """A train dir whose checkpoints are of another network (the quickstart preset's depth changed) is refused by
+    name before TensorFlow, not by a checkpoint mismatch after the graph is built."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-700"\n')
+    (run / 'config.json').write_text(json.dumps({'config': {'BACKBONE_DEPTH': 50, 'INTERMEDIATE_SUPERVISION': True}}))
+    args = ['--annotations', synthetic_data['train_annotations'], '--images', synthetic_data['train_images'],
+            '--train-dir', str(run), '--depth', '26', '--from-scratch']
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert 'TENSORFLOW_IMPORTED=False' in result.stdout
+    assert 'BACKBONE_DEPTH 50 (now 26)' in result.stderr and '--train-dir' in result.stderr
+    train.check_settings(str(run), options=settings.make(overrides={  # the same depth resumes
+        'BACKBONE_DEPTH': 50, 'TRAIN_ANNOTATIONS': synthetic_data['train_annotations'],
         'TRAIN_IMAGES': synthetic_data['train_images']}))
 
 
