@@ -157,9 +157,8 @@ def check_settings(train_dir=None, annotations=None, images=None, backbone_check
     else:
         resuming = checkpoints.has_checkpoint(train_dir)
         saved = (checkpoints.read_snapshot(train_dir) or {}).get('config', {}) if resuming else {}
-        clashes = ['%s %r (now %r)' % (name, saved[name], getattr(options, name))
-                   for name in checkpoints.VARIABLE_CONFIG_NAMES
-                   if name in saved and saved[name] != getattr(options, name)]
+        clashes = ['%s %r (now %r)' % difference for difference in settings.differences(saved, options.to_json())
+                   if difference[0] in checkpoints.VARIABLE_CONFIG_NAMES and difference[0] in saved]
         if clashes:
             problems.append('train dir %s holds a run trained with %s: its checkpoints cannot be resumed with these '
                             'settings. Train into another dir (--train-dir) or delete that one.'
