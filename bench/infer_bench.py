@@ -1,6 +1,6 @@
 """End-to-end inference speed of demo.py's path on this machine, split into network, decoding and drawing.
 
-    python bench/infer_bench.py [--sides 401 801 1401] [--depth 50|101|152] [--repeats 3] [--checkpoint CKPT]
+    python bench/infer_bench.py [--sides 401 801 1401] [--depth 26|50|101|152] [--repeats 3] [--checkpoint CKPT]
 
 For each input size (longer side) it runs what demo.py runs on one image: inference.Predictor (resize, pad,
 the network at config.EVAL_OUTPUT_STRIDE, decoding, mapping back to source pixels), then the pose and mask
@@ -35,6 +35,7 @@ import inference  # noqa: E402
 import machine  # noqa: E402
 import networks  # noqa: E402
 import oracle  # noqa: E402
+import resnet  # noqa: E402
 from _shared import coco_sample_dir  # noqa: E402
 
 SHARED_DIR = coco_sample_dir()
@@ -86,7 +87,7 @@ def run_once(predictor, image):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sides', type=int, nargs='+', default=list(config.INFER_BENCH_SIDES))
-    parser.add_argument('--depth', type=int, default=config.BACKBONE_DEPTH, choices=(50, 101, 152),
+    parser.add_argument('--depth', type=int, default=config.BACKBONE_DEPTH, choices=sorted(resnet.BLOCKS),
                         help='ResNet-v2 depth of the random network (config.BACKBONE_DEPTH)')
     parser.add_argument('--repeats', type=int, default=3, help='timed runs per size (after one warm-up)')
     parser.add_argument('--checkpoint', help='a trained checkpoint instead of random weights')

@@ -70,7 +70,8 @@ def main(argv=None):
     if args.steps:
         train_args += ['--steps', str(args.steps)]
     png = args.png or os.path.join(args.train_dir, 'overfit_curve.png')
-    title = 'Overfit: %d real COCO images at %d px, ResNet-v2-50 from scratch' % (num_images, size)
+    title = ('Overfit: %d real COCO images at %d px, ResNet-v2-%d from scratch'
+             % (num_images, size, config.OVERFIT['BACKBONE_DEPTH']))
     status, rows = learning.train_and_measure(train_args, args.train_dir, subset, images, size, oracle, png, title)
     if status != 0 or not rows:
         print('overfit: error: train.py exited with status %d%s' % (status, '' if status else ', no checkpoint'),
