@@ -164,6 +164,10 @@ LEARNING_RATE_SCHEDULE = 'constant'  # 'constant', 'cosine' (to 0 at NUM_STEPS) 
 LEARNING_RATE_WARMUP_STEPS = 0  # linear ramp of the learning rate from 0 over these first steps [C]
 LEARNING_RATE_DECAY_STEPS = ()  # 'step' schedule: steps at which the rate is multiplied by the factor below [C]
 LEARNING_RATE_DECAY_FACTOR = 0.1  # 'step' schedule multiplier [C]
+# oneDNN's automatic mixed precision: convolutions and matmuls run in bfloat16, the weights, optimiser, losses and
+# checkpoints stay float32. 1.5x the steps/s of float32 on a CPU with AVX512_BF16 or AMX (docs/training.md); on a
+# CPU without them TensorFlow leaves the graph in float32. GPUs are not affected.
+CPU_BFLOAT16 = False  # train the CPU's convolutions in bfloat16 [C]
 TRAIN_FROM_SCRATCH = False  # True: random backbone instead of BACKBONE_CHECKPOINT (train.py --from-scratch) [C]
 CHECKPOINTS_TO_KEEP = 5  # newest checkpoints kept in TRAIN_DIR [C]
 LOG_EVERY = 20  # steps between progress lines (step, losses, speed, input wait, ETA) [C]

@@ -40,6 +40,17 @@ def matmul_gflops(seconds=MATMUL_SECONDS, size=MATMUL_SIZE):
     return 2.0 * size ** 3 / best / 1e9
 
 
+def has_bfloat16(cpuinfo='/proc/cpuinfo'):
+    """True if the CPU has bfloat16 instructions (AVX512_BF16 or AMX-BF16), False if not, None where
+    `cpuinfo` cannot be read (not Linux): config.CPU_BFLOAT16 pays only with them."""
+    try:
+        with open(cpuinfo) as f:
+            flags = set(' '.join(line.partition(':')[2] for line in f if line.startswith('flags')).split())
+    except (OSError, ValueError):  # no such file, not text
+        return None
+    return bool(flags & {'avx512_bf16', 'amx_bf16'})
+
+
 def describe(seconds=MATMUL_SECONDS):
     """'<cores> cores, <G> GFLOP/s float32 matmul (numpy)': the line docs and benchmarks print beside times."""
     return '%d cores, %.0f GFLOP/s float32 matmul (numpy)' % (os.cpu_count() or 1, matmul_gflops(seconds))

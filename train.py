@@ -394,10 +394,14 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
             error=True)
 
     batch_size, num_steps = distributed.worker_batch(options.BATCH_SIZE, cluster, len(devices)), options.NUM_STEPS
-    log('train: ResNet-v2-%d, %d tower(s) %s, batch %d%s, input %dx%d, %d images, train dir %s'
+    log('train: ResNet-v2-%d, %d tower(s) %s, batch %d%s, input %dx%d, %d images, train dir %s%s'
         % (options.BACKBONE_DEPTH, len(devices), ' '.join(devices), options.BATCH_SIZE,
            '' if cluster is None else ' over %d workers (%d here, %s)' % (cluster.size, batch_size, cluster.name()),
-           options.INPUT_SIZE, options.INPUT_SIZE, len(dataset.image_ids), train_dir))
+           options.INPUT_SIZE, options.INPUT_SIZE, len(dataset.image_ids), train_dir,
+           ', CPU convolutions in bfloat16' if options.CPU_BFLOAT16 else ''))
+    if options.CPU_BFLOAT16 and machine.has_bfloat16() is False:
+        log('train: warning: CPU_BFLOAT16 is on but this CPU has no bfloat16 instructions (AVX512_BF16, AMX): '
+            'TensorFlow keeps float32, or emulates bfloat16 more slowly; CPU_BFLOAT16=False avoids that', error=True)
     # A different seed after each restart: a resumed run does not replay the first epoch's order. On several
     # machines every worker shuffles alike and makes its own share of each global batch.
     generator = data_generator.SampleGenerator(
@@ -422,6 +426,20 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
             log('train: the input workers stop after their current batch', error=True)
 
 
+def bfloat16_config(session_config, options):
+    """session_config (tf.ConfigProto) as options.CPU_BFLOAT16 asks: unchanged if off; if on, a copy with
+    oneDNN's bfloat16 automatic mixed precision (a graph rewrite: the CPU's convolutions and matmuls compute in
+    bfloat16, variables and checkpoints stay float32)."""
+    if not options.CPU_BFLOAT16:
+        return session_config
+    tf = _tf()
+    from tensorflow.core.protobuf import rewriter_config_pb2
+    result = tf.ConfigProto()
+    result.CopyFrom(session_config)
+    result.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    return result
+
+
 def _train_session(train_dir, devices, session_config, log, on_step, prefetcher, batch_size, num_steps,
                    cluster, options):
     """train() once the data flows: graph, session, restore or initialise, the loop.
@@ -439,6 +457,7 @@ def _train_session(train_dir, devices, session_config, log, on_step, prefetcher,
             session_config = runtime.session_config
         if session_config is None:
             session_config = tf.ConfigProto(allow_soft_placement=True)
+        session_config = bfloat16_config(session_config, options)
         chief = cluster is None or cluster.is_chief
         with tf.Session('' if runtime is None else runtime.target, config=session_config) as sess:
             if runtime is None:

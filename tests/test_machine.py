@@ -47,3 +47,15 @@ def test_library_load_noise_is_dropped_and_anything_else_kept(tmp_path, capfd):
     loader.exec_module(module)
     err = capfd.readouterr().err
     assert err == 'W0000 00:00:1796661447.979517    7088 x.cc:1] a real warning\nsomething else\n', err
+
+
+def test_bfloat16_instructions_are_read_from_the_cpu_flags(tmp_path):
+    with_bf16, without, broken = tmp_path / 'bf16', tmp_path / 'plain', tmp_path / 'broken'
+    with_bf16.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n\n'
+                         'processor\t: 1\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n')
+    without.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n')
+    broken.write_bytes(b'\xff\xfe')
+    assert machine.has_bfloat16(str(with_bf16)) is True
+    assert machine.has_bfloat16(str(without)) is False
+    assert machine.has_bfloat16(str(tmp_path / 'missing')) is None
+    assert machine.has_bfloat16(str(broken)) is None

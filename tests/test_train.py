@@ -653,3 +653,51 @@ def test_a_second_training_in_the_same_train_dir_refuses_naming_the_first(small,
         with pytest.raises(checkpoints.TrainDirBusyError, match='this process'):
             checkpoints.TrainDirLock(train_dir).acquire()
     checkpoints.TrainDirLock(train_dir).acquire().release()
+
+
+def test_cpu_bfloat16_runs_the_convolutions_in_bfloat16_with_float32_weights(synthetic_data, small):
+    """CPU_BFLOAT16: the session's graph rewrite computes the convolutions in bfloat16, the variables stay
+    float32, and the step's losses and gradients are those of float32 to bfloat16's precision."""
+    import tensorflow.compat.v1 as tf
+    import data_generator
+    import machine
+    if not machine.has_bfloat16():
+        pytest.skip('this CPU has no bfloat16 instructions (AVX512_BF16, AMX): TensorFlow keeps float32 here')
+    options = settings.make(overrides=dict(small, BATCH_SIZE=1, BACKBONE_DEPTH=26))
+    assert train.bfloat16_config(tf.ConfigProto(), options) == tf.ConfigProto()  # off by default
+    on = options.replace(CPU_BFLOAT16=True)
+    base = tf.ConfigProto(allow_soft_placement=True)
+    config_on = train.bfloat16_config(base, on)
+    assert base.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 0  # a copy, base untouched
+    assert config_on.allow_soft_placement
+    dataset = data_generator.CocoPersons(options.TRAIN_ANNOTATIONS, options.TRAIN_IMAGES, options=options)
+    sample = data_generator.augment_example(dataset.load_example(dataset.image_ids[0]),
+                                            np.random.default_rng(0), 65, 16, options=options)
+    batch = {name: value[None] for name, value in sample.items()}
+
+    def run(session_config):
+        with tf.Graph().as_default():
+            tf.set_random_seed(0)
+            graph = train_graph.build_training_graph(devices=['/cpu:0'], options=options)
+            with tf.Session(config=session_config) as sess:
+                sess.run(tf.global_variables_initializer())
+                feed = {graph['inputs'][name]: batch[name] for name in graph['inputs']}
+                metadata = tf.RunMetadata()
+                losses, grads = sess.run([graph['losses'], [g for g, _ in graph['grads_and_vars']]], feed,
+                                         options=tf.RunOptions(output_partition_graphs=True),
+                                         run_metadata=metadata)
+                variable_types = {v.dtype.base_dtype for v in tf.global_variables() if v.dtype.is_floating}
+        conv_types = {node.attr['T'].type for g in metadata.partition_graphs for node in g.node
+                      if node.op in ('Conv2D', '_MklConv2D', '_MklNativeConv2D', '_FusedConv2D',
+                                     '_MklFusedConv2D', '_MklNativeFusedConv2D')}
+        return losses, np.concatenate([g.ravel() for g in grads]), conv_types, variable_types
+
+    loss32, grad32, types32, _ = run(base)
+    loss16, grad16, types16, variables16 = run(config_on)
+    assert types32 == {tf.float32.as_datatype_enum}
+    assert tf.bfloat16.as_datatype_enum in types16, types16
+    assert variables16 == {tf.float32}
+    for name in ('heatmap', 'short', 'mid', 'total'):
+        np.testing.assert_allclose(loss16[name], loss32[name], rtol=0.05, err_msg=name)
+    cosine = grad16.dot(grad32) / np.linalg.norm(grad16) / np.linalg.norm(grad32)
+    assert cosine > 0.95, cosine
