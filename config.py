@@ -365,7 +365,7 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet download: everything learnt from the synthetic set
     'FREEZE_BATCH_NORM': False,  # a random backbone learns faster with batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
-    'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.55 s on 2 idle cores (ResNet-v2-26)
+    'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.37 s on 2 idle cores (ResNet-v2-26, bfloat16)
     # demo.py --preset quickstart's input size: the synthetic images' own 193 px (a higher AP there than at
     # the training size 129, docs/training.md); quickstart.sh evaluates at the same size
     'DEMO_LONGER_SIDE': 193,
@@ -379,7 +379,10 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'SCALE_RANGE': (1.0, 2.0),
     'MAX_TRANSLATION': 0.5,
     'BATCH_SIZE': 8,  # images per step
-    'NUM_STEPS': 1100,  # how long on which machine: docs/training.md
+    # bfloat16 convolutions: 2.7 against 1.9 steps/s on 2 cores with AVX512_BF16, so 1650 steps fit the ~10 min
+    # of float32's 1100 and learn more (AP 0.565 against 0.525; docs/training.md, "Quickstart recipe")
+    'CPU_BFLOAT16': True,
+    'NUM_STEPS': 1650,  # how long on which machine: docs/training.md
     'OPTIMIZER': 'adam',  # learns faster from scratch than SGD: AP 0.085 vs 0.035 at 600 steps (docs/training.md)
     'LEARNING_RATE': 2e-3,  # twice Adam's usual rate: AP 0.500 against 0.472 at 1e-3 (3e-3: 0.501)
     'LEARNING_RATE_SCHEDULE': 'cosine',  # anneal to 0 at NUM_STEPS
@@ -393,23 +396,26 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
 
 OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weights on a 2-core CPU [C]
     'TRAIN_DIR': os.path.join(MODEL_DIR, 'overfit'),  # the benchmark's checkpoints
-    'BACKBONE_DEPTH': 50,  # the smallest of TF-Slim's ResNet-v2s (depth 26 not tried on this benchmark yet)
+    # ResNet-v2-26 at 193 px in bfloat16: 0.95x the oracle where ResNet-v2-50 at 129 px in float32 plateaued at
+    # 0.85x (docs/benchmarks.md, "Overfit")
+    'BACKBONE_DEPTH': 26,
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet weights here
     'FREEZE_BATCH_NORM': False,  # a random backbone needs batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
-    'INPUT_SIZE': 129,  # 8*16+1: the oracle reaches keypoints AP 0.87 here (0.92 at 193 for 2.2x the step cost)
+    'INPUT_SIZE': 193,  # 12*16+1: larger people than at 129, where 1 px offset errors cost small faces their OKS
     'INCLUDE_IMAGES_WITHOUT_PEOPLE': False,  # memorising needs people: empty images only cost steps
     'SCALE_RANGE': (1.0, 1.0),  # no scale augmentation: people as large as evaluation shows them
     # Shifts of +-8 px cover every position of a keypoint within a stride-16 cell. Without them a memorised
     # network knows its offsets only on one lattice, and evaluation's stride 8 (an 8 px shifted lattice) and
     # top-left placement read halved short offsets (slope 0.5, docs/benchmarks.md, "Overfit").
-    'MAX_TRANSLATION': 8.0 / 129,
+    'MAX_TRANSLATION': 8.0 / 193,
     'FLIP_PROBABILITY': 0.0,
     'RADIUS': 16.0,  # people are 10-120 px tall at 129: a 32 px disk would cover whole people
     'OFFSET_LOSS_NORM': 16.0,  # offsets are measured in disk radii (see RADIUS)
     'OFFSET_OUTPUT_SCALE': 16.0,
     'BATCH_SIZE': 8,
-    'NUM_STEPS': 1600,  # 25.5 min on 2 idle cores at 199 GFLOP/s; AP flat from ~900 (docs/benchmarks.md)
+    'CPU_BFLOAT16': True,  # 1.4x the steps/s of float32 on a CPU with AVX512_BF16
+    'NUM_STEPS': 1200,  # time on 2 idle cores: docs/benchmarks.md
     'OPTIMIZER': 'adam',
     'LEARNING_RATE': 1e-3,
     'LEARNING_RATE_SCHEDULE': 'cosine',
