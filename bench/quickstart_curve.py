@@ -4,7 +4,7 @@ validation images at their 193 px, as quickstart.sh evaluates (bench/learning.py
 next to the oracle.
 
 Needs the synthetic set (`python synthetic.py`, or quickstart.sh). Usage:
-  python bench/quickstart_curve.py [--factor 4] [--every 200] [--train-dir DIR] [--fresh] [--png PATH]
+  python bench/quickstart_curve.py [--factor 4] [--every 550] [--train-dir DIR] [--fresh] [--png PATH]
 Last line: `quickstart curve: keypoints AP <a> segm AP <b> (oracle <a0> / <b0>) after <n> steps, <m> min`
 Run again without --fresh, it resumes the training in its train dir.
 """
@@ -27,7 +27,8 @@ EVAL_SIDE = config.SYNTHETIC_IMAGE_SIZE  # quickstart.sh evaluates the synthetic
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--factor', type=float, default=4.0, help='times the preset\'s NUM_STEPS')
-    parser.add_argument('--every', type=int, default=200, help='steps between evaluated checkpoints')
+    parser.add_argument('--every', type=int, default=config.QUICKSTART['NUM_STEPS'] // 3,
+                        help='steps between evaluated checkpoints (default %(default)s: three per preset length)')
     parser.add_argument('--train-dir', default=os.path.join(config.MODEL_DIR, 'quickstart_curve'))
     parser.add_argument('--fresh', action='store_true', help='delete the train dir first (default: resume)')
     parser.add_argument('--png', help='picture of the curve (default: <train dir>/quickstart_curve.png)')
