@@ -165,8 +165,8 @@ LEARNING_RATE_WARMUP_STEPS = 0  # linear ramp of the learning rate from 0 over t
 LEARNING_RATE_DECAY_STEPS = ()  # 'step' schedule: steps at which the rate is multiplied by the factor below [C]
 LEARNING_RATE_DECAY_FACTOR = 0.1  # 'step' schedule multiplier [C]
 # oneDNN's automatic mixed precision: convolutions and matmuls run in bfloat16, the weights, optimiser, losses and
-# checkpoints stay float32. 1.5x the steps/s of float32 on a CPU with AVX512_BF16 or AMX (docs/training.md); on a
-# CPU without them TensorFlow leaves the graph in float32. GPUs are not affected.
+# checkpoints stay float32. 1.4x the steps/s of float32 on a CPU with AVX512_BF16 (docs/training.md); on a CPU
+# without bfloat16 instructions train.py keeps float32 (TensorFlow would emulate them slowly). GPUs: not affected.
 CPU_BFLOAT16 = False  # train the CPU's convolutions in bfloat16 [C]
 TRAIN_FROM_SCRATCH = False  # True: random backbone instead of BACKBONE_CHECKPOINT (train.py --from-scratch) [C]
 CHECKPOINTS_TO_KEEP = 5  # newest checkpoints kept in TRAIN_DIR [C]
@@ -359,8 +359,8 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'TRAIN_ANNOTATIONS': os.path.join(SYNTHETIC_DIR, 'annotations', 'person_keypoints_train2017.json'),
     'TRAIN_IMAGES': os.path.join(SYNTHETIC_DIR, 'train2017'),
     'TRAIN_DIR': os.path.join(MODEL_DIR, 'quickstart'),  # where demo.py / eval.py find the checkpoint
-    # ResNet-v2-26 (resnet.py: two units per block): 1100 steps in the time of depth 50's 700 learn more (AP 0.525
-    # against 0.500 at the same rate; docs/training.md, "Quickstart recipe")
+    # ResNet-v2-26 (resnet.py: two units per block): in float32, 1100 steps in the time of depth 50's 700 learnt
+    # more (AP 0.525 against 0.500 at the same rate; docs/training.md, "Quickstart recipe", second round)
     'BACKBONE_DEPTH': 26,
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet download: everything learnt from the synthetic set
     'FREEZE_BATCH_NORM': False,  # a random backbone learns faster with batch norm trained on batch statistics
@@ -396,8 +396,8 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
 
 OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weights on a 2-core CPU [C]
     'TRAIN_DIR': os.path.join(MODEL_DIR, 'overfit'),  # the benchmark's checkpoints
-    # ResNet-v2-26 at 193 px in bfloat16: 0.95x the oracle where ResNet-v2-50 at 129 px in float32 plateaued at
-    # 0.85x (docs/benchmarks.md, "Overfit")
+    # ResNet-v2-26 at 193 px in bfloat16: 0.88-0.95x the oracle in three runs where ResNet-v2-50 at 129 px in
+    # float32 plateaued at 0.85x (docs/benchmarks.md, "Overfit")
     'BACKBONE_DEPTH': 26,
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet weights here
     'FREEZE_BATCH_NORM': False,  # a random backbone needs batch norm trained on batch statistics
@@ -410,12 +410,12 @@ OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weigh
     # top-left placement read halved short offsets (slope 0.5, docs/benchmarks.md, "Overfit").
     'MAX_TRANSLATION': 8.0 / 193,
     'FLIP_PROBABILITY': 0.0,
-    'RADIUS': 16.0,  # people are 10-120 px tall at 129: a 32 px disk would cover whole people
+    'RADIUS': 16.0,  # people are ~15-180 px tall at 193: a 32 px disk would cover whole small people
     'OFFSET_LOSS_NORM': 16.0,  # offsets are measured in disk radii (see RADIUS)
     'OFFSET_OUTPUT_SCALE': 16.0,
     'BATCH_SIZE': 8,
-    'CPU_BFLOAT16': True,  # 1.4x the steps/s of float32 on a CPU with AVX512_BF16
-    'NUM_STEPS': 1600,  # time on 2 idle cores: docs/benchmarks.md (1200 steps ended at 0.90x, on the target's edge)
+    'CPU_BFLOAT16': True,  # bfloat16 convolutions: 1.4x float32's steps/s in the quickstart (docs/training.md)
+    'NUM_STEPS': 1600,  # AP flat from ~1000 steps in every run; 19 min on 2 cores (docs/benchmarks.md)
     'OPTIMIZER': 'adam',
     'LEARNING_RATE': 1e-3,
     'LEARNING_RATE_SCHEDULE': 'cosine',

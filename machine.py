@@ -41,14 +41,17 @@ def matmul_gflops(seconds=MATMUL_SECONDS, size=MATMUL_SIZE):
 
 
 def has_bfloat16(cpuinfo='/proc/cpuinfo'):
-    """True if the CPU has bfloat16 instructions (AVX512_BF16 or AMX-BF16), False if not, None where
-    `cpuinfo` cannot be read (not Linux): config.CPU_BFLOAT16 pays only with them."""
+    """True if the CPU has bfloat16 instructions (x86 AVX512_BF16 or AMX-BF16, ARM bf16), False if not, None
+    where `cpuinfo` cannot be read or lists no flags (not Linux): config.CPU_BFLOAT16 pays only with them."""
     try:
-        with open(cpuinfo) as f:
-            flags = set(' '.join(line.partition(':')[2] for line in f if line.startswith('flags')).split())
+        with open(cpuinfo, encoding='ascii') as f:
+            lines = [line for line in f if line.startswith(('flags', 'Features'))]  # x86, ARM
     except (OSError, ValueError):  # no such file, not text
         return None
-    return bool(flags & {'avx512_bf16', 'amx_bf16'})
+    if not lines:
+        return None
+    flags = set(' '.join(line.partition(':')[2] for line in lines).split())
+    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'})
 
 
 def describe(seconds=MATMUL_SECONDS):

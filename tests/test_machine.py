@@ -1,4 +1,5 @@
-"""machine.py: the matmul speed the docs give beside every time, and TensorFlow's log level and load-time noise."""
+"""machine.py: the matmul speed the docs give beside every time, TensorFlow's log level and load-time noise, and
+whether the CPU has bfloat16 instructions (read from x86 and ARM cpuinfo flags)."""
 import os
 import subprocess
 import sys
@@ -59,3 +60,10 @@ def test_bfloat16_instructions_are_read_from_the_cpu_flags(tmp_path):
     assert machine.has_bfloat16(str(without)) is False
     assert machine.has_bfloat16(str(tmp_path / 'missing')) is None
     assert machine.has_bfloat16(str(broken)) is None
+    amx, arm, bare = tmp_path / 'amx', tmp_path / 'arm', tmp_path / 'bare'
+    amx.write_text('flags\t\t: fpu avx512f amx_bf16 amx_tile\n')
+    arm.write_text('processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n')
+    bare.write_text('processor\t: 0\nmodel name\t: something\n')
+    assert machine.has_bfloat16(str(amx)) is True
+    assert machine.has_bfloat16(str(arm)) is True
+    assert machine.has_bfloat16(str(bare)) is None  # no flags listed: unknown, not "no"

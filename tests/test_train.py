@@ -15,7 +15,9 @@ every gradient of one tower on the same batch, one sample with people and one wi
 valid-position counts differ); SIGTERM to `python train.py` saves the current step and exits with 130 after
 resuming the earlier run; `LOSS_STRIDE` 8 feeds and trains on stride-8 targets; bad paths, a missing or wrong
 backbone checkpoint, depth 26 without --from-scratch, a train dir of another depth and inconsistent sizes fail
-before TensorFlow or the graph.
+before TensorFlow or the graph; `CPU_BFLOAT16` runs the convolutions in bfloat16 on a CPU with bfloat16
+instructions (weights read as float32, a step's losses and gradients those of float32 to bfloat16's precision)
+and on a CPU without them leaves the training session float32 with a note.
 """
 import json
 import os
@@ -661,12 +663,15 @@ def test_cpu_bfloat16_runs_the_convolutions_in_bfloat16_with_float32_weights(syn
     import tensorflow.compat.v1 as tf
     import data_generator
     import machine
-    if not machine.has_bfloat16():
-        pytest.skip('this CPU has no bfloat16 instructions (AVX512_BF16, AMX): TensorFlow keeps float32 here')
     options = settings.make(overrides=dict(small, BATCH_SIZE=1, BACKBONE_DEPTH=26))
-    assert train.bfloat16_config(tf.ConfigProto(), options) == tf.ConfigProto()  # off by default
     on = options.replace(CPU_BFLOAT16=True)
     base = tf.ConfigProto(allow_soft_placement=True)
+    assert train.bfloat16_config(base, options, cpu_has_bfloat16=True) is base  # off by default
+    assert train.bfloat16_config(base, on, cpu_has_bfloat16=False) is base  # no emulated bfloat16
+    if not machine.has_bfloat16():
+        pytest.skip('this CPU has no bfloat16 instructions (AVX512_BF16, AMX): training stays float32 here')
+    if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0':
+        pytest.skip('oneDNN is turned off (TF_ENABLE_ONEDNN_OPTS=0): its bfloat16 rewrite does not run')
     config_on = train.bfloat16_config(base, on)
     assert base.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 0  # a copy, base untouched
     assert config_on.allow_soft_placement
@@ -686,18 +691,47 @@ def test_cpu_bfloat16_runs_the_convolutions_in_bfloat16_with_float32_weights(syn
                 losses, grads = sess.run([graph['losses'], [g for g, _ in graph['grads_and_vars']]], feed,
                                          options=tf.RunOptions(output_partition_graphs=True),
                                          run_metadata=metadata)
-                variable_types = {v.dtype.base_dtype for v in tf.global_variables() if v.dtype.is_floating}
-        conv_types = {node.attr['T'].type for g in metadata.partition_graphs for node in g.node
-                      if node.op in ('Conv2D', '_MklConv2D', '_MklNativeConv2D', '_FusedConv2D',
-                                     '_MklFusedConv2D', '_MklNativeFusedConv2D')}
+        nodes = [node for g in metadata.partition_graphs for node in g.node]
+        conv_types = {node.attr['T'].type for node in nodes if 'T' in node.attr and node.op in (
+            'Conv2D', '_MklConv2D', '_MklNativeConv2D', '_FusedConv2D', '_MklFusedConv2D', '_MklNativeFusedConv2D')}
+        # what the graph reads from the variables it runs on: their stored type
+        variable_types = {node.attr['dtype'].type for node in nodes
+                          if node.op in ('ReadVariableOp', 'VarHandleOp') and 'dtype' in node.attr}
         return losses, np.concatenate([g.ravel() for g in grads]), conv_types, variable_types
 
     loss32, grad32, types32, _ = run(base)
     loss16, grad16, types16, variables16 = run(config_on)
     assert types32 == {tf.float32.as_datatype_enum}
     assert tf.bfloat16.as_datatype_enum in types16, types16
-    assert variables16 == {tf.float32}
+    assert tf.float32.as_datatype_enum in variables16 and tf.bfloat16.as_datatype_enum not in variables16
     for name in ('heatmap', 'short', 'mid', 'total'):
         np.testing.assert_allclose(loss16[name], loss32[name], rtol=0.05, err_msg=name)
     cosine = grad16.dot(grad32) / np.linalg.norm(grad16) / np.linalg.norm(grad32)
     assert cosine > 0.95, cosine
+
+
+def test_cpu_bfloat16_on_a_cpu_without_it_trains_in_float32_and_says_so(small, tmp_path, monkeypatch):
+    """A preset asking for bfloat16 on a CPU without its instructions: a note, and the session float32."""
+    import tensorflow.compat.v1 as tf
+    import machine
+    monkeypatch.setattr(machine, 'has_bfloat16', lambda cpuinfo=None: False)
+    configs, lines = [], []
+    real_session = tf.Session
+
+    def session(*args, **kwargs):
+        configs.append(kwargs.get('config'))
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(tf, 'Session', session)
+    train.train(str(tmp_path / 'run'), log=lambda message, error=False: lines.append(message),
+                options=settings.make(overrides=dict(small, CPU_BFLOAT16=True, NUM_STEPS=1, BACKBONE_DEPTH=26)))
+    assert any('CPU_BFLOAT16' in line and 'float32' in line for line in lines), lines
+    assert not any('in bfloat16' in line for line in lines if line.startswith('train: ResNet'))
+    assert configs and all(c.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 0
+                           for c in configs if c is not None)
+    monkeypatch.setattr(machine, 'has_bfloat16', lambda cpuinfo=None: True)
+    configs.clear()
+    train.train(str(tmp_path / 'run2'), log=lambda message, error=False: None,
+                options=settings.make(overrides=dict(small, CPU_BFLOAT16=True, NUM_STEPS=1, BACKBONE_DEPTH=26)))
+    assert any(c is not None and c.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1
+               for c in configs)  # the training session itself gets the rewrite
