@@ -398,8 +398,8 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
         % (options.BACKBONE_DEPTH, len(devices), ' '.join(devices), options.BATCH_SIZE,
            '' if cluster is None else ' over %d workers (%d here, %s)' % (cluster.size, batch_size, cluster.name()),
            options.INPUT_SIZE, options.INPUT_SIZE, len(dataset.image_ids), train_dir,
-           ', CPU convolutions in bfloat16' if options.CPU_BFLOAT16 and machine.has_bfloat16() else ''))
-    if options.CPU_BFLOAT16 and not machine.has_bfloat16():
+           ', CPU convolutions in bfloat16' if bfloat16_on(options) else ''))
+    if options.CPU_BFLOAT16 and not bfloat16_on(options):
         log('train: note: CPU_BFLOAT16 is on but this CPU has no bfloat16 instructions (AVX512_BF16, AMX, ARM bf16): '
             'training stays in float32 (TensorFlow would emulate bfloat16, more slowly)', error=True)
     # A different seed after each restart: a resumed run does not replay the first epoch's order. On several
@@ -426,15 +426,20 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
             log('train: the input workers stop after their current batch', error=True)
 
 
-def bfloat16_config(session_config, options, cpu_has_bfloat16=None):
-    """session_config (tf.ConfigProto) as options.CPU_BFLOAT16 asks: unchanged if off or if the CPU has no
-    bfloat16 instructions (`cpu_has_bfloat16`; None: machine.has_bfloat16(), since TensorFlow would rewrite the
-    graph anyway and emulate bfloat16 slowly); otherwise a copy with oneDNN's bfloat16 automatic mixed precision
-    (a graph rewrite: the CPU's convolutions and matmuls compute in bfloat16, variables and checkpoints stay
-    float32)."""
+def bfloat16_on(options, cpu_has_bfloat16=None):
+    """Whether training computes in bfloat16: options.CPU_BFLOAT16 and a CPU with bfloat16 instructions
+    (`cpu_has_bfloat16`; None: machine.has_bfloat16()). Elsewhere TensorFlow would rewrite the graph anyway and
+    emulate bfloat16 slowly, so training stays float32."""
     if cpu_has_bfloat16 is None:
         cpu_has_bfloat16 = machine.has_bfloat16()
-    if not (options.CPU_BFLOAT16 and cpu_has_bfloat16):
+    return bool(options.CPU_BFLOAT16 and cpu_has_bfloat16)
+
+
+def bfloat16_config(session_config, options, cpu_has_bfloat16=None):
+    """session_config (tf.ConfigProto) unchanged unless bfloat16_on(options, cpu_has_bfloat16); then a copy with
+    oneDNN's bfloat16 automatic mixed precision (a graph rewrite: the CPU's convolutions and matmuls compute in
+    bfloat16, variables and checkpoints stay float32)."""
+    if not bfloat16_on(options, cpu_has_bfloat16):
         return session_config
     tf = _tf()
     from tensorflow.core.protobuf import rewriter_config_pb2
