@@ -7,9 +7,7 @@ For ResNet-v2-101 (config.BACKBONE_DEPTH) at 401x401 and 801x801 inputs, output 
     fixed random targets, one SGD-momentum update of every trainable variable;
   * FLOPs: the nominal work of every convolution and matmul, 2 x multiply-adds counted from the shapes of
     their ops (forward Conv2D, and in the training graph also Conv2DBackpropInput / Conv2DBackpropFilter).
-    An atrous convolution runs as space-to-batch, a plain convolution on the padded batch, batch-to-space:
-    it is counted on its unpadded output, as if computed directly (the padding adds a few % of real work at
-    odd grid sides). The elementwise work (batch norm, relu, refinement, losses) is left out. GFLOP/s is this
+    An atrous convolution is one Conv2D with dilations, counted like any other. The elementwise work (batch norm, relu, refinement, losses) is left out. GFLOP/s is this
     nominal count over the measured time;
   * matmul peak: GFLOP/s of a large float32 matmul (MATMUL_SIZE^2 x MATMUL_SIZE) with the same session
     settings, what this CPU's TensorFlow can do at best. One matmul runs right after every timed model run,
@@ -56,22 +54,6 @@ def session_config(intra, inter):
     return tf.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=inter)
 
 
-def _nominal_result_shape(op, result):
-    """The shape of a convolution's result (or result gradient) without space-to-batch padding.
-
-    An atrous convolution is SpaceToBatchND -> Conv2D -> BatchToSpaceND: its forward result is what
-    BatchToSpaceND crops out, and the gradient of that result enters the backward convolutions through a
-    SpaceToBatchND of the unpadded gradient.
-    """
-    if op.type == 'Conv2D':
-        for consumer in op.outputs[0].consumers():
-            if consumer.type == 'BatchToSpaceND':
-                return consumer.outputs[0].shape.as_list()
-    elif result.op.type == 'SpaceToBatchND':
-        return result.op.inputs[0].shape.as_list()
-    return result.shape.as_list()
-
-
 def conv_flops(graph):
     """Nominal 2 x multiply-adds of every convolution and matmul in `graph` (static shapes needed)."""
     total = 0
@@ -84,11 +66,11 @@ def conv_flops(graph):
             total += 2 * int(np.prod(op.outputs[0].shape.as_list())) * inner
             continue
         if op.type == 'Conv2D':
-            kernel, result = op.inputs[1].shape.as_list(), _nominal_result_shape(op, op.outputs[0])
+            kernel, result = op.inputs[1].shape.as_list(), op.outputs[0].shape.as_list()
         elif op.type == 'Conv2DBackpropInput':  # (input_sizes, filter, out_backprop)
-            kernel, result = op.inputs[1].shape.as_list(), _nominal_result_shape(op, op.inputs[2])
+            kernel, result = op.inputs[1].shape.as_list(), op.inputs[2].shape.as_list()
         else:  # Conv2DBackpropFilter: (input, filter_sizes, out_backprop) -> filter gradient
-            kernel, result = op.outputs[0].shape.as_list(), _nominal_result_shape(op, op.inputs[2])
+            kernel, result = op.outputs[0].shape.as_list(), op.inputs[2].shape.as_list()
         if None in kernel or None in result:
             raise ValueError('conv_flops: %s has no static shape (%s, %s)' % (op.name, kernel, result))
         total += 2 * int(np.prod(result)) * kernel[0] * kernel[1] * kernel[2]
