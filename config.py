@@ -379,10 +379,12 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'SCALE_RANGE': (1.0, 2.0),
     'MAX_TRANSLATION': 0.5,
     'BATCH_SIZE': 8,  # images per step
-    # bfloat16 convolutions: 2.7 against 1.9 steps/s on 2 cores with AVX512_BF16, so 1650 steps fit the ~10 min
-    # of float32's 1100 and learn more (AP 0.565 against 0.525; docs/training.md, "Quickstart recipe")
+    # bfloat16 convolutions: 2.7 against 1.9 steps/s on 2 cores with AVX512_BF16 (AP 0.565 against 0.525 in the
+    # same time; docs/training.md, "Quickstart recipe")
     'CPU_BFLOAT16': True,
-    'NUM_STEPS': 1650,  # how long on which machine: docs/training.md
+    # ~10 min of bfloat16 steps since atrous convolution runs with dilations (1.2x faster, docs/network.md):
+    # AP 0.605 against 0.565 for 1650 steps (docs/training.md, "Fourth round"); times by machine: training.md
+    'NUM_STEPS': 1950,
     'OPTIMIZER': 'adam',  # learns faster from scratch than SGD: AP 0.085 vs 0.035 at 600 steps (docs/training.md)
     'LEARNING_RATE': 2e-3,  # twice Adam's usual rate: AP 0.500 against 0.472 at 1e-3 (3e-3: 0.501)
     'LEARNING_RATE_SCHEDULE': 'cosine',  # anneal to 0 at NUM_STEPS
