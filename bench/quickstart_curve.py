@@ -4,7 +4,7 @@ validation images at their 193 px, as quickstart.sh evaluates (bench/learning.py
 next to the oracle.
 
 Needs the synthetic set (`python synthetic.py`, or quickstart.sh). Usage:
-  python bench/quickstart_curve.py [--factor 4] [--every 550] [--train-dir DIR] [--fresh] [--png PATH]
+  python bench/quickstart_curve.py [--factor 4] [--every NUM_STEPS // 3] [--train-dir DIR] [--fresh] [--png PATH]
 Last line: `quickstart curve: keypoints AP <a> segm AP <b> (oracle <a0> / <b0>) after <n> steps, <m> min`
 Run again without --fresh, it resumes the training in its train dir.
 """
