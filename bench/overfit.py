@@ -3,7 +3,7 @@ those same images, the most direct proof that targets, losses, refinement, Polya
 together on real data (a wrong sign, scale or offset convention plateaus far below the oracle).
 
 The recipe is config.OVERFIT (`train.py --preset overfit`: ResNet-v2-26 from scratch, 193 px, convolutions in
-bfloat16, no scale augmentation, shifts of +-8 px, Adam, 1600 steps) on the images of the real COCO sample (--sample) that hold a
+bfloat16, no scale augmentation, shifts of +-40 px, Adam, 1600 steps) on the images of the real COCO sample (--sample) that hold a
 person with labelled keypoints (17 images, 53 such persons; the subset's COCO file is written into the train
 dir). Every checkpoint (one per CHECKPOINT_EVERY steps) is then evaluated through eval.py's path at the training
 input size (bench/learning.py), next to the oracle (the ground truth encoded as maps and decoded) at the same size.
