@@ -365,7 +365,7 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet download: everything learnt from the synthetic set
     'FREEZE_BATCH_NORM': False,  # a random backbone learns faster with batch norm trained on batch statistics
     'BATCH_NORM_DECAY': 0.9,  # moving statistics settle within the short run
-    'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.37 s on 2 idle cores (ResNet-v2-26, bfloat16)
+    'INPUT_SIZE': 129,  # 8*16+1: a step of 8 crops takes ~0.34 s on 2 idle cores (ResNet-v2-26, bfloat16)
     # demo.py --preset quickstart's input size: the synthetic images' own 193 px (a higher AP there than at
     # the training size 129, docs/training.md); quickstart.sh evaluates at the same size
     'DEMO_LONGER_SIDE': 193,
@@ -398,8 +398,8 @@ QUICKSTART = {  # a small model learns the synthetic set on a CPU (times and mac
 
 OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weights on a 2-core CPU [C]
     'TRAIN_DIR': os.path.join(MODEL_DIR, 'overfit'),  # the benchmark's checkpoints
-    # ResNet-v2-26 at 193 px in bfloat16: 0.88-0.95x the oracle where ResNet-v2-50 at 129 px in float32
-    # plateaued at 0.85x (docs/benchmarks.md, "Overfit")
+    # ResNet-v2-26 at 193 px in bfloat16: 0.92x the oracle (0.88-0.95x with +-8 px shifts) where ResNet-v2-50
+    # at 129 px in float32 plateaued at 0.85x (docs/benchmarks.md, "Overfit")
     'BACKBONE_DEPTH': 26,
     'TRAIN_FROM_SCRATCH': True,  # no ImageNet weights here
     'FREEZE_BATCH_NORM': False,  # a random backbone needs batch norm trained on batch statistics
@@ -409,8 +409,8 @@ OVERFIT = {  # bench/overfit.py: memorise the real COCO sample from random weigh
     'SCALE_RANGE': (1.0, 1.0),  # no scale augmentation: people as large as evaluation shows them
     # Shifts cover every position of a keypoint within a stride-16 cell (without them a memorised network knows
     # its offsets on one lattice only: slope 0.5 at evaluation's stride 8) and, at +-40 px, also where eval.py
-    # puts the image: alone at the top-left, 32 px above a 3:2 image centred in a crop. AP 0.870 against
-    # 0.831-0.851 with +-8 px (docs/benchmarks.md, "Overfit", "Why the plateau").
+    # puts the image: alone at the top-left, 32 px above a 3:2 image centred in a crop. AP 0.870, no longer
+    # falling at the end; +-8 px runs ended at 0.831-0.895 (docs/benchmarks.md, "Overfit", "Why the plateau").
     'MAX_TRANSLATION': 40.0 / 193,
     'FLIP_PROBABILITY': 0.0,
     'RADIUS': 16.0,  # people are ~15-180 px tall at 193: a 32 px disk would cover whole small people

@@ -7,7 +7,8 @@ For ResNet-v2-101 (config.BACKBONE_DEPTH) at 401x401 and 801x801 inputs, output 
     fixed random targets, one SGD-momentum update of every trainable variable;
   * FLOPs: the nominal work of every convolution and matmul, 2 x multiply-adds counted from the shapes of
     their ops (forward Conv2D, and in the training graph also Conv2DBackpropInput / Conv2DBackpropFilter).
-    An atrous convolution is one Conv2D with dilations, counted like any other. The elementwise work (batch norm, relu, refinement, losses) is left out. GFLOP/s is this
+    An atrous convolution is one Conv2D with dilations, counted like any other. The elementwise work
+    (batch norm, relu, refinement, losses) is left out. GFLOP/s is this
     nominal count over the measured time;
   * matmul peak: GFLOP/s of a large float32 matmul (MATMUL_SIZE^2 x MATMUL_SIZE) with the same session
     settings, what this CPU's TensorFlow can do at best. One matmul runs right after every timed model run,
