@@ -394,12 +394,13 @@ def _train_locked(train_dir, devices, session_config, log, on_step, cluster, opt
             error=True)
 
     batch_size, num_steps = distributed.worker_batch(options.BATCH_SIZE, cluster, len(devices)), options.NUM_STEPS
+    in_bfloat16 = bfloat16_on(options)  # reads /proc/cpuinfo once for both lines below
     log('train: ResNet-v2-%d, %d tower(s) %s, batch %d%s, input %dx%d, %d images, train dir %s%s'
         % (options.BACKBONE_DEPTH, len(devices), ' '.join(devices), options.BATCH_SIZE,
            '' if cluster is None else ' over %d workers (%d here, %s)' % (cluster.size, batch_size, cluster.name()),
            options.INPUT_SIZE, options.INPUT_SIZE, len(dataset.image_ids), train_dir,
-           ', CPU convolutions in bfloat16' if bfloat16_on(options) else ''))
-    if options.CPU_BFLOAT16 and not bfloat16_on(options):
+           ', CPU convolutions in bfloat16' if in_bfloat16 else ''))
+    if options.CPU_BFLOAT16 and not in_bfloat16:
         log('train: note: CPU_BFLOAT16 is on but this CPU has no bfloat16 instructions (AVX512_BF16, AMX, ARM bf16): '
             'training stays in float32 (TensorFlow would emulate bfloat16, more slowly)', error=True)
     # A different seed after each restart: a resumed run does not replay the first epoch's order. On several
@@ -430,9 +431,11 @@ def bfloat16_on(options, cpu_has_bfloat16=None):
     """Whether training computes in bfloat16: options.CPU_BFLOAT16 and a CPU with bfloat16 instructions
     (`cpu_has_bfloat16`; None: machine.has_bfloat16()). Elsewhere TensorFlow would rewrite the graph anyway and
     emulate bfloat16 slowly, so training stays float32."""
+    if not options.CPU_BFLOAT16:
+        return False  # no need to read the CPU's flags
     if cpu_has_bfloat16 is None:
         cpu_has_bfloat16 = machine.has_bfloat16()
-    return bool(options.CPU_BFLOAT16 and cpu_has_bfloat16)
+    return bool(cpu_has_bfloat16)
 
 
 def bfloat16_config(session_config, options, cpu_has_bfloat16=None):
